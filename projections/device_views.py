@@ -1,0 +1,66 @@
+"""Reading the device registry and the device groups."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from projections.base import Db
+
+_labels = msgspec.json.Decoder(dict[str, Any])
+
+
+class Device(msgspec.Struct, kw_only=True):
+    id: str
+    hostname: str
+    os: str
+    agent_version: str
+    labels: dict[str, Any]
+    online: bool
+    registered_at: datetime
+    last_seen: datetime
+
+
+class DeviceGroup(msgspec.Struct, kw_only=True):
+    id: int
+    name: str
+    device_ids: list[str]
+    created_at: datetime
+    updated_at: datetime
+
+
+class DevicePage(msgspec.Struct):
+    items: list[Device]
+    total: int
+
+
+class GroupPage(msgspec.Struct):
+    items: list[DeviceGroup]
+    total: int
+
+
+async def list_devices(db: Db) -> DevicePage:
+    rows = await db.fetch(
+        "SELECT id, hostname, os, agent_version, labels::text, online, registered_at, last_seen "
+        "FROM devices ORDER BY id"
+    )
+    items = [Device(**(dict(row) | {"labels": _labels.decode(row["labels"])})) for row in rows]
+    return DevicePage(items=items, total=len(items))
+
+
+async def list_groups(db: Db) -> GroupPage:
+    rows = await db.fetch(
+        "SELECT id, name, device_ids, created_at, updated_at FROM device_groups ORDER BY id"
+    )
+    items = [DeviceGroup(**dict(row)) for row in rows]
+    return GroupPage(items=items, total=len(items))
+
+
+async def get_group(db: Db, group_id: int) -> DeviceGroup | None:
+    row = await db.fetchrow(
+        "SELECT id, name, device_ids, created_at, updated_at FROM device_groups WHERE id = $1",
+        group_id,
+    )
+    return DeviceGroup(**dict(row)) if row else None

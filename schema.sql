@@ -1,0 +1,168 @@
+-- DeployX Scheduler schema. Idempotent: `deployx migrate` applies it on every start.
+
+-- The event log: the one source of truth. Append-only (see the triggers below).
+CREATE TABLE IF NOT EXISTS events (
+    position       bigserial   PRIMARY KEY,
+    id             uuid        NOT NULL UNIQUE,
+    stream_id      text        NOT NULL,
+    version        integer     NOT NULL CHECK (version > 0),
+    type           text        NOT NULL,
+    category       text        NOT NULL,
+    schema_version integer     NOT NULL DEFAULT 1,
+    data           jsonb       NOT NULL,
+    metadata       jsonb       NOT NULL DEFAULT '{}',
+    recorded_at    timestamptz NOT NULL DEFAULT clock_timestamp(),
+    -- Readers only take rows whose transaction id is below every running transaction's
+    -- (pg_snapshot_xmin), so a row committed late can never be skipped; see docs/event-log.md.
+    tx_id          xid8        NOT NULL DEFAULT pg_current_xact_id(),
+    UNIQUE (stream_id, version)
+);
+CREATE INDEX IF NOT EXISTS events_log_order ON events (tx_id, position);
+CREATE INDEX IF NOT EXISTS events_by_task ON events ((data ->> 'task_id'), position)
+    WHERE data ? 'task_id';
+
+CREATE OR REPLACE FUNCTION events_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'the event log is append-only: % is not allowed on events', TG_OP
+        USING ERRCODE = 'insufficient_privilege';
+END $$;
+
+CREATE OR REPLACE FUNCTION events_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    -- A wake-up signal only; readers always read the table itself.
+    PERFORM pg_notify('deployx_events', '');
+    RETURN NULL;
+END $$;
+
+DROP TRIGGER IF EXISTS events_append_only ON events;
+CREATE TRIGGER events_append_only BEFORE UPDATE OR DELETE ON events
+    FOR EACH ROW EXECUTE FUNCTION events_refuse_change();
+DROP TRIGGER IF EXISTS events_no_truncate ON events;
+CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON events
+    FOR EACH STATEMENT EXECUTE FUNCTION events_refuse_change();
+DROP TRIGGER IF EXISTS events_wake_readers ON events;
+CREATE TRIGGER events_wake_readers AFTER INSERT ON events
+    FOR EACH STATEMENT EXECUTE FUNCTION events_notify();
+
+-- Where each reader of the log (projection, relay) has got to, in log order.
+CREATE TABLE IF NOT EXISTS checkpoints (
+    name       text        PRIMARY KEY,
+    tx_id      xid8        NOT NULL DEFAULT '0',
+    position   bigint      NOT NULL DEFAULT 0,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- The first answer to a command sent with an Idempotency-Key header, replayed on retries.
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+    user_id      text        NOT NULL,
+    key          text        NOT NULL,
+    request_hash text        NOT NULL,
+    status       integer     NOT NULL,
+    body         bytea       NOT NULL,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (user_id, key)
+);
+
+CREATE TABLE IF NOT EXISTS api_tokens (
+    token_hash bytea       PRIMARY KEY,
+    user_name  text        NOT NULL,
+    role       text        NOT NULL CHECK (role IN ('admin', 'operator', 'viewer')),
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE SEQUENCE IF NOT EXISTS device_group_ids;
+
+-- Read tables below are projections of the log: `deployx replay` empties and rebuilds them.
+CREATE TABLE IF NOT EXISTS tasks (
+    id                    uuid        PRIMARY KEY,
+    version               integer     NOT NULL,
+    user_id               text        NOT NULL,
+    name                  text        NOT NULL,
+    description           text        NOT NULL DEFAULT '',
+    task_type             text        NOT NULL,
+    status                text        NOT NULL,
+    recurrence_type       text        NOT NULL,
+    recurrence_config     jsonb       NOT NULL,
+    next_run_time         timestamptz,
+    last_run_time         timestamptz,
+    last_execution_status text,
+    execution_count       integer     NOT NULL DEFAULT 0,
+    running_executions    integer     NOT NULL DEFAULT 0,
+    device_ids            text[]      NOT NULL DEFAULT '{}',
+    group_ids             integer[]   NOT NULL DEFAULT '{}',
+    task_payload          jsonb       NOT NULL DEFAULT '{}',
+    misfire_grace_seconds integer     NOT NULL DEFAULT 3600,
+    overlap_policy        text        NOT NULL DEFAULT 'skip',
+    jitter_seconds        integer     NOT NULL DEFAULT 0,
+    created_at            timestamptz NOT NULL,
+    updated_at            timestamptz NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tasks_due ON tasks (next_run_time) WHERE next_run_time IS NOT NULL;
+CREATE INDEX IF NOT EXISTS tasks_by_user ON tasks (user_id, created_at DESC);
+CREATE INDEX IF NOT EXISTS tasks_by_created ON tasks (created_at DESC);
+
+-- Which runs the tasks projection has seen start and finish (so none is counted twice).
+CREATE TABLE IF NOT EXISTS task_runs (
+    execution_id uuid PRIMARY KEY,
+    task_id      uuid NOT NULL,
+    status       text NOT NULL DEFAULT 'running'
+);
+
+CREATE TABLE IF NOT EXISTS executions (
+    id                uuid        PRIMARY KEY,
+    task_id           uuid        NOT NULL,
+    task_type         text        NOT NULL,
+    trigger           text        NOT NULL,
+    scheduled_for     timestamptz NOT NULL,
+    started_at        timestamptz,
+    completed_at      timestamptz,
+    deadline          timestamptz,
+    status            text        NOT NULL,
+    error_message     text,
+    devices_targeted  integer     NOT NULL DEFAULT 0,
+    devices_succeeded integer     NOT NULL DEFAULT 0,
+    devices_failed    integer     NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS executions_by_task ON executions (task_id, scheduled_for DESC);
+CREATE INDEX IF NOT EXISTS executions_running ON executions (deadline) WHERE status = 'running';
+
+CREATE TABLE IF NOT EXISTS execution_results (
+    execution_id uuid NOT NULL,
+    device_id    text NOT NULL,
+    status       text NOT NULL,
+    exit_code    integer,
+    stdout       text NOT NULL DEFAULT '',
+    stderr       text NOT NULL DEFAULT '',
+    error        text,
+    recorded_at  timestamptz NOT NULL,
+    PRIMARY KEY (execution_id, device_id)
+);
+
+CREATE TABLE IF NOT EXISTS devices (
+    id            text        PRIMARY KEY,
+    hostname      text        NOT NULL DEFAULT '',
+    os            text        NOT NULL DEFAULT '',
+    agent_version text        NOT NULL DEFAULT '',
+    labels        jsonb       NOT NULL DEFAULT '{}',
+    online        boolean     NOT NULL DEFAULT false,
+    registered_at timestamptz NOT NULL,
+    last_seen     timestamptz NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS device_groups (
+    id         integer     PRIMARY KEY,
+    name       text        NOT NULL,
+    device_ids text[]      NOT NULL DEFAULT '{}',
+    user_id    text        NOT NULL DEFAULT '',
+    created_at timestamptz NOT NULL,
+    updated_at timestamptz NOT NULL
+);
+
+-- Finished executions per task and hour: the stats API and the console's charts.
+CREATE TABLE IF NOT EXISTS execution_stats_hourly (
+    task_id   uuid        NOT NULL,
+    hour      timestamptz NOT NULL,
+    succeeded integer     NOT NULL DEFAULT 0,
+    failed    integer     NOT NULL DEFAULT 0,
+    PRIMARY KEY (task_id, hour)
+);

@@ -1,0 +1,1 @@
+"""DeployX Scheduler services: domain logic, the event store, and the processes that run it."""

@@ -1,0 +1,78 @@
+"""create_app(settings): wires routes, middlewares, and the pools that live in cleanup_ctx."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import nats
+import structlog
+from aiohttp import web
+
+from services.api import groups, misc, tasks
+from services.api.keys import NATS, POOL, SETTINGS, TOKENS, WATCHER
+from services.api.middleware import access_log, authenticate, errors
+from services.api.openapi import openapi_document
+from services.api.responses import json_response
+from services.auth import TokenCache
+from services.db import create_pool
+from services.read_your_writes import ProjectionWatcher
+from services.settings import Settings
+
+WEB_DIR = Path(__file__).resolve().parents[2] / "web"
+log = structlog.get_logger(__name__)
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(
+        middlewares=[access_log, errors, authenticate], client_max_size=settings.max_body_bytes
+    )
+    app[SETTINGS] = settings
+    app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(_nats)
+    app.add_routes(tasks.routes)
+    app.add_routes(groups.routes)
+    app.add_routes(misc.routes)
+    document = openapi_document()
+    app.router.add_get("/api/openapi.json", lambda _request: _json(document))
+    app.router.add_get("/", _console)
+    if WEB_DIR.is_dir():
+        app.router.add_static("/web/", WEB_DIR)
+    return app
+
+
+async def _json(document: dict[str, object]) -> web.Response:
+    return json_response(document)
+
+
+async def _console(_request: web.Request) -> web.StreamResponse:
+    index = WEB_DIR / "index.html"
+    if index.is_file():
+        return web.FileResponse(index)
+    return web.Response(text="DeployX Scheduler API. See /api/openapi.json.")
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    pool = await create_pool(settings.database_url, settings.db_pool_max)
+    watcher = ProjectionWatcher(pool)
+    await watcher.start()
+    app[POOL], app[WATCHER], app[TOKENS] = pool, watcher, TokenCache(pool)
+    yield
+    await watcher.stop()
+    await pool.close()
+
+
+async def _nats(app: web.Application) -> AsyncIterator[None]:
+    async def report(exc: Exception) -> None:
+        log.warning("nats_error", error=str(exc))
+
+    client = await nats.connect(
+        app[SETTINGS].nats_url,
+        name="deployx-api",
+        max_reconnect_attempts=-1,
+        error_cb=report,
+    )
+    app[NATS] = client
+    yield
+    await client.drain()

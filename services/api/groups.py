@@ -1,0 +1,101 @@
+"""Device registry and device group routes."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from projections.device_views import get_group, list_devices, list_groups
+from services.api.commands import admin, metadata, now, respond_once, settled
+from services.api.keys import POOL, principal_of
+from services.api.responses import decode_body, encode, json_response
+from services.commands import GROUPS, handle
+from services.domain.errors import NotFound
+from services.domain.group import (
+    CreateGroup,
+    DeleteGroup,
+    GroupCommand,
+    GroupInput,
+    GroupPatch,
+    UpdateGroup,
+    stream_id,
+)
+from services.idempotency import IdempotentCall, StoredResponse
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/api/devices")
+async def devices(request: web.Request) -> web.Response:
+    return json_response(await list_devices(request.app[POOL]))
+
+
+@routes.get("/api/groups")
+async def groups(request: web.Request) -> web.Response:
+    return json_response(await list_groups(request.app[POOL]))
+
+
+@routes.post("/api/groups")
+async def create_group(request: web.Request) -> web.Response:
+    principal = admin(request)
+    body = await request.read()
+    group = decode_body(body, GroupInput)
+    pool = request.app[POOL]
+
+    async def create(call: IdempotentCall) -> StoredResponse:
+        group_id = int(await pool.fetchval("SELECT nextval('device_group_ids')"))
+        command = CreateGroup(group=group, user_id=principal.user, now=now())
+        return await _run(request, group_id, command, call, status=201)
+
+    return await respond_once(request, principal, body, create)
+
+
+@routes.put("/api/groups/{id}")
+async def update_group(request: web.Request) -> web.Response:
+    principal = admin(request)
+    body = await request.read()
+    patch = decode_body(body, GroupPatch)
+    command = UpdateGroup(patch=patch, now=now())
+    group_id = await _existing_group_id(request)
+    return await respond_once(
+        request, principal, body, lambda call: _run(request, group_id, command, call)
+    )
+
+
+@routes.delete("/api/groups/{id}")
+async def delete_group(request: web.Request) -> web.Response:
+    principal = admin(request)
+    command = DeleteGroup(now=now())
+    group_id = await _existing_group_id(request)
+    return await respond_once(
+        request, principal, b"", lambda call: _run(request, group_id, command, call, status=204)
+    )
+
+
+async def _run(
+    request: web.Request,
+    group_id: int,
+    command: GroupCommand,
+    call: IdempotentCall,
+    status: int = 200,
+) -> StoredResponse:
+    outcome = await handle(
+        request.app[POOL],
+        GROUPS,
+        stream_id(group_id),
+        command,
+        metadata=metadata(request, principal_of(request)),
+        event_ids=call.event_ids(1),
+        new_stream=isinstance(command, CreateGroup),
+    )
+    await settled(request, outcome.recorded, ["devices"])
+    if status == 204:
+        return StoredResponse(204, b"")
+    group = await get_group(request.app[POOL], group_id)
+    return StoredResponse(status, encode(group))
+
+
+async def _existing_group_id(request: web.Request) -> int:
+    raw = request.match_info["id"]
+    if not raw.isdigit() or await get_group(request.app[POOL], int(raw)) is None:
+        raise NotFound(f"group {raw} does not exist")
+    return int(raw)

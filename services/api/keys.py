@@ -1,0 +1,24 @@
+"""Typed application keys: what create_app puts on the app for views to use."""
+
+from __future__ import annotations
+
+import asyncpg
+import nats.aio.client
+from aiohttp import web
+
+from services.auth import Principal, TokenCache
+from services.read_your_writes import ProjectionWatcher
+from services.settings import Settings
+
+SETTINGS = web.AppKey("settings", Settings)
+POOL = web.AppKey("pool", asyncpg.Pool)
+TOKENS = web.AppKey("tokens", TokenCache)
+WATCHER = web.AppKey("watcher", ProjectionWatcher)
+NATS = web.AppKey("nats", nats.aio.client.Client)
+PRINCIPAL = "principal"  # request key, set by the auth middleware
+
+
+def principal_of(request: web.Request) -> Principal:
+    principal = request[PRINCIPAL]
+    assert isinstance(principal, Principal)
+    return principal

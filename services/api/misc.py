@@ -1,0 +1,73 @@
+"""Stats, schedule preview, health, readiness and metrics."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+import msgspec
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from projections.stats import stats as read_stats
+from services.api.commands import now
+from services.api.keys import NATS, POOL, principal_of
+from services.api.responses import decode_body, json_response
+from services.domain.errors import ValidationFailed
+from services.domain.recurrence import PREVIEW_MAX, parse_schedule, preview
+from services.domain.task_spec import RecurrenceType
+
+routes = web.RouteTableDef()
+
+
+class PreviewRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    recurrence_type: RecurrenceType
+    recurrence_config: dict[str, Any] = {}
+    count: Annotated[int, msgspec.Meta(ge=1, le=PREVIEW_MAX)] = 10
+    after: datetime | None = None
+
+
+class PreviewResponse(msgspec.Struct):
+    times: list[datetime]
+
+
+@routes.get("/api/schedule/stats")
+async def stats(request: web.Request) -> web.Response:
+    owner = principal_of(request).owner_filter()
+    return json_response(await read_stats(request.app[POOL], owner))
+
+
+@routes.post("/api/schedule/preview")
+async def schedule_preview(request: web.Request) -> web.Response:
+    asked = decode_body(await request.read(), PreviewRequest)
+    after = asked.after or now()
+    if after.tzinfo is None:
+        raise ValidationFailed("after", "must be an ISO 8601 time with an offset")
+    schedule = parse_schedule(asked.recurrence_type, asked.recurrence_config, anchor=after)
+    return json_response(PreviewResponse(times=preview(schedule, after, asked.count)))
+
+
+@routes.get("/healthz")
+async def healthz(_request: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+@routes.get("/readyz")
+async def readyz(request: web.Request) -> web.Response:
+    checks: dict[str, str] = {}
+    try:
+        await request.app[POOL].fetchval("SELECT 1", timeout=2)
+        checks["database"] = "ok"
+    except Exception as exc:  # any failure means "not ready", and says why
+        checks["database"] = f"unavailable: {exc}"
+    checks["nats"] = "ok" if request.app[NATS].is_connected else "unavailable: not connected"
+    ready = all(value == "ok" for value in checks.values())
+    body = {"status": "ready" if ready else "not_ready", "checks": checks}
+    return json_response(body, status=200 if ready else 503)
+
+
+@routes.get("/metrics")
+async def metrics(_request: web.Request) -> web.Response:
+    response = web.Response(body=generate_latest())
+    response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
+    return response

@@ -1,0 +1,195 @@
+"""Task routes: create, list, get, update, delete, pause, resume, execute, executions, events."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+
+from aiohttp import web
+
+from events.codec import to_envelope
+from events.task import TaskCreated
+from projections.execution_views import list_executions
+from projections.task_views import Task, TaskFilter, get_task, list_tasks
+from services.api.commands import metadata, now, respond_once, settled, writer
+from services.api.keys import POOL, principal_of
+from services.api.responses import decode_body, encode, json_response, query_int
+from services.commands import TASKS, handle
+from services.domain.errors import NotFound, ValidationFailed
+from services.domain.task import (
+    CreateTask,
+    DeleteTask,
+    ExecuteNow,
+    PauseTask,
+    ResumeTask,
+    TaskCommand,
+    UpdateTask,
+)
+from services.domain.task_spec import TaskInput, TaskPatch
+from services.idempotency import IdempotentCall, StoredResponse
+from services.store import read_task_history
+
+STATUSES = ("pending", "running", "completed", "failed", "paused")
+TASK_TYPES = ("command", "software_deployment", "file_deployment")
+routes = web.RouteTableDef()
+
+
+@routes.post("/api/schedule/tasks")
+async def create_task(request: web.Request) -> web.Response:
+    principal = writer(request)
+    body = await request.read()
+    task_input = decode_body(body, TaskInput)
+    pool = request.app[POOL]
+
+    async def create(call: IdempotentCall) -> StoredResponse:
+        task_id = call.derived_id("task")
+        command = CreateTask(user_id=principal.user, task=task_input, now=now())
+        outcome = await handle(
+            pool,
+            TASKS,
+            task_id,
+            command,
+            metadata=metadata(request, principal),
+            event_ids=call.event_ids(1),
+            new_stream=True,
+        )
+        await settled(request, outcome.recorded, ["tasks"])
+        return StoredResponse(201, encode(await _visible_task(request, task_id)))
+
+    return await respond_once(request, principal, body, create)
+
+
+@routes.get("/api/schedule/tasks")
+async def list_all(request: web.Request) -> web.Response:
+    params = request.query
+    status, task_type = params.get("status") or None, params.get("task_type") or None
+    if status is not None and status not in STATUSES:
+        raise ValidationFailed("status", f"must be one of {', '.join(STATUSES)}")
+    if task_type is not None and task_type not in TASK_TYPES:
+        raise ValidationFailed("task_type", f"must be one of {', '.join(TASK_TYPES)}")
+    query = TaskFilter(
+        owner=principal_of(request).owner_filter(),
+        status=status,
+        task_type=task_type,
+        q=params.get("q") or None,
+        limit=query_int(params, "limit", 50, 1, 1000),
+        offset=query_int(params, "offset", 0, 0, 10_000_000),
+    )
+    return json_response(await list_tasks(request.app[POOL], query))
+
+
+@routes.get("/api/schedule/tasks/{id}")
+async def get_one(request: web.Request) -> web.Response:
+    return json_response(await _visible_task(request, _task_id(request)))
+
+
+@routes.put("/api/schedule/tasks/{id}")
+async def update(request: web.Request) -> web.Response:
+    body = await request.read()
+    try:
+        patch = decode_body(body, TaskPatch)
+    except ValidationFailed as exc:
+        if exc.field == "task_type":
+            raise ValidationFailed("task_type", "cannot be changed; create a new task") from None
+        raise
+    return await _task_command(request, body, lambda: UpdateTask(patch=patch, now=now()))
+
+
+@routes.delete("/api/schedule/tasks/{id}")
+async def delete(request: web.Request) -> web.Response:
+    return await _task_command(request, b"", lambda: DeleteTask(now=now()), status=204)
+
+
+@routes.post("/api/schedule/tasks/{id}/pause")
+async def pause(request: web.Request) -> web.Response:
+    return await _task_command(request, await request.read(), lambda: PauseTask(now=now()))
+
+
+@routes.post("/api/schedule/tasks/{id}/resume")
+async def resume(request: web.Request) -> web.Response:
+    return await _task_command(request, await request.read(), lambda: ResumeTask(now=now()))
+
+
+@routes.post("/api/schedule/tasks/{id}/execute")
+async def execute(request: web.Request) -> web.Response:
+    body = await request.read()
+    principal = writer(request)
+    task_id = _task_id(request)
+    await _visible_task(request, task_id)
+
+    async def run_now(call: IdempotentCall) -> StoredResponse:
+        execution_id = call.derived_id("execution")
+        command = ExecuteNow(execution_id=execution_id, now=now())
+        outcome = await handle(
+            request.app[POOL],
+            TASKS,
+            task_id,
+            command,
+            metadata=metadata(request, principal),
+            event_ids=call.event_ids(1),
+        )
+        await settled(request, outcome.recorded, ["tasks", "executions"])
+        return StoredResponse(202, encode({"execution_id": execution_id}))
+
+    return await respond_once(request, principal, body, run_now)
+
+
+@routes.get("/api/schedule/tasks/{id}/executions")
+async def executions(request: web.Request) -> web.Response:
+    task_id = _task_id(request)
+    await _visible_task(request, task_id)
+    limit = query_int(request.query, "limit", 50, 1, 1000)
+    offset = query_int(request.query, "offset", 0, 0, 10_000_000)
+    return json_response(await list_executions(request.app[POOL], task_id, limit, offset))
+
+
+@routes.get("/api/schedule/tasks/{id}/events")
+async def history(request: web.Request) -> web.Response:
+    task_id = _task_id(request)
+    recorded = await read_task_history(request.app[POOL], task_id)
+    created = recorded[0].event if recorded else None
+    if not isinstance(created, TaskCreated) or not principal_of(request).may_see(created.user_id):
+        raise NotFound(f"task {task_id} does not exist")
+    return json_response({"items": [to_envelope(event) for event in recorded]})
+
+
+async def _task_command(
+    request: web.Request,
+    body: bytes,
+    make_command: Callable[[], TaskCommand],
+    status: int = 200,
+) -> web.Response:
+    principal = writer(request)
+    task_id = _task_id(request)
+    await _visible_task(request, task_id)
+
+    async def run(call: IdempotentCall) -> StoredResponse:
+        outcome = await handle(
+            request.app[POOL],
+            TASKS,
+            task_id,
+            make_command(),
+            metadata=metadata(request, principal),
+            event_ids=call.event_ids(1),
+        )
+        await settled(request, outcome.recorded, ["tasks"])
+        if status == 204:
+            return StoredResponse(204, b"")
+        return StoredResponse(status, encode(await _visible_task(request, task_id)))
+
+    return await respond_once(request, principal, body, run)
+
+
+async def _visible_task(request: web.Request, task_id: str) -> Task:
+    task = await get_task(request.app[POOL], task_id)
+    if task is None or not principal_of(request).may_see(task.user_id):
+        raise NotFound(f"task {task_id} does not exist")
+    return task
+
+
+def _task_id(request: web.Request) -> str:
+    raw = request.match_info["id"]
+    try:
+        return str(uuid.UUID(raw))
+    except ValueError:
+        raise NotFound(f"task {raw} does not exist") from None

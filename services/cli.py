@@ -1,0 +1,101 @@
+"""The `deployx` command: the whole system, one service alone, and the operator's tools."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from pathlib import Path
+
+from services import runtime
+from services.logs import configure_logging
+from services.settings import Settings, from_env
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    settings = from_env(host=getattr(args, "host", None), port=getattr(args, "port", None))
+    configure_logging(settings.log_format, settings.log_level)
+    args.run(args, settings)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="deployx", description="DeployX Scheduler")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    up = commands.add_parser("up", help="run the whole system on this machine")
+    up.add_argument("--host", default="127.0.0.1")
+    up.add_argument("--port", type=int, default=8080)
+    up.add_argument("--data-dir", type=Path, default=Path(".deployx"))
+    up.add_argument("--agents", type=int, default=3, help="local demo agents to start")
+    up.set_defaults(run=_up)
+
+    api = commands.add_parser("api", help="the HTTP API and web console alone")
+    api.add_argument("--host")
+    api.add_argument("--port", type=int)
+    api.set_defaults(run=lambda _a, s: runtime.run_alone(s, runtime.serve_api))
+
+    projector = commands.add_parser("projector", help="keeps the read tables up to date")
+    projector.set_defaults(run=lambda _a, s: runtime.run_alone(s, runtime.serve_projector))
+
+    migrate = commands.add_parser("migrate", help="apply schema.sql (idempotent)")
+    migrate.set_defaults(run=_migrate)
+
+    token = commands.add_parser("token", help="API tokens")
+    token_commands = token.add_subparsers(required=True, metavar="ACTION")
+    create = token_commands.add_parser("create", help="print a new API token")
+    create.add_argument("--user", required=True)
+    create.add_argument("--role", required=True, choices=("admin", "operator", "viewer"))
+    create.set_defaults(run=_token_create)
+
+    events = commands.add_parser("events", help="the audit log as JSON lines, in log order")
+    events.add_argument("--task", help="only this task's events")
+    events.add_argument("--after", type=int, help="only events after this position")
+    events.set_defaults(run=_events)
+
+    replay = commands.add_parser("replay", help="rebuild every read table from the log")
+    replay.set_defaults(run=_replay)
+    return parser
+
+
+def _up(args: argparse.Namespace, settings: Settings) -> None:
+    from services.up import up
+
+    up(settings, args.data_dir, args.agents)
+
+
+def _migrate(_args: argparse.Namespace, settings: Settings) -> None:
+    from services.db import ensure_database, migrate
+
+    async def run() -> None:
+        await ensure_database(settings.database_url)
+        await migrate(settings.database_url)
+
+    asyncio.run(run())
+    print("schema applied")
+
+
+def _token_create(args: argparse.Namespace, settings: Settings) -> None:
+    import asyncpg
+
+    from services.auth import create_token
+
+    async def run() -> str:
+        conn = await asyncpg.connect(settings.database_url)
+        try:
+            return await create_token(conn, args.user, args.role)
+        finally:
+            await conn.close()
+
+    print(asyncio.run(run()))
+
+
+def _events(args: argparse.Namespace, settings: Settings) -> None:
+    from services.audit import print_events
+
+    asyncio.run(print_events(settings.database_url, args.task, args.after))
+
+
+def _replay(_args: argparse.Namespace, settings: Settings) -> None:
+    from services.replay import replay_command
+
+    asyncio.run(replay_command(settings.database_url))

@@ -1,0 +1,127 @@
+"""What a user may write on a task: the create and update shapes and their validation."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import UNSET, Meta, UnsetType
+
+from events.base import TASK_TYPES
+from services.domain.errors import ValidationFailed
+
+Name = Annotated[str, Meta(min_length=1, max_length=200)]
+Description = Annotated[str, Meta(max_length=5000)]
+DeviceId = Annotated[str, Meta(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:\-]+$")]
+GroupId = Annotated[int, Meta(ge=1)]
+Seconds = Annotated[int, Meta(ge=0, le=366 * 86400)]
+TaskType = Literal["command", "software_deployment", "file_deployment"]
+RecurrenceType = Literal["once", "daily", "weekly", "monthly", "custom", "interval"]
+OverlapPolicy = Literal["skip", "allow"]
+
+MAX_TARGETS = 100_000
+
+
+class CommandPayload(msgspec.Struct, forbid_unknown_fields=True):
+    command: Annotated[str, Meta(min_length=1, max_length=65536)]
+    shell: Literal["bash", "sh", "zsh", "powershell", "pwsh", "cmd", "python3"] = "bash"
+    timeout_seconds: Annotated[int, Meta(ge=1, le=86400)] = 300
+    env: dict[str, str] = {}
+    working_dir: str | None = None
+
+
+class SoftwarePayload(msgspec.Struct, forbid_unknown_fields=True):
+    package: Annotated[str, Meta(min_length=1, max_length=256)]
+    version: str | None = None
+    action: Literal["install", "upgrade", "uninstall"] = "install"
+    manager: str | None = None
+    timeout_seconds: Annotated[int, Meta(ge=1, le=86400)] = 1800
+
+
+class FilePayload(msgspec.Struct, forbid_unknown_fields=True):
+    file_id: Annotated[str, Meta(min_length=1, max_length=200)]
+    destination: Annotated[str, Meta(min_length=1, max_length=4096, pattern=r"^/")]
+    mode: Annotated[str, Meta(pattern=r"^0?[0-7]{3,4}$")] = "0644"
+    owner: str | None = None
+    timeout_seconds: Annotated[int, Meta(ge=1, le=86400)] = 600
+
+
+PAYLOAD_KEYS: dict[str, tuple[str, type[msgspec.Struct]]] = {
+    "command": ("command_payload", CommandPayload),
+    "software_deployment": ("software_payload", SoftwarePayload),
+    "file_deployment": ("file_payload", FilePayload),
+}
+
+
+class TaskInput(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The body of POST /api/schedule/tasks."""
+
+    name: Name
+    description: Description = ""
+    task_type: TaskType
+    recurrence_type: RecurrenceType
+    recurrence_config: dict[str, Any] = {}
+    device_ids: Annotated[list[DeviceId], Meta(max_length=MAX_TARGETS)] = []
+    group_ids: Annotated[list[GroupId], Meta(max_length=10_000)] = []
+    task_payload: dict[str, Any] = {}
+    misfire_grace_seconds: Seconds = 3600
+    overlap_policy: OverlapPolicy = "skip"
+    jitter_seconds: Seconds = 0
+
+
+class TaskPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The body of PUT /api/schedule/tasks/{id}: any subset of the writable fields."""
+
+    name: Name | UnsetType = UNSET
+    description: Description | UnsetType = UNSET
+    recurrence_type: RecurrenceType | UnsetType = UNSET
+    recurrence_config: dict[str, Any] | UnsetType = UNSET
+    device_ids: Annotated[list[DeviceId], Meta(max_length=MAX_TARGETS)] | UnsetType = UNSET
+    group_ids: Annotated[list[GroupId], Meta(max_length=10_000)] | UnsetType = UNSET
+    task_payload: dict[str, Any] | UnsetType = UNSET
+    misfire_grace_seconds: Seconds | UnsetType = UNSET
+    overlap_policy: OverlapPolicy | UnsetType = UNSET
+    jitter_seconds: Seconds | UnsetType = UNSET
+
+
+WRITABLE_FIELDS: tuple[str, ...] = TaskPatch.__struct_fields__
+
+
+def canonical_payload(task_type: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """Validates task_payload for its task type and returns it with defaults filled."""
+    if task_type not in TASK_TYPES:
+        raise ValidationFailed("task_type", f"must be one of {', '.join(TASK_TYPES)}")
+    key, shape = PAYLOAD_KEYS[task_type]
+    extra = sorted(set(payload) - {key})
+    if extra:
+        raise ValidationFailed(f"task_payload.{extra[0]}", f"not allowed for a {task_type} task")
+    if key not in payload:
+        raise ValidationFailed(f"task_payload.{key}", f"is required for a {task_type} task")
+    try:
+        parsed = msgspec.convert(payload[key], shape)
+    except msgspec.ValidationError as exc:
+        raise from_msgspec_error(exc, prefix=f"task_payload.{key}") from None
+    return {key: msgspec.to_builtins(parsed)}
+
+
+def unique(values: list[Any]) -> list[Any]:
+    """Removes repeats, keeping the first of each: a device listed twice runs once."""
+    return list(dict.fromkeys(values))
+
+
+def from_msgspec_error(exc: msgspec.ValidationError, prefix: str = "") -> ValidationFailed:
+    """Turns msgspec's "Expected `int`, got `str` - at `$.a.b`" into field `a.b` and a reason."""
+    text = str(exc)
+    reason, _, where = text.partition(" - at `")
+    path = where.rstrip("`").removeprefix("$").lstrip(".") if where else ""
+    path = path.replace("[", ".").replace("]", "")
+    if reason.startswith("Object missing required field `"):
+        missing = reason.split("`")[1]
+        path = f"{path}.{missing}" if path else missing
+        reason = "is required"
+    elif reason.startswith("Object contains unknown field `"):
+        unknown = reason.split("`")[1]
+        path = f"{path}.{unknown}" if path else unknown
+        reason = "is not a known field"
+    field = ".".join(part for part in (prefix, path) if part) or "body"
+    return ValidationFailed(field, reason[:1].lower() + reason[1:])

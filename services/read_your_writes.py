@@ -1,0 +1,88 @@
+"""Lets a write wait until the read tables show it, so a GET after a 2xx sees what was written."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+
+import asyncpg
+import structlog
+from asyncpg.pool import PoolConnectionProxy
+
+from events.codec import RecordedEvent
+from services.store import LogCursor
+
+PROJECTED_CHANNEL = "deployx_projected"
+log = structlog.get_logger(__name__)
+
+
+class ProjectionLagging(Exception):
+    """The projector did not reach a write in time; the write itself is stored."""
+
+
+class ProjectionWatcher:
+    """Follows every projection's checkpoint through NOTIFY, with a poll as a safety net."""
+
+    def __init__(self, pool: asyncpg.Pool, poll_interval: float = 0.5) -> None:
+        self._pool = pool
+        self._poll_interval = poll_interval
+        self._cursors: dict[str, LogCursor] = {}
+        self._changed = asyncio.Condition()
+        self._listener: PoolConnectionProxy | None = None
+        self._poller: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        listener = await self._pool.acquire()
+        await listener.add_listener(PROJECTED_CHANNEL, self._on_notify)
+        self._listener = listener
+        await self._refresh()
+        self._poller = asyncio.create_task(self._poll())
+
+    async def stop(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
+        if self._listener is not None:
+            await self._listener.remove_listener(PROJECTED_CHANNEL, self._on_notify)
+            await self._pool.release(self._listener)
+
+    async def wait_for(
+        self, recorded: Iterable[RecordedEvent], projections: Iterable[str], timeout: float
+    ) -> None:
+        target = max((LogCursor.of(event) for event in recorded), default=None)
+        if target is None:
+            return
+        names = list(projections)
+        async with asyncio.timeout(timeout):
+            async with self._changed:
+                await self._changed.wait_for(
+                    lambda: all(self._cursors.get(name, LogCursor()) >= target for name in names)
+                )
+
+    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
+        assert isinstance(payload, str)
+        name, tx_id, position = payload.rsplit(":", 2)
+        self._advance(name, LogCursor(int(tx_id), int(position)))
+
+    def _advance(self, name: str, cursor: LogCursor) -> None:
+        if cursor > self._cursors.get(name, LogCursor()):
+            self._cursors[name] = cursor
+            asyncio.get_running_loop().create_task(self._notify_waiters())
+
+    async def _notify_waiters(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def _refresh(self) -> None:
+        rows = await self._pool.fetch(
+            "SELECT name, tx_id::text::bigint AS tx_id, position FROM checkpoints"
+        )
+        for row in rows:
+            self._advance(row["name"], LogCursor(row["tx_id"], row["position"]))
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self._poll_interval)
+            try:
+                await self._refresh()
+            except (OSError, asyncpg.PostgresError) as exc:
+                log.warning("projection_watch_failed", error=str(exc))

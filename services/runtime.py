@@ -1,0 +1,71 @@
+"""Running services until told to stop: signals, the API server, the projector."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Awaitable, Callable
+
+import structlog
+from aiohttp import web
+
+from services.api.app import create_app
+from services.db import create_pool
+from services.projector import run_projector
+from services.settings import Settings
+
+log = structlog.get_logger("deployx")
+Service = Callable[[Settings, asyncio.Event], Awaitable[None]]
+
+
+def stop_on_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+
+async def serve_api(settings: Settings, stop: asyncio.Event) -> None:
+    runner = web.AppRunner(create_app(settings), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port)
+    await site.start()
+    log.info("api_listening", url=f"http://{settings.host}:{settings.port}/")
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+async def serve_projector(settings: Settings, stop: asyncio.Event) -> None:
+    pool = await create_pool(settings.database_url, max_size=4)
+    log.info("projector_started")
+    try:
+        await run_projector(pool, stop)
+    finally:
+        await pool.close()
+
+
+async def run_services(settings: Settings, services: list[Service], stop: asyncio.Event) -> None:
+    """Runs services together; when one fails, the others are stopped and the error raised."""
+    tasks = [asyncio.ensure_future(service(settings, stop)) for service in services]
+    done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    stop.set()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    for task in done:
+        if task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]
+
+
+def run_alone(settings: Settings, service: Service) -> None:
+    run_until_signal(settings, [service])
+
+
+def run_until_signal(settings: Settings, services: list[Service]) -> None:
+    """Runs services in this process until SIGINT or SIGTERM."""
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        stop_on_signals(stop)
+        await run_services(settings, services, stop)
+
+    asyncio.run(main())

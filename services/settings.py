@@ -1,0 +1,44 @@
+"""Settings: one frozen Struct, read from the environment once, in the entry point."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import msgspec
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/deployx"
+    nats_url: str = "nats://127.0.0.1:4222"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    log_format: str = "auto"  # "json" | "console" | "auto" (console on a TTY)
+    log_level: str = "info"
+    max_body_bytes: int = 1024 * 1024
+    # How long a write waits for the read tables to show it before answering 503.
+    read_your_writes_timeout: float = 10.0
+    db_pool_max: int = 20
+
+
+_ENV = {
+    "database_url": "DEPLOYX_DATABASE_URL",
+    "nats_url": "DEPLOYX_NATS_URL",
+    "host": "DEPLOYX_HOST",
+    "port": "DEPLOYX_PORT",
+    "log_format": "DEPLOYX_LOG_FORMAT",
+    "log_level": "DEPLOYX_LOG_LEVEL",
+    "max_body_bytes": "DEPLOYX_MAX_BODY_BYTES",
+    "read_your_writes_timeout": "DEPLOYX_READ_YOUR_WRITES_TIMEOUT",
+    "db_pool_max": "DEPLOYX_DB_POOL_MAX",
+}
+
+
+def from_env(environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+    """Settings from DEPLOYX_* variables; keyword overrides (e.g. from CLI flags) win."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, object] = {
+        field: environ[name] for field, name in _ENV.items() if name in environ
+    }
+    values.update({key: value for key, value in overrides.items() if value is not None})
+    return msgspec.convert(values, Settings, strict=False)

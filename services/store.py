@@ -1,0 +1,214 @@
+"""The Postgres event store: appends with an expected version, and gap-free reads in log order."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+import msgspec
+from asyncpg.pool import PoolConnectionProxy
+
+from events.base import Event
+from events.codec import RecordedEvent, decode_data, encode_data
+from services.domain.errors import Conflict
+
+# One statement, one round trip: the version check and the insert happen together, and the
+# UNIQUE (stream_id, version) constraint settles any race between two appenders.
+_APPEND = """
+WITH current AS (
+    SELECT coalesce(max(version), 0) AS version FROM events WHERE stream_id = $1
+)
+INSERT INTO events (id, stream_id, version, type, category, schema_version, data, metadata)
+SELECT e.id, $1, current.version + e.ord, e.type, $2, e.schema_version, e.data, $3::jsonb
+FROM current,
+     unnest($4::uuid[], $5::text[], $6::int[], $7::jsonb[])
+         WITH ORDINALITY AS e(id, type, schema_version, data, ord)
+WHERE $8::int IS NULL OR current.version = $8::int
+RETURNING id::text, version, position, tx_id::text::bigint, recorded_at
+"""
+
+_COLUMNS = """
+    id::text, stream_id, version, position, tx_id::text::bigint AS tx_id, category, type,
+    schema_version, data::text, metadata::text, recorded_at
+"""
+
+# Only rows of transactions older than every transaction still running: a row that commits
+# later can never get a lower (tx_id, position) than what a reader has already passed.
+_READ_AFTER = f"""
+SELECT {_COLUMNS} FROM events
+WHERE (tx_id, position) > ($1::text::xid8, $2::bigint)
+  AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
+ORDER BY tx_id, position
+LIMIT $3
+"""
+
+_READ_STREAM = f"SELECT {_COLUMNS} FROM events WHERE stream_id = $1 ORDER BY version"
+
+_metadata_encoder = msgspec.json.Encoder()
+_metadata_decoder = msgspec.json.Decoder(dict[str, Any])
+
+Executor = asyncpg.Pool | asyncpg.Connection | PoolConnectionProxy
+Connection = asyncpg.Connection | PoolConnectionProxy
+# An append "at any version" (expected_version None) races only with other such appends.
+_ANY_VERSION_ATTEMPTS = 5
+
+
+class ConcurrencyError(Conflict):
+    """Another writer appended to the stream since the caller read it."""
+
+    def __init__(self, stream_id: str, expected: int | None, actual: int) -> None:
+        super().__init__(
+            f"stream {stream_id} is at version {actual}, not the expected {expected}; "
+            "it changed meanwhile, read it again and retry",
+            {"stream_id": stream_id, "expected_version": expected, "actual_version": actual},
+        )
+        self.stream_id, self.expected, self.actual = stream_id, expected, actual
+
+
+class DuplicateEvent(Conflict):
+    """An event with this id is in the log already: the same command was applied before."""
+
+
+class LogCursor(msgspec.Struct, frozen=True, order=True):
+    """A place in the log: everything up to and including (tx_id, position) has been read."""
+
+    tx_id: int = 0
+    position: int = 0
+
+    @classmethod
+    def of(cls, event: RecordedEvent) -> LogCursor:
+        return cls(event.tx_id, event.position)
+
+
+def new_event_id() -> str:
+    return str(uuid.uuid4())
+
+
+async def append(
+    db: Executor,
+    stream_id: str,
+    category: str,
+    events: Sequence[Event],
+    *,
+    expected_version: int | None,
+    metadata: dict[str, Any] | None = None,
+    event_ids: Sequence[str] | None = None,
+) -> list[RecordedEvent]:
+    """Appends events to a stream at expected_version (None: at whatever version it has)."""
+    ids = list(event_ids) if event_ids is not None else [new_event_id() for _ in events]
+    meta = metadata or {}
+    for attempt in range(_ANY_VERSION_ATTEMPTS):
+        try:
+            return await _append_once(db, stream_id, category, events, expected_version, meta, ids)
+        except ConcurrencyError:
+            if expected_version is not None or attempt == _ANY_VERSION_ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+async def _append_once(
+    db: Executor,
+    stream_id: str,
+    category: str,
+    events: Sequence[Event],
+    expected_version: int | None,
+    meta: dict[str, Any],
+    ids: list[str],
+) -> list[RecordedEvent]:
+    try:
+        rows = await db.fetch(
+            _APPEND,
+            stream_id,
+            category,
+            _metadata_encoder.encode(meta).decode(),
+            ids,
+            [event.type for event in events],
+            [event.schema_version for event in events],
+            [encode_data(event).decode() for event in events],
+            expected_version,
+        )
+    except asyncpg.UniqueViolationError as exc:
+        if exc.constraint_name == "events_id_key":
+            raise DuplicateEvent("these events were appended before") from None
+        raise ConcurrencyError(
+            stream_id, expected_version, await stream_version(db, stream_id)
+        ) from None
+    if not rows:
+        raise ConcurrencyError(stream_id, expected_version, await stream_version(db, stream_id))
+    rows = sorted(rows, key=lambda row: int(row["version"]))
+    return [
+        RecordedEvent(
+            id=row["id"],
+            stream_id=stream_id,
+            version=row["version"],
+            position=row["position"],
+            tx_id=row["tx_id"],
+            category=category,
+            recorded_at=row["recorded_at"],
+            event=event,
+            metadata=meta,
+        )
+        for row, event in zip(rows, events, strict=True)
+    ]
+
+
+async def stream_version(db: Executor, stream_id: str) -> int:
+    version = await db.fetchval(
+        "SELECT coalesce(max(version), 0) FROM events WHERE stream_id = $1", stream_id
+    )
+    return int(version)
+
+
+async def read_stream(db: Executor, stream_id: str) -> list[RecordedEvent]:
+    return [to_recorded(row) for row in await db.fetch(_READ_STREAM, stream_id)]
+
+
+async def read_after(db: Executor, cursor: LogCursor, limit: int = 1000) -> list[RecordedEvent]:
+    """The next events after cursor in log order; never skips one that commits later."""
+    rows = await db.fetch(_READ_AFTER, str(cursor.tx_id), cursor.position, limit)
+    return [to_recorded(row) for row in rows]
+
+
+def to_recorded(row: asyncpg.Record) -> RecordedEvent:
+    return RecordedEvent(
+        id=row["id"],
+        stream_id=row["stream_id"],
+        version=row["version"],
+        position=row["position"],
+        tx_id=row["tx_id"],
+        category=row["category"],
+        recorded_at=row["recorded_at"],
+        event=decode_data(row["type"], row["data"], row["schema_version"]),
+        metadata=_metadata_decoder.decode(row["metadata"]),
+    )
+
+
+async def has_events_after(db: Executor, cursor: LogCursor) -> bool:
+    """Whether committed events lie past cursor, visible to read_after yet or not."""
+    return bool(
+        await db.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM events WHERE (tx_id, position) > ($1::text::xid8, $2))",
+            str(cursor.tx_id),
+            cursor.position,
+        )
+    )
+
+
+async def read_task_history(
+    db: Executor, task_id: str, after: LogCursor | None = None
+) -> list[RecordedEvent]:
+    """Every event about one task (its own stream and its executions'), in log order."""
+    cursor = after or LogCursor()
+    rows = await db.fetch(
+        f"""
+        SELECT {_COLUMNS} FROM events
+        WHERE data ->> 'task_id' = $1 AND (tx_id, position) > ($2::text::xid8, $3::bigint)
+        ORDER BY tx_id, position
+        """,
+        task_id,
+        str(cursor.tx_id),
+        cursor.position,
+    )
+    return [to_recorded(row) for row in rows]
