@@ -34,15 +34,15 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(groups.routes)
     app.add_routes(misc.routes)
     document = openapi_document()
-    app.router.add_get("/api/openapi.json", lambda _request: _json(document))
+
+    async def openapi(_request: web.Request) -> web.Response:
+        return json_response(document)
+
+    app.router.add_get("/api/openapi.json", openapi)
     app.router.add_get("/", _console)
     if WEB_DIR.is_dir():
         app.router.add_static("/web/", WEB_DIR)
     return app
-
-
-async def _json(document: dict[str, object]) -> web.Response:
-    return json_response(document)
 
 
 async def _console(_request: web.Request) -> web.StreamResponse:

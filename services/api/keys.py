@@ -15,10 +15,8 @@ POOL = web.AppKey("pool", asyncpg.Pool)
 TOKENS = web.AppKey("tokens", TokenCache)
 WATCHER = web.AppKey("watcher", ProjectionWatcher)
 NATS = web.AppKey("nats", nats.aio.client.Client)
-PRINCIPAL = "principal"  # request key, set by the auth middleware
+PRINCIPAL = web.RequestKey("principal", Principal)  # set by the auth middleware
 
 
 def principal_of(request: web.Request) -> Principal:
-    principal = request[PRINCIPAL]
-    assert isinstance(principal, Principal)
-    return principal
+    return request[PRINCIPAL]
