@@ -98,7 +98,11 @@ async def run_projector(
             wake.clear()
             try:
                 async with pool.acquire() as conn:
-                    await catch_up(conn, projections)
+                    applied = await catch_up(conn, projections)
+                    failures.reset()
+                    if applied:
+                        retry.reset()
+                        continue
                     # A committed event may be held back behind an older open transaction whose
                     # commit sends no wake-up: look again soon instead of waiting for one.
                     cursor = min([await load_checkpoint(conn, p.name) for p in projections])
@@ -109,7 +113,6 @@ async def run_projector(
                 log.exception("projection_failed")
                 await _wait_any(asyncio.Event(), stop, failures.next())
                 continue
-            failures.reset()
             if held_back:
                 await asyncio.sleep(retry.next())
                 continue

@@ -1,0 +1,37 @@
+# Sourced by scripts/up and scripts/test: makes .venv from a bare machine with Python 3.11+
+# and installs the project into it (with the extras named in $EXTRAS, e.g. "[test]").
+PYTHON=${PYTHON:-python3}
+VENV=.venv
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
+
+section() { printf '\n=== %s ===\n' "$*"; }
+die() { printf '%s: %s\n' "$(basename "$0")" "$*" >&2; exit 1; }
+
+ensure_venv() {
+    local extras=${1:-}
+    command -v "$PYTHON" >/dev/null || die "$PYTHON not found: Python 3.11+ is needed"
+    "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+        || die "$("$PYTHON" -V 2>&1) is too old: Python 3.11+ is needed"
+    # A venv made without ensurepip has a python but no pip: make it again.
+    if ! "$VENV/bin/python" -m pip --version >/dev/null 2>&1; then
+        rm -rf "$VENV"
+        if ! "$PYTHON" -m venv "$VENV"; then
+            # Debian ships venv (ensurepip) separately.
+            [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+                || die "'$PYTHON -m venv' failed: install python3-venv"
+            rm -rf "$VENV"
+            echo "installing python3-venv with apt-get"
+            apt-get update -qq \
+                && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv \
+                || die "apt-get install python3-venv failed"
+            "$PYTHON" -m venv "$VENV" || die "'$PYTHON -m venv' failed even with python3-venv"
+        fi
+    fi
+    # Reinstall only when pyproject.toml (or the extras asked for) changed since the last install.
+    local stamp="$VENV/.deployx-installed" want
+    want="$(cksum pyproject.toml) $extras"
+    if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+        "$VENV/bin/python" -m pip install -q -e ".$extras" || die "pip install -e '.$extras' failed"
+        printf '%s\n' "$want" >"$stamp"
+    fi
+}
