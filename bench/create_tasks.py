@@ -52,8 +52,8 @@ async def wait_ready(base: str, token_file: Path, timeout: float = 60.0) -> str:
         while time.monotonic() < deadline:
             try:
                 async with session.get(f"{base}/readyz") as response:
-                    if response.status == 200 and token_file.is_file():
-                        return token_file.read_text().strip()
+                    if response.status == 200:  # the token file is written before the API starts
+                        return (await asyncio.to_thread(token_file.read_text)).strip()
             except aiohttp.ClientError:
                 pass
             await asyncio.sleep(0.2)
