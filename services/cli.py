@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 from pathlib import Path
 
 from services import runtime
@@ -13,7 +14,13 @@ from services.settings import Settings, from_env
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
-    settings = from_env(host=getattr(args, "host", None), port=getattr(args, "port", None))
+    environ = dict(os.environ)
+    if getattr(args, "stack_dir", None) is not None:
+        # Tools run beside `deployx up` find its embedded servers without any exports.
+        from services.up import read_env_file
+
+        environ = read_env_file(args.stack_dir) | environ
+    settings = from_env(environ, host=getattr(args, "host", None), port=getattr(args, "port", None))
     configure_logging(settings.log_format, settings.log_level)
     args.run(args, settings)
 
@@ -38,6 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     projector.set_defaults(run=lambda _a, s: runtime.run_alone(s, runtime.serve_projector))
 
     migrate = commands.add_parser("migrate", help="apply schema.sql (idempotent)")
+    _stack_dir_option(migrate)
     migrate.set_defaults(run=_migrate)
 
     token = commands.add_parser("token", help="API tokens")
@@ -45,16 +53,29 @@ def _parser() -> argparse.ArgumentParser:
     create = token_commands.add_parser("create", help="print a new API token")
     create.add_argument("--user", required=True)
     create.add_argument("--role", required=True, choices=("admin", "operator", "viewer"))
+    _stack_dir_option(create)
     create.set_defaults(run=_token_create)
 
     events = commands.add_parser("events", help="the audit log as JSON lines, in log order")
     events.add_argument("--task", help="only this task's events")
     events.add_argument("--after", type=int, help="only events after this position")
+    _stack_dir_option(events)
     events.set_defaults(run=_events)
 
     replay = commands.add_parser("replay", help="rebuild every read table from the log")
+    _stack_dir_option(replay)
     replay.set_defaults(run=_replay)
     return parser
+
+
+def _stack_dir_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-dir",
+        dest="stack_dir",
+        type=Path,
+        default=Path(".deployx"),
+        help="a `deployx up` data directory whose servers to use when DEPLOYX_* are unset",
+    )
 
 
 def _up(args: argparse.Namespace, settings: Settings) -> None:

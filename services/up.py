@@ -28,6 +28,7 @@ def up(settings: Settings, data_dir: Path, agents: int) -> None:
     data_dir.mkdir(parents=True, exist_ok=True)
     with _embedded_servers(settings, data_dir) as settings:
         token = asyncio.run(_prepare(settings, data_dir))
+        write_env_file(data_dir, settings)
         print(
             f"\nDeployX is up.\n  console and API: http://{settings.host}:{settings.port}/\n"
             f"  admin token:     {token}\n  data directory:  {data_dir}\n"
@@ -38,6 +39,24 @@ def up(settings: Settings, data_dir: Path, agents: int) -> None:
             log.warning("agents_not_started", reason="the agent arrives with the executors")
         runtime.run_until_signal(settings, SERVICES)
     print("DeployX stopped.", flush=True)
+
+
+ENV_FILE = "deployx.env"
+
+
+def write_env_file(data_dir: Path, settings: Settings) -> None:
+    """Where the embedded servers listen, for `deployx events`, `replay` and `token` meanwhile."""
+    (data_dir / ENV_FILE).write_text(
+        f"DEPLOYX_DATABASE_URL={settings.database_url}\nDEPLOYX_NATS_URL={settings.nats_url}\n"
+    )
+
+
+def read_env_file(data_dir: Path) -> dict[str, str]:
+    path = data_dir / ENV_FILE
+    if not path.is_file():
+        return {}
+    pairs = (line.partition("=") for line in path.read_text().splitlines() if "=" in line)
+    return {name.strip(): value.strip() for name, _, value in pairs}
 
 
 @contextlib.contextmanager
