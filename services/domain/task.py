@@ -168,8 +168,6 @@ def _update(state: TaskState, spec: TaskCreated, command: UpdateTask) -> TaskUpd
     if any(field in changes for field in RECURRENCE_FIELDS):
         recurrence_type = changes.get("recurrence_type", spec.recurrence_type)
         config = changes.get("recurrence_config", spec.recurrence_config)
-        if "recurrence_type" in changes and "recurrence_config" not in changes:
-            config = {"timezone": spec.recurrence_config.get("timezone", "UTC")} | config
         schedule = parse_schedule(recurrence_type, config, anchor=now)
         changes["recurrence_config"] = schedule.canonical_config()
         next_run = schedule.next_after(now)

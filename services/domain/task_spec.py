@@ -113,8 +113,11 @@ def from_msgspec_error(exc: msgspec.ValidationError, prefix: str = "") -> Valida
     """Turns msgspec's "Expected `int`, got `str` - at `$.a.b`" into field `a.b` and a reason."""
     text = str(exc)
     reason, _, where = text.partition(" - at `")
-    path = where.rstrip("`").removeprefix("$").lstrip(".") if where else ""
-    path = path.replace("[", ".").replace("]", "")
+    # A bad dict key reads "- at `key` in `$.env`"; a bad dict value "- at `$.env[...]`", with
+    # no key named, so `*` stands for it.
+    bad_key = where.startswith("key` in `")
+    path = where.removeprefix("key` in `").rstrip("`").removeprefix("$").lstrip(".")
+    path = path.replace("[...]", ".*").replace("[", ".").replace("]", "")
     if reason.startswith("Object missing required field `"):
         missing = reason.split("`")[1]
         path = f"{path}.{missing}" if path else missing
@@ -123,5 +126,8 @@ def from_msgspec_error(exc: msgspec.ValidationError, prefix: str = "") -> Valida
         unknown = reason.split("`")[1]
         path = f"{path}.{unknown}" if path else unknown
         reason = "is not a known field"
+    reason = reason[:1].lower() + reason[1:]
+    if bad_key:
+        reason = f"has a key that is wrong: {reason}"
     field = ".".join(part for part in (prefix, path) if part) or "body"
-    return ValidationFailed(field, reason[:1].lower() + reason[1:])
+    return ValidationFailed(field, reason)
