@@ -85,6 +85,8 @@ class RunMissed(Event, frozen=True, kw_only=True, tag="RunMissed"):
     next_run_time: datetime | None = None
     # True when the task has nothing left to run (a one-time task beyond its grace).
     task_failed: bool = False
+    # After a long outage, older occurrences are recorded together: scheduled_for is the first.
+    missed_count: int = 1
 
 
 class RunSkipped(Event, frozen=True, kw_only=True, tag="RunSkipped"):

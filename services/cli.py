@@ -44,6 +44,12 @@ def _parser() -> argparse.ArgumentParser:
     projector = commands.add_parser("projector", help="keeps the read tables up to date")
     projector.set_defaults(run=lambda _a, s: runtime.run_alone(s, runtime.serve_projector))
 
+    ticker = commands.add_parser("ticker", help="fires tasks when their occurrences come")
+    ticker.set_defaults(run=lambda _a, s: runtime.run_alone(s, runtime.serve_ticker))
+
+    relay = commands.add_parser("relay", help="publishes the event log to NATS JetStream")
+    relay.set_defaults(run=lambda _a, s: runtime.run_alone(s, runtime.serve_relay))
+
     migrate = commands.add_parser("migrate", help="apply schema.sql (idempotent)")
     _stack_dir_option(migrate)
     migrate.set_defaults(run=_migrate)

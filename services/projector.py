@@ -10,19 +10,19 @@ import structlog
 
 from events.codec import RecordedEvent
 from projections import PROJECTIONS, Projection
-from services.store import Connection, Executor, LogCursor, has_events_after, read_after
-
-PROJECTED_CHANNEL = "deployx_projected"
-EVENTS_CHANNEL = "deployx_events"
+from services.clock import Backoff, wait_first
+from services.store import (
+    EVENTS_CHANNEL,
+    PROJECTED_CHANNEL,
+    Connection,
+    LogCursor,
+    has_events_after,
+    load_checkpoint,
+    read_after,
+    save_checkpoint,
+)
 
 log = structlog.get_logger(__name__)
-
-
-async def load_checkpoint(db: Executor, name: str) -> LogCursor:
-    row = await db.fetchrow(
-        "SELECT tx_id::text::bigint AS tx_id, position FROM checkpoints WHERE name = $1", name
-    )
-    return LogCursor(row["tx_id"], row["position"]) if row else LogCursor()
 
 
 async def apply_batch(
@@ -42,17 +42,7 @@ async def apply_batch(
         for recorded in events:
             await projection.apply(conn, recorded)
         last = LogCursor.of(events[-1])
-        await conn.execute(
-            """
-            INSERT INTO checkpoints (name, tx_id, position, updated_at)
-            VALUES ($1, $2::text::xid8, $3, now())
-            ON CONFLICT (name) DO UPDATE SET tx_id = EXCLUDED.tx_id,
-                position = EXCLUDED.position, updated_at = EXCLUDED.updated_at
-            """,
-            projection.name,
-            str(last.tx_id),
-            last.position,
-        )
+        await save_checkpoint(conn, projection.name, last)
         await conn.execute(
             "SELECT pg_notify($1, $2)",
             PROJECTED_CHANNEL,
@@ -111,36 +101,13 @@ async def run_projector(
                 # Keep the projector alive through a bad event or a database outage; the
                 # checkpoint did not move, so the same batch is tried again.
                 log.exception("projection_failed")
-                await _wait_any(asyncio.Event(), stop, failures.next())
+                await wait_first(stop, timeout=failures.next())
                 continue
             if held_back:
                 await asyncio.sleep(retry.next())
                 continue
             retry.reset()
-            await _wait_any(wake, stop, timeout=5.0)
+            await wait_first(wake, stop, timeout=5.0)
     finally:
         await listener.remove_listener(EVENTS_CHANNEL, on_notify)
         await pool.release(listener)
-
-
-class Backoff:
-    """Doubling delays from first up to limit; reset() after a success."""
-
-    def __init__(self, first: float, limit: float) -> None:
-        self.first, self.limit, self.current = first, limit, 0.0
-
-    def next(self) -> float:
-        self.current = min(max(self.current * 2, self.first), self.limit)
-        return self.current
-
-    def reset(self) -> None:
-        self.current = 0.0
-
-
-async def _wait_any(wake: asyncio.Event, stop: asyncio.Event, timeout: float) -> None:
-    waiters = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stop.wait())]
-    try:
-        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()

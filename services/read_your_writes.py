@@ -1,18 +1,17 @@
-"""Lets a write wait until the read tables show it, so a GET after a 2xx sees what was written."""
+"""Follows the projections' checkpoints: a write waits until the read tables show it."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import asyncpg
 import structlog
 from asyncpg.pool import PoolConnectionProxy
 
 from events.codec import RecordedEvent
-from services.store import LogCursor
+from services.store import PROJECTED_CHANNEL, LogCursor
 
-PROJECTED_CHANNEL = "deployx_projected"
 log = structlog.get_logger(__name__)
 
 
@@ -30,6 +29,11 @@ class ProjectionWatcher:
         self._changed = asyncio.Condition()
         self._listener: PoolConnectionProxy | None = None
         self._poller: asyncio.Task[None] | None = None
+        self._on_advance: list[Callable[[str], None]] = []
+
+    def on_advance(self, callback: Callable[[str], None]) -> None:
+        """Calls callback(projection name) whenever a projection moves forward."""
+        self._on_advance.append(callback)
 
     async def start(self) -> None:
         listener = await self._pool.acquire()
@@ -66,6 +70,8 @@ class ProjectionWatcher:
     def _advance(self, name: str, cursor: LogCursor) -> None:
         if cursor > self._cursors.get(name, LogCursor()):
             self._cursors[name] = cursor
+            for callback in self._on_advance:
+                callback(name)
             asyncio.get_running_loop().create_task(self._notify_waiters())
 
     async def _notify_waiters(self) -> None:

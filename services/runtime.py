@@ -10,9 +10,14 @@ import structlog
 from aiohttp import web
 
 from services.api.app import create_app
+from services.bus import connect_nats
+from services.clock import Backoff, SystemClock, wait_first
 from services.db import create_pool
 from services.projector import run_projector
+from services.read_your_writes import ProjectionWatcher
+from services.relay import ensure_stream, run_relay
 from services.settings import Settings
+from services.ticker import Ticker
 
 log = structlog.get_logger("deployx")
 Service = Callable[[Settings, asyncio.Event], Awaitable[None]]
@@ -42,6 +47,37 @@ async def serve_projector(settings: Settings, stop: asyncio.Event) -> None:
     try:
         await run_projector(pool, stop)
     finally:
+        await pool.close()
+
+
+async def serve_ticker(settings: Settings, stop: asyncio.Event) -> None:
+    pool = await create_pool(settings.database_url, max_size=4)
+    watcher = ProjectionWatcher(pool)
+    await watcher.start()
+    log.info("ticker_started")
+    try:
+        await Ticker(pool, SystemClock(), watcher).run(stop)
+    finally:
+        await watcher.stop()
+        await pool.close()
+
+
+async def serve_relay(settings: Settings, stop: asyncio.Event) -> None:
+    pool = await create_pool(settings.database_url, max_size=2)
+    client = await connect_nats(settings.nats_url, "deployx-relay")
+    failures = Backoff(first=0.5, limit=30.0)
+    try:
+        while not stop.is_set():
+            try:
+                js = client.jetstream()
+                await ensure_stream(js)
+                await run_relay(pool, js, stop)
+            except Exception:
+                # NATS or PostgreSQL away: the checkpoint holds, so nothing is lost; retry.
+                log.exception("relay_failed")
+                await wait_first(stop, timeout=failures.next())
+    finally:
+        await client.drain()
         await pool.close()
 
 

@@ -46,6 +46,10 @@ LIMIT $3
 
 _READ_STREAM = f"SELECT {_COLUMNS} FROM events WHERE stream_id = $1 ORDER BY version"
 
+# NOTIFY channels: schema.sql's trigger wakes log readers; the projector announces checkpoints.
+EVENTS_CHANNEL = "deployx_events"
+PROJECTED_CHANNEL = "deployx_projected"
+
 _metadata_encoder = msgspec.json.Encoder()
 _metadata_decoder = msgspec.json.Decoder(dict[str, Any])
 
@@ -212,3 +216,89 @@ async def read_task_history(
         cursor.position,
     )
     return [to_recorded(row) for row in rows]
+
+
+class StreamAppend(msgspec.Struct, frozen=True):
+    """One event for one stream at an expected version, in a batch for append_many."""
+
+    stream_id: str
+    category: str
+    expected_version: int
+    event: Event
+    event_id: str
+
+
+# Each event goes in only if its stream is still at the expected version; ON CONFLICT DO NOTHING
+# drops one that lost a race instead of failing the batch. Streams are locked in one order so
+# that two batches over the same streams cannot deadlock.
+_APPEND_MANY = """
+INSERT INTO events (id, stream_id, version, type, category, schema_version, data, metadata)
+SELECT b.id, b.stream_id, b.expected + 1, b.type, b.category, b.schema_version, b.data, $8::jsonb
+FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[], $5::text[], $6::int[], $7::jsonb[])
+    AS b(id, stream_id, expected, type, category, schema_version, data)
+WHERE (SELECT coalesce(max(e.version), 0) FROM events e WHERE e.stream_id = b.stream_id)
+    = b.expected
+ORDER BY b.stream_id
+ON CONFLICT DO NOTHING
+RETURNING id::text, stream_id, version, position, tx_id::text::bigint, recorded_at
+"""
+
+
+async def append_many(
+    db: Executor, items: Sequence[StreamAppend], metadata: dict[str, Any] | None = None
+) -> list[RecordedEvent]:
+    """Appends one event to each of many streams in one round trip; returns those that went in.
+
+    An item whose stream moved past its expected version is left out, not an error: the caller
+    reads the stream's new state and decides again.
+    """
+    if len({item.stream_id for item in items}) != len(items):
+        raise ValueError("append_many takes at most one event per stream")
+    meta = metadata or {}
+    rows = await db.fetch(
+        _APPEND_MANY,
+        [item.event_id for item in items],
+        [item.stream_id for item in items],
+        [item.expected_version for item in items],
+        [item.event.type for item in items],
+        [item.category for item in items],
+        [item.event.schema_version for item in items],
+        [encode_data(item.event).decode() for item in items],
+        _metadata_encoder.encode(meta).decode(),
+    )
+    by_id = {item.event_id: item for item in items}
+    return [
+        RecordedEvent(
+            id=row["id"],
+            stream_id=row["stream_id"],
+            version=row["version"],
+            position=row["position"],
+            tx_id=row["tx_id"],
+            category=by_id[row["id"]].category,
+            recorded_at=row["recorded_at"],
+            event=by_id[row["id"]].event,
+            metadata=meta,
+        )
+        for row in rows
+    ]
+
+
+async def load_checkpoint(db: Executor, name: str) -> LogCursor:
+    row = await db.fetchrow(
+        "SELECT tx_id::text::bigint AS tx_id, position FROM checkpoints WHERE name = $1", name
+    )
+    return LogCursor(row["tx_id"], row["position"]) if row else LogCursor()
+
+
+async def save_checkpoint(db: Executor, name: str, cursor: LogCursor) -> None:
+    await db.execute(
+        """
+        INSERT INTO checkpoints (name, tx_id, position, updated_at)
+        VALUES ($1, $2::text::xid8, $3, now())
+        ON CONFLICT (name) DO UPDATE SET tx_id = EXCLUDED.tx_id,
+            position = EXCLUDED.position, updated_at = EXCLUDED.updated_at
+        """,
+        name,
+        str(cursor.tx_id),
+        cursor.position,
+    )

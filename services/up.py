@@ -20,7 +20,12 @@ from services.embedded_postgres import EmbeddedPostgres
 from services.settings import Settings
 
 log = structlog.get_logger("deployx.up")
-SERVICES: list[runtime.Service] = [runtime.serve_projector, runtime.serve_api]
+SERVICES: list[runtime.Service] = [
+    runtime.serve_projector,
+    runtime.serve_relay,
+    runtime.serve_ticker,
+    runtime.serve_api,
+]
 
 
 def up(settings: Settings, data_dir: Path, agents: int) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import nats
 import structlog
 from aiohttp import web
 
@@ -15,6 +14,7 @@ from services.api.middleware import access_log, authenticate, errors
 from services.api.openapi import openapi_document
 from services.api.responses import json_response
 from services.auth import TokenCache
+from services.bus import connect_nats
 from services.db import create_pool
 from services.read_your_writes import ProjectionWatcher
 from services.settings import Settings
@@ -64,15 +64,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _nats(app: web.Application) -> AsyncIterator[None]:
-    async def report(exc: Exception) -> None:
-        log.warning("nats_error", error=str(exc))
-
-    client = await nats.connect(
-        app[SETTINGS].nats_url,
-        name="deployx-api",
-        max_reconnect_attempts=-1,
-        error_cb=report,
-    )
+    client = await connect_nats(app[SETTINGS].nats_url, "deployx-api")
     app[NATS] = client
     yield
     await client.drain()

@@ -1,0 +1,132 @@
+"""What the ticker does with a due task: fire it, or record the run as missed or skipped."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+import msgspec
+
+from events.base import Event
+from events.task import RunMissed, RunSkipped, TaskDue
+from services.domain.recurrence import Schedule, parse_schedule
+
+_IDS = uuid.UUID("0b5d0c38-9d5f-4a8e-8f7e-3c1f2a4b6d90")
+# Older missed occurrences beyond this many are recorded as one RunMissed with missed_count.
+MISSED_ONE_BY_ONE = 100
+_MISSED_SCAN_LIMIT = 10_000
+
+
+class DueTask(msgspec.Struct, frozen=True, kw_only=True):
+    """A task whose next occurrence has come, as the tasks read table has it at `version`."""
+
+    task_id: str
+    version: int
+    task_type: str
+    recurrence_type: str
+    recurrence_config: dict[str, Any]
+    next_run_time: datetime
+    misfire_grace_seconds: int = 3600
+    overlap_policy: str = "skip"
+    jitter_seconds: int = 0
+    running_executions: int = 0
+
+
+def event_id(task: DueTask) -> str:
+    """Whatever the ticker decides for a task at one version gets one id: racing tickers
+    produce the same event, and the version check lets exactly one of them append it."""
+    return str(uuid.uuid5(_IDS, f"{task.task_id}/{task.version}"))
+
+
+def execution_id(due_event_id: str) -> str:
+    return str(uuid.uuid5(_IDS, f"execution/{due_event_id}"))
+
+
+def schedule_of(task: DueTask) -> Schedule:
+    # An interval counts on from its current occurrence, whatever created or last reset it.
+    anchor = task.next_run_time
+    if task.recurrence_type == "interval" and "start_at" not in task.recurrence_config:
+        anchor -= timedelta(seconds=int(task.recurrence_config["every_seconds"]))
+    return parse_schedule(task.recurrence_type, task.recurrence_config, anchor=anchor)
+
+
+def fire_at(task: DueTask, following: datetime | None) -> datetime:
+    """The occurrence plus the task's deterministic jitter, never at or past the next one."""
+    if task.jitter_seconds <= 0:
+        return task.next_run_time
+    digest = hashlib.sha256(task.task_id.encode()).digest()
+    offset = timedelta(seconds=int.from_bytes(digest[:8], "big") % (task.jitter_seconds + 1))
+    if following is not None:
+        offset = min(offset, (following - task.next_run_time) / 2)
+    return task.next_run_time + offset
+
+
+def decide_fire(task: DueTask, now: datetime) -> Event | None:
+    """One event for a task whose occurrence is due at `now`; None while jitter holds it back."""
+    schedule = schedule_of(task)
+    scheduled = task.next_run_time
+    following = schedule.next_after(scheduled)
+    if following is not None and following <= now:
+        return _missed_older(task, schedule, following, now)
+    planned = fire_at(task, following)
+    if planned > now:
+        return None
+    lateness = (now - planned).total_seconds()
+    if lateness > task.misfire_grace_seconds:
+        once = task.recurrence_type == "once"
+        return RunMissed(
+            task_id=task.task_id,
+            scheduled_for=scheduled,
+            reason=f"due {lateness:.0f} s ago, beyond misfire_grace_seconds "
+            f"({task.misfire_grace_seconds} s)",
+            recorded_at=now,
+            next_run_time=following,
+            task_failed=once,
+        )
+    if task.running_executions > 0 and task.overlap_policy == "skip":
+        return RunSkipped(
+            task_id=task.task_id,
+            scheduled_for=scheduled,
+            reason="the previous run is still running (overlap_policy skip)",
+            recorded_at=now,
+            next_run_time=following,
+        )
+    due_id = event_id(task)
+    return TaskDue(
+        task_id=task.task_id,
+        execution_id=execution_id(due_id),
+        scheduled_for=scheduled,
+        trigger="schedule",
+        due_at=now,
+        next_run_time=following,
+        lateness_seconds=round(lateness, 6),
+    )
+
+
+def _missed_older(
+    task: DueTask, schedule: Schedule, following: datetime, now: datetime
+) -> RunMissed:
+    """A later occurrence is due too: this one is missed (only the latest may still fire)."""
+    count, latest = 1, following
+    upcoming = schedule.next_after(following)
+    while upcoming is not None and upcoming <= now and count < _MISSED_SCAN_LIMIT:
+        count, latest, upcoming = count + 1, upcoming, schedule.next_after(upcoming)
+    reason = "a later occurrence was due before this one could run (scheduler not running)"
+    if count <= MISSED_ONE_BY_ONE:
+        return RunMissed(
+            task_id=task.task_id,
+            scheduled_for=task.next_run_time,
+            reason=reason,
+            recorded_at=now,
+            next_run_time=following,
+        )
+    return RunMissed(
+        task_id=task.task_id,
+        scheduled_for=task.next_run_time,
+        reason=reason,
+        recorded_at=now,
+        next_run_time=latest,
+        missed_count=count,
+    )

@@ -1,0 +1,123 @@
+"""The relay: every event of the log, in log order, to the JetStream stream DEPLOYX_EVENTS."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import asyncpg
+import structlog
+from nats.js import JetStreamContext
+from nats.js.api import DiscardPolicy, StorageType, StreamConfig
+from nats.js.errors import BadRequestError
+
+from events.codec import RecordedEvent, encode_envelope
+from services.clock import Backoff, wait_first
+from services.store import (
+    EVENTS_CHANNEL,
+    LogCursor,
+    has_events_after,
+    load_checkpoint,
+    read_after,
+    save_checkpoint,
+)
+
+log = structlog.get_logger("deployx.relay")
+
+STREAM = "DEPLOYX_EVENTS"
+CHECKPOINT = "relay"
+# Any relay that crashes between publishing and saving its checkpoint republishes at most one
+# batch, seconds later: a window this long drops every such duplicate (Nats-Msg-Id = event id).
+DUPLICATE_WINDOW = timedelta(minutes=10)
+# The log in PostgreSQL is the record; the stream is transport, kept long enough for any
+# consumer to come back from a long outage.
+MAX_AGE = timedelta(days=7)
+BATCH = 1000
+# Only one relay publishes at a time: the others wait on this session-level advisory lock,
+# which PostgreSQL releases the moment the holder's connection dies.
+_LEADER_LOCK = 7_240_002
+
+
+def stream_config(replicas: int = 1) -> StreamConfig:
+    return StreamConfig(
+        name=STREAM,
+        description="Every DeployX event, in log order; the PostgreSQL log is the record",
+        subjects=["deployx.events.>"],
+        storage=StorageType.FILE,
+        num_replicas=replicas,
+        duplicate_window=DUPLICATE_WINDOW.total_seconds(),
+        max_age=MAX_AGE.total_seconds(),
+        discard=DiscardPolicy.OLD,
+    )
+
+
+async def ensure_stream(js: JetStreamContext, replicas: int = 1) -> None:
+    config = stream_config(replicas)
+    try:
+        await js.add_stream(config)
+    except BadRequestError:
+        await js.update_stream(config)  # exists with other settings: bring it to ours
+
+
+def subject_of(recorded: RecordedEvent) -> str:
+    return f"deployx.events.{recorded.category}.{recorded.type}"
+
+
+async def publish_batch(js: JetStreamContext, batch: list[RecordedEvent]) -> None:
+    """Publishes a batch pipelined (no wait between messages) and returns once all are acked."""
+    acks = [
+        await js.publish_async(
+            subject_of(recorded),
+            encode_envelope(recorded),
+            headers={"Nats-Msg-Id": recorded.id},
+        )
+        for recorded in batch
+    ]
+    async with asyncio.timeout(30):
+        await asyncio.gather(*acks)
+
+
+async def run_relay(pool: asyncpg.Pool, js: JetStreamContext, stop: asyncio.Event) -> None:
+    wake = asyncio.Event()
+
+    def on_notify(*_: object) -> None:
+        wake.set()
+
+    async with pool.acquire() as conn:
+        while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", _LEADER_LOCK):
+            log.info("relay_standby")
+            await wait_first(stop, timeout=1.0)
+            if stop.is_set():
+                return
+        await conn.add_listener(EVENTS_CHANNEL, on_notify)
+        log.info("relay_leading")
+        try:
+            await _relay_loop(conn, js, stop, wake)
+        finally:
+            await conn.remove_listener(EVENTS_CHANNEL, on_notify)
+            await conn.execute("SELECT pg_advisory_unlock($1)", _LEADER_LOCK)
+
+
+async def _relay_loop(
+    conn: asyncpg.pool.PoolConnectionProxy,
+    js: JetStreamContext,
+    stop: asyncio.Event,
+    wake: asyncio.Event,
+) -> None:
+    cursor = await load_checkpoint(conn, CHECKPOINT)
+    held_back = Backoff(first=0.002, limit=0.1)
+    while not stop.is_set():
+        wake.clear()
+        batch = await read_after(conn, cursor, BATCH)
+        if batch:
+            await publish_batch(js, batch)
+            cursor = LogCursor.of(batch[-1])
+            await save_checkpoint(conn, CHECKPOINT, cursor)
+            held_back.reset()
+            continue
+        # Committed but held back behind an older open transaction: look again soon.
+        if await has_events_after(conn, cursor):
+            await asyncio.sleep(held_back.next())
+            continue
+        held_back.reset()
+        await wait_first(wake, stop, timeout=5.0)
