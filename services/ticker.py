@@ -30,6 +30,14 @@ IDLE_RECHECK = timedelta(seconds=30)
 METADATA = {"user": "scheduler", "service": "ticker"}
 
 
+class TickResult(msgspec.Struct, frozen=True):
+    appended: list[RecordedEvent]
+    # Decisions that lost to a newer version of their task (another ticker, a user's command).
+    lost: int
+    # The earliest instant a task held back by its jitter becomes due.
+    held_until: datetime | None
+
+
 class Ticker:
     def __init__(
         self,
@@ -50,29 +58,35 @@ class Ticker:
             while not stop.is_set():
                 self._wake.clear()
                 try:
-                    fired, held_until = await self.tick()
+                    result = await self.tick()
                 except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                     log.warning("tick_failed", error=str(exc))
                     await self._clock.sleep_until(
                         self._clock.now() + timedelta(seconds=1), self._wake
                     )
                     continue
-                if fired:
+                if result.appended:
                     continue
-                await self._clock.sleep_until(await self._next_wake(held_until), self._wake)
+                if result.lost:
+                    # Every due task moved on meanwhile (another ticker, a user): wait for the
+                    # projection to show it rather than deciding on the same stale rows again.
+                    await self._clock.sleep_until(
+                        self._clock.now() + timedelta(milliseconds=50), self._wake
+                    )
+                    continue
+                await self._clock.sleep_until(await self._next_wake(result.held_until), self._wake)
         finally:
             stop_waiter.cancel()
 
-    async def tick(self) -> tuple[list[RecordedEvent], datetime | None]:
-        """Decides every due task once; returns what it appended and the earliest jitter hold."""
+    async def tick(self) -> TickResult:
+        """Decides every task due at the clock's present time, once, in one batch."""
         now = self._clock.now()
         rows = await self._pool.fetch(_DUE, now, self._batch_size)
         items: list[StreamAppend] = []
         held_until: datetime | None = None
         for row in rows:
-            task = DueTask(
-                **(dict(row) | {"recurrence_config": _config.decode(row["recurrence_config"])})
-            )
+            config = _config.decode(row["recurrence_config"])
+            task = DueTask(**(dict(row) | {"recurrence_config": config}))
             event = decide_fire(task, now)
             if event is None:
                 planned = fire_at(task, schedule_of(task).next_after(task.next_run_time))
@@ -81,9 +95,7 @@ class Ticker:
             items.append(
                 StreamAppend(task.task_id, task.task_type, task.version, event, event_id(task))
             )
-        if not items:
-            return [], held_until
-        recorded = await append_many(self._pool, items, METADATA)
+        recorded = await append_many(self._pool, items, METADATA) if items else []
         if recorded:
             log.info("fired", events=len(recorded), lost_races=len(items) - len(recorded))
             try:
@@ -91,11 +103,7 @@ class Ticker:
                 await self._watcher.wait_for(recorded, ["tasks"], timeout=10.0)
             except TimeoutError:
                 log.warning("tasks_projection_lagging")
-        else:
-            # Every due task moved on meanwhile (another ticker, a user): wait for the
-            # projection to show it rather than deciding on the same stale rows again.
-            await self._clock.sleep_until(now + timedelta(milliseconds=50), self._wake)
-        return recorded, held_until
+        return TickResult(recorded, len(items) - len(recorded), held_until)
 
     async def _next_wake(self, held_until: datetime | None) -> datetime:
         now = self._clock.now()
