@@ -48,7 +48,7 @@ async def handle(
     for attempt in range(ATTEMPTS):
         state = aggregate.initial(stream_id)
         version = 0
-        if not new_stream or attempt:
+        if not new_stream:
             for recorded in await read_stream(db, stream_id):
                 state = aggregate.evolve(state, recorded.event)
                 version = recorded.version
@@ -64,7 +64,10 @@ async def handle(
                 event_ids=event_ids,
             )
         except ConcurrencyError:
-            if attempt == ATTEMPTS - 1:
+            # A freshly minted id taken meanwhile means this very request is running twice (an
+            # Idempotency-Key repeat): deciding again could only say "already exists", so the
+            # race goes to the caller, which waits for the first run's answer.
+            if new_stream or attempt == ATTEMPTS - 1:
                 raise
             continue
         for event in events:

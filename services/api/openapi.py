@@ -83,6 +83,9 @@ _ROUTES: list[tuple[str, str, str, Any, int, Any, list[dict[str, Any]], bool]] =
     ("delete", "/api/groups/{id}", "Delete a device group", None, 204, None, [_GROUP_ID], False),
     ("get", "/healthz", "Liveness", None, 200, Health, [], True),
     ("get", "/readyz", "Readiness: database and NATS reachable", None, 200, Health, [], True),
+    ("get", "/metrics", "Prometheus metrics, in the text exposition format", None, 200, None, [],
+     True),
+    ("get", "/api/openapi.json", "This OpenAPI document", None, 200, None, [], True),
 ]  # fmt: skip
 
 _ERRORS = {
