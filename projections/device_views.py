@@ -58,6 +58,15 @@ async def list_groups(db: Db) -> GroupPage:
     return GroupPage(items=items, total=len(items))
 
 
+async def missing_groups(db: Db, group_ids: list[int]) -> list[int]:
+    """The ids among group_ids that name no group."""
+    if not group_ids:
+        return []
+    found = await db.fetch("SELECT id FROM device_groups WHERE id = ANY ($1::int[])", group_ids)
+    known = {row["id"] for row in found}
+    return [group_id for group_id in group_ids if group_id not in known]
+
+
 async def get_group(db: Db, group_id: int) -> DeviceGroup | None:
     row = await db.fetchrow(
         "SELECT id, name, device_ids, created_at, updated_at FROM device_groups WHERE id = $1",

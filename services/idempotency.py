@@ -63,7 +63,10 @@ async def run_once(
             if stored is not None:
                 return stored
             await asyncio.sleep(0.1)
-        raise Conflict("a request with this Idempotency-Key is still in progress") from None
+        raise Conflict(
+            "a request with this Idempotency-Key is still in progress, or its change was stored "
+            "but its answer was lost: read the resource with GET"
+        ) from None
     if 200 <= response.status < 300:
         await pool.execute(
             """

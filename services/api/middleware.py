@@ -24,7 +24,6 @@ LATENCY = Histogram(
 )
 
 _DOMAIN_STATUS: dict[type[DomainError], int] = {ValidationFailed: 422, Conflict: 409, NotFound: 404}
-_OPEN_PATHS = ("/healthz", "/readyz", "/metrics", "/api/openapi.json")
 
 
 @web.middleware
@@ -87,7 +86,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 @web.middleware
 async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if not request.path.startswith("/api/") or request.path in _OPEN_PATHS:
+    if not request.path.startswith("/api/"):
         return await handler(request)
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():

@@ -85,7 +85,7 @@ _ROUTES: list[tuple[str, str, str, Any, int, Any, list[dict[str, Any]], bool]] =
     ("get", "/readyz", "Readiness: database and NATS reachable", None, 200, Health, [], True),
     ("get", "/metrics", "Prometheus metrics, in the text exposition format", None, 200, None, [],
      True),
-    ("get", "/api/openapi.json", "This OpenAPI document", None, 200, None, [], True),
+    ("get", "/api/openapi.json", "This OpenAPI document", None, 200, None, [], False),
 ]  # fmt: skip
 
 _ERRORS = {

@@ -6,9 +6,11 @@ import uuid
 from collections.abc import Callable
 
 from aiohttp import web
+from msgspec import UNSET, UnsetType
 
 from events.codec import to_envelope
 from events.task import TaskCreated
+from projections.device_views import missing_groups
 from projections.execution_views import list_executions
 from projections.task_views import Task, TaskFilter, get_task, list_tasks
 from services.api.commands import metadata, now, respond_once, settled, writer
@@ -25,7 +27,7 @@ from services.domain.task import (
     TaskCommand,
     UpdateTask,
 )
-from services.domain.task_spec import TaskInput, TaskPatch
+from services.domain.task_spec import WRITABLE_FIELDS, TaskInput, TaskPatch
 from services.idempotency import IdempotentCall, StoredResponse
 from services.store import read_task_history
 
@@ -39,6 +41,7 @@ async def create_task(request: web.Request) -> web.Response:
     principal = writer(request)
     body = await request.read()
     task_input = decode_body(body, TaskInput)
+    await _require_groups(request, task_input.group_ids)
     pool = request.app[POOL]
 
     async def create(call: IdempotentCall) -> StoredResponse:
@@ -92,6 +95,10 @@ async def update(request: web.Request) -> web.Response:
         if exc.field == "task_type":
             raise ValidationFailed("task_type", "cannot be changed; create a new task") from None
         raise
+    if all(getattr(patch, field) is UNSET for field in WRITABLE_FIELDS):
+        raise ValidationFailed("body", f"give at least one of: {', '.join(WRITABLE_FIELDS)}")
+    if not isinstance(patch.group_ids, UnsetType):
+        await _require_groups(request, patch.group_ids)
     return await _task_command(request, body, lambda: UpdateTask(patch=patch, now=now()))
 
 
@@ -178,6 +185,14 @@ async def _task_command(
         return StoredResponse(status, encode(await _visible_task(request, task_id)))
 
     return await respond_once(request, principal, body, run)
+
+
+async def _require_groups(request: web.Request, group_ids: list[int]) -> None:
+    """Group ids must name groups that exist now (devices, by contrast, may come later)."""
+    missing = await missing_groups(request.app[POOL], group_ids)
+    if missing:
+        listed = ", ".join(str(group_id) for group_id in missing)
+        raise ValidationFailed("group_ids", f"no device group has the id {listed}")
 
 
 async def _visible_task(request: web.Request, task_id: str) -> Task:

@@ -56,10 +56,14 @@ def fire_at(task: DueTask, following: datetime | None) -> datetime:
     """The occurrence plus the task's deterministic jitter, never at or past the next one."""
     if task.jitter_seconds <= 0:
         return task.next_run_time
-    digest = hashlib.sha256(task.task_id.encode()).digest()
-    offset = timedelta(seconds=int.from_bytes(digest[:8], "big") % (task.jitter_seconds + 1))
+    digest = int.from_bytes(hashlib.sha256(task.task_id.encode()).digest()[:8], "big")
+    offset = timedelta(seconds=digest % (task.jitter_seconds + 1))
     if following is not None:
-        offset = min(offset, (following - task.next_run_time) / 2)
+        half = (following - task.next_run_time) / 2
+        if offset >= half:
+            # Wrap into [0, half) rather than clamp to half: strictly before half-way, and
+            # tasks with a jitter wider than their period stay spread instead of piling up.
+            offset = timedelta(microseconds=digest % max(1, half // timedelta(microseconds=1)))
     return task.next_run_time + offset
 
 

@@ -38,6 +38,7 @@ API_ROUTES: list[tuple[str, str, Any]] = [
     ("GET", task_path(SOME_TASK, "executions"), None),
     ("GET", task_path(SOME_TASK, "events"), None),
     ("POST", "/api/schedule/preview", {"recurrence_type": "daily", "recurrence_config": {}}),
+    ("GET", "/api/openapi.json", None),
     ("GET", "/api/schedule/stats", None),
     ("GET", "/api/devices", None),
     ("GET", GROUPS, None),

@@ -208,6 +208,7 @@ INVALID_CREATES: dict[str, tuple[dict[str, Any], str]] = {
     "device id not a string": (command_task(device_ids=["local-1", 5]), "device_ids"),
     "device ids not a list": (command_task(device_ids="local-1"), "device_ids"),
     "group id not an int": (command_task(group_ids=["web"]), "group_ids"),
+    "group that does not exist": (command_task(group_ids=[424242]), "group_ids"),
     "no command_payload": (command_task(task_payload={}), "task_payload.command_payload"),
     "payload of another type": (
         command_task(task_payload={"software_payload": {"package": "nginx"}}),
@@ -265,6 +266,8 @@ INVALID_UPDATES: dict[str, tuple[dict[str, Any], str, str]] = {
     "status is not writable": ({"status": "paused"}, "status", ""),
     "id is not writable": ({"id": unknown_task_id()}, "id", ""),
     "device id not a string": ({"device_ids": [1]}, "device_ids", ""),
+    "nothing to change": ({}, "body", "at least one"),
+    "group that does not exist": ({"group_ids": [424242]}, "group_ids", "no device group"),
     "payload of another type": (
         {"task_payload": {"file_payload": {"file_id": "f", "destination": "/x"}}},
         "task_payload.file_payload",
