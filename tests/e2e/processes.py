@@ -138,12 +138,34 @@ class Services:
         self.all.append(service)
         return service.start()
 
+    def errors(self) -> list[str]:
+        """Every error logged by any run of any service, and any line that is not JSON (a
+        traceback printed past structlog)."""
+        found: list[str] = []
+        for service in self.all:
+            for run in range(1, service.starts + 1):
+                path = self.log_dir / f"{service.name}-{run}.log"
+                found += [f"{path.name}: {line}" for line in _bad_lines(path)]
+        return found
+
     def tails(self, lines: int = 30) -> str:
         return "\n".join(service.log_tail(lines) for service in self.all)
 
     def stop_all(self) -> None:
         for service in self.all:
             service.terminate()
+
+
+def _bad_lines(path: Path) -> list[str]:
+    bad: list[str] = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            parsed = json.loads(line)
+        except ValueError:
+            parsed = None
+        if not isinstance(parsed, dict) or parsed.get("level") in ("error", "critical"):
+            bad.append(line)
+    return bad
 
 
 async def _true(value: bool) -> bool:

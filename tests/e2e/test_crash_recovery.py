@@ -17,6 +17,7 @@ import msgspec
 import nats
 import pytest
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
 
 from services.commands import TASKS, handle
 from services.db import create_pool
@@ -47,6 +48,11 @@ SELECT coalesce((
          (SELECT tx_id, position FROM events ORDER BY tx_id DESC, position DESC LIMIT 1) e
     WHERE c.name = $1
 ), false)
+"""
+# How many events of the log the relay's checkpoint covers.
+_CHECKPOINTED = """
+SELECT count(*) FROM events e, checkpoints c
+WHERE c.name = $1 AND (e.tx_id, e.position) <= (c.tx_id, c.position)
 """
 _EXPECTED = ["TaskCreated", "TaskDue"]
 _envelope = msgspec.json.Decoder(dict[str, Any])
@@ -108,6 +114,17 @@ async def due_count(pool: asyncpg.Pool) -> int:
 
 async def relay_caught_up(pool: asyncpg.Pool) -> bool:
     return bool(await pool.fetchval(_RELAY_CAUGHT_UP, CHECKPOINT))
+
+
+async def stream_count(nats_url: str) -> int:
+    """How many messages the stream holds (0 before the relay made it)."""
+    nc = await nats.connect(nats_url)
+    try:
+        return (await nc.jetstream().stream_info(STREAM)).state.messages
+    except NotFoundError:
+        return 0
+    finally:
+        await nc.close()
 
 
 async def stream_messages(nats_url: str) -> tuple[int, list[Message]]:
@@ -180,11 +197,16 @@ async def test_ticker_and_relay_killed_mid_burst_fire_every_task_once(
     killed_at = time.monotonic()
     fired_at_kill = await due_count(pool)
     assert fired_at_kill < BURST, "the burst was over before the kill: nothing was recovered"
+    published_at_kill = await stream_count(nats_url)
+    checkpointed_at_kill = await pool.fetchval(_CHECKPOINTED, CHECKPOINT)
 
+    # Two tickers come back, racing for the same due tasks: still one TaskDue each.
     ticker.start()
+    second_ticker = services.start("ticker-b", "ticker")
     relay.start()
-    watched = [projector, ticker, relay]
+    watched = [projector, ticker, second_ticker, relay]
     await ticker.wait_for_log("ticker_started")
+    await second_ticker.wait_for_log("ticker_started")
     await relay.wait_for_log("relay_leading")
     fired_at_restart = await due_count(pool)
     fired_in = await wait_until(
@@ -203,8 +225,8 @@ async def test_ticker_and_relay_killed_mid_burst_fire_every_task_once(
     twice = {task_id: n for task_id, n in counts.items() if n != 1}
     assert not twice, f"tasks that fired more than once: {twice}"
     assert set(counts) == set(task_ids), f"{len(set(task_ids) - set(counts))} tasks never fired"
-    missed = await pool.fetchval("SELECT count(*) FROM events WHERE type <> ALL($1)", _EXPECTED)
-    assert missed == 0, "events other than TaskCreated and TaskDue were recorded"
+    others = await pool.fetchval("SELECT count(*) FROM events WHERE type <> ALL($1)", _EXPECTED)
+    assert others == 0, "events other than TaskCreated and TaskDue were recorded"
     lateness = await pool.fetchval(
         "SELECT max((data ->> 'lateness_seconds')::float) FROM events WHERE type = 'TaskDue'"
     )
@@ -216,11 +238,17 @@ async def test_ticker_and_relay_killed_mid_burst_fire_every_task_once(
     assert set(due_on_stream) == set(task_ids), "tasks whose TaskDue is not on the stream"
     assert set(due_on_stream.values()) == {1}, "a TaskDue is on the stream more than once"
 
+    assert not services.errors(), "\n".join(services.errors())
+    lost_races = sum(
+        line.get("lost_races", 0) for t in (ticker, second_ticker) for line in t.log_lines()
+    )
     print(
         f"\ncreated {BURST} tasks in {created_in:.2f} s; {fired_at_kill} fired before the kill, "
         f"{fired_at_restart} once the new ticker and relay were up; the rest fired "
         f"{fired_in:.2f} s later; all fired {all_fired:.2f} s and all relayed {relayed:.2f} s "
-        f"after the kill; worst lateness {lateness:.2f} s"
+        f"after the kill; worst lateness {lateness:.2f} s; at the kill the relay had "
+        f"published {published_at_kill} messages and checkpointed {checkpointed_at_kill} events; "
+        f"the two new tickers lost {lost_races} races"
     )
 
 
@@ -263,4 +291,16 @@ async def test_two_relays_publish_every_event_once(
     await wait_until(lambda: relay_caught_up(pool), 30.0, "the standby to pass the log", [standby])
     took_over = time.monotonic() - killed_at
     assert len(await assert_stream_matches_log(pool, nats_url)) == 600
+
+    # A relay that died after publishing but before saving its checkpoint starts again from
+    # an older one: everything it sends again is inside the duplicate window and dropped.
+    standby.kill9()
+    await pool.execute(
+        "UPDATE checkpoints SET tx_id = '0', position = 0 WHERE name = $1", CHECKPOINT
+    )
+    rewound = services.start("relay-c", "relay")
+    await rewound.wait_for_log("relay_leading")
+    await wait_until(lambda: relay_caught_up(pool), 30.0, "the relay to publish again", [rewound])
+    assert len(await assert_stream_matches_log(pool, nats_url)) == 600
+    assert not services.errors(), "\n".join(services.errors())
     print(f"\nthe standby relay published the rest {took_over:.2f} s after the leader's kill")
