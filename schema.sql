@@ -166,3 +166,11 @@ CREATE TABLE IF NOT EXISTS execution_stats_hourly (
     failed    integer     NOT NULL DEFAULT 0,
     PRIMARY KEY (task_id, hour)
 );
+
+-- Agent heartbeats, written in batches by the device registry. Not a projection: presence is
+-- a fact about now, not history, so it is neither in the log nor rebuilt by replay.
+CREATE TABLE IF NOT EXISTS device_presence (
+    device_id        text        PRIMARY KEY,
+    last_seen        timestamptz NOT NULL,
+    interval_seconds real        NOT NULL DEFAULT 5
+);

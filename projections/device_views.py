@@ -42,9 +42,16 @@ class GroupPage(msgspec.Struct):
 
 
 async def list_devices(db: Db) -> DevicePage:
+    # Online comes from the agents' heartbeats (device_presence), not from the log.
     rows = await db.fetch(
-        "SELECT id, hostname, os, agent_version, labels::text, online, registered_at, last_seen "
-        "FROM devices ORDER BY id"
+        """
+        SELECT d.id, d.hostname, d.os, d.agent_version, d.labels::text, d.registered_at,
+            greatest(d.last_seen, p.last_seen) AS last_seen,
+            coalesce(p.last_seen > now() - make_interval(secs => p.interval_seconds * 3), false)
+                AS online
+        FROM devices d LEFT JOIN device_presence p ON p.device_id = d.id
+        ORDER BY d.id
+        """
     )
     items = [Device(**(dict(row) | {"labels": _labels.decode(row["labels"])})) for row in rows]
     return DevicePage(items=items, total=len(items))

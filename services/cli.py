@@ -7,6 +7,7 @@ import asyncio
 import os
 from pathlib import Path
 
+from events.base import TASK_TYPES
 from services import runtime
 from services.logs import configure_logging
 from services.settings import Settings, from_env
@@ -49,6 +50,30 @@ def _parser() -> argparse.ArgumentParser:
 
     relay = commands.add_parser("relay", help="publishes the event log to NATS JetStream")
     relay.set_defaults(run=lambda _a, s: runtime.run_alone(s, runtime.serve_relay))
+
+    executor = commands.add_parser("executor", help="runs one task type's executions")
+    executor.add_argument("--type", required=True, choices=TASK_TYPES, dest="task_type")
+    executor.set_defaults(
+        run=lambda a, s: runtime.run_alone(s, runtime.executor_service(a.task_type))
+    )
+
+    agent = commands.add_parser("agent", help="the agent that runs on a managed device")
+    agent.add_argument("--device-id", required=True)
+    agent.add_argument("--nats", help="NATS URL (default: DEPLOYX_NATS_URL)")
+    agent.add_argument("--creds", type=Path, help="NATS credentials: a .creds file or JSON")
+    agent.add_argument("--state-dir", type=Path, help="where the agent remembers its jobs")
+    agent.add_argument(
+        "--allow-root",
+        type=Path,
+        action="append",
+        default=[],
+        help="a directory file deployments may write under (repeatable; default: anywhere)",
+    )
+    agent.add_argument("--label", action="append", default=[], help="KEY=VALUE (repeatable)")
+    agent.add_argument(
+        "--driver-module", action="append", default=[], help="a module adding package drivers"
+    )
+    agent.set_defaults(run=_agent)
 
     migrate = commands.add_parser("migrate", help="apply schema.sql (idempotent)")
     _stack_dir_option(migrate)
@@ -126,3 +151,19 @@ def _replay(_args: argparse.Namespace, settings: Settings) -> None:
     from services.replay import replay_command
 
     asyncio.run(replay_command(settings.database_url))
+
+
+def _agent(args: argparse.Namespace, settings: Settings) -> None:
+    from services.agent.main import AgentConfig, default_state_dir
+
+    labels = dict(label.partition("=")[::2] for label in args.label)
+    config = AgentConfig(
+        device_id=args.device_id,
+        nats_url=args.nats or settings.nats_url,
+        creds=args.creds,
+        state_dir=args.state_dir or default_state_dir(),
+        allow_roots=args.allow_root,
+        labels=labels,
+        driver_modules=args.driver_module,
+    )
+    runtime.run_alone(settings, runtime.agent_service(config))

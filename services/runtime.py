@@ -9,10 +9,12 @@ from collections.abc import Awaitable, Callable
 import structlog
 from aiohttp import web
 
+from services.agent.main import AgentConfig, run_agent
 from services.api.app import create_app
 from services.bus import connect_nats
 from services.clock import Backoff, SystemClock, wait_first
 from services.db import create_pool
+from services.executor.service import run_executor
 from services.projector import run_projector
 from services.read_your_writes import ProjectionWatcher
 from services.relay import ensure_stream, run_relay
@@ -79,6 +81,33 @@ async def serve_relay(settings: Settings, stop: asyncio.Event) -> None:
     finally:
         await client.drain()
         await pool.close()
+
+
+def executor_service(task_type: str) -> Service:
+    async def serve_executor(settings: Settings, stop: asyncio.Event) -> None:
+        pool = await create_pool(settings.database_url, max_size=10)
+        client = await connect_nats(settings.nats_url, f"deployx-executor-{task_type}")
+        failures = Backoff(first=0.5, limit=30.0)
+        try:
+            while not stop.is_set():
+                try:
+                    await run_executor(pool, client, task_type, SystemClock(), stop)
+                except Exception:
+                    # Whatever it held is unacknowledged and will be redelivered: start over.
+                    log.exception("executor_failed", task_type=task_type)
+                    await wait_first(stop, timeout=failures.next())
+        finally:
+            await client.drain()
+            await pool.close()
+
+    return serve_executor
+
+
+def agent_service(config: AgentConfig) -> Service:
+    async def serve_agent(_settings: Settings, stop: asyncio.Event) -> None:
+        await run_agent(config, stop)
+
+    return serve_agent
 
 
 async def run_services(settings: Settings, services: list[Service], stop: asyncio.Event) -> None:

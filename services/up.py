@@ -12,7 +12,9 @@ import asyncpg
 import structlog
 from msgspec.structs import replace
 
+from events.base import TASK_TYPES
 from services import runtime
+from services.agent.main import AgentConfig
 from services.auth import create_token, hash_token
 from services.db import ensure_database, migrate
 from services.embedded_nats import EmbeddedNats
@@ -25,7 +27,23 @@ SERVICES: list[runtime.Service] = [
     runtime.serve_relay,
     runtime.serve_ticker,
     runtime.serve_api,
+    *(runtime.executor_service(task_type) for task_type in TASK_TYPES),
 ]
+
+
+def _local_agents(settings: Settings, data_dir: Path, count: int) -> list[runtime.Service]:
+    """Demo agents local-1 ... local-N on this machine, each with its own job journal."""
+    return [
+        runtime.agent_service(
+            AgentConfig(
+                device_id=f"local-{number}",
+                nats_url=settings.nats_url,
+                state_dir=data_dir / "agents" / f"local-{number}",
+                labels={"demo": "true"},
+            )
+        )
+        for number in range(1, count + 1)
+    ]
 
 
 def up(settings: Settings, data_dir: Path, agents: int) -> None:
@@ -40,9 +58,7 @@ def up(settings: Settings, data_dir: Path, agents: int) -> None:
             "Press Ctrl-C to stop everything.\n",
             flush=True,
         )
-        if agents:
-            log.warning("agents_not_started", reason="the agent arrives with the executors")
-        runtime.run_until_signal(settings, SERVICES)
+        runtime.run_until_signal(settings, [*SERVICES, *_local_agents(settings, data_dir, agents)])
     print("DeployX stopped.", flush=True)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -31,7 +32,7 @@ class Client:
         path: str,
         json: Any = None,
         *,
-        data: bytes | None = None,
+        data: bytes | io.BytesIO | None = None,
         headers: dict[str, str] | None = None,
     ) -> tuple[int, Any]:
         sent = dict(headers or {})

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import structlog
 from aiohttp import web
 
-from services.api import groups, misc, tasks
+from services.api import files, groups, misc, tasks
 from services.api.keys import NATS, POOL, SETTINGS, TOKENS, WATCHER
 from services.api.middleware import access_log, authenticate, errors
 from services.api.openapi import openapi_document
@@ -17,6 +18,7 @@ from services.auth import TokenCache
 from services.bus import connect_nats
 from services.db import create_pool
 from services.read_your_writes import ProjectionWatcher
+from services.registry import DeviceRegistry
 from services.settings import Settings
 
 WEB_DIR = Path(__file__).resolve().parents[2] / "web"
@@ -30,9 +32,11 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_nats)
+    app.cleanup_ctx.append(_registry)
     app.add_routes(tasks.routes)
     app.add_routes(groups.routes)
     app.add_routes(misc.routes)
+    app.add_routes(files.routes)
     document = openapi_document()
 
     async def openapi(_request: web.Request) -> web.Response:
@@ -68,3 +72,12 @@ async def _nats(app: web.Application) -> AsyncIterator[None]:
     app[NATS] = client
     yield
     await client.drain()
+
+
+async def _registry(app: web.Application) -> AsyncIterator[None]:
+    """Every API replica keeps the registry: presence writes are idempotent, events deduped."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(DeviceRegistry(app[POOL], app[NATS]).run(stop))
+    yield
+    stop.set()
+    await task

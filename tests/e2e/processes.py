@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +32,11 @@ def deployx_command() -> list[str]:
 class ServiceProcess:
     """One `deployx <command>` child; each start writes a new log file `<name>-<n>.log`."""
 
-    def __init__(self, name: str, command: str, log_dir: Path, env: Mapping[str, str]) -> None:
-        self.name, self.command, self.log_dir = name, command, log_dir
+    def __init__(
+        self, name: str, command: str | Sequence[str], log_dir: Path, env: Mapping[str, str]
+    ) -> None:
+        self.name, self.log_dir = name, log_dir
+        self.command = [command] if isinstance(command, str) else list(command)
         self.env = dict(env)
         self.starts = 0
         self._proc: subprocess.Popen[bytes] | None = None
@@ -56,7 +59,7 @@ class ServiceProcess:
         self.starts += 1
         with self.log_path.open("wb") as log:
             self._proc = subprocess.Popen(
-                [*deployx_command(), self.command],
+                [*deployx_command(), *self.command],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -133,7 +136,7 @@ class Services:
         }
         self.all: list[ServiceProcess] = []
 
-    def start(self, name: str, command: str) -> ServiceProcess:
+    def start(self, name: str, command: str | Sequence[str]) -> ServiceProcess:
         service = ServiceProcess(name, command, self.log_dir, self.env)
         self.all.append(service)
         return service.start()

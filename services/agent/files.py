@@ -1,0 +1,161 @@
+"""Runs a file job: streams an Object Store object beside its destination, verifies, renames."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import grp
+import hashlib
+import io
+import os
+import pwd
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+import nats.errors
+from nats.js.errors import DigestMismatchError, ObjectNotFoundError
+from nats.js.object_store import ObjectStore
+
+from services.agent_protocol import JobOutcome
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
+
+DIGEST_PREFIX = "SHA-256="
+
+
+class _HashingWriter(io.BufferedIOBase):
+    """What ObjectStore.get(writeinto=) writes each chunk to: the temp file and a sha256."""
+
+    def __init__(self, target: BinaryIO) -> None:
+        super().__init__()
+        self._target = target
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: ReadableBuffer, /) -> int:
+        view = memoryview(data)
+        self._target.write(view)
+        self.sha256.update(view)
+        self.size += view.nbytes
+        return view.nbytes
+
+
+def check_destination(destination: str, allow_roots: list[Path]) -> Path:
+    """The real path that will be written (parent symlinks followed); ValueError if refused."""
+    path = Path(destination)
+    if not path.is_absolute() or path.name in ("", ".", ".."):
+        raise ValueError(f"destination {destination!r} is not an absolute path to a file")
+    real = path.parent.resolve() / path.name
+    roots = [root.resolve() for root in allow_roots]
+    if roots and not any(real.is_relative_to(root) for root in roots):
+        shown = ", ".join(str(root) for root in roots)
+        raise ValueError(f"destination {destination} is outside the allowed roots ({shown})")
+    if real.is_dir():
+        raise ValueError(f"destination {destination} is a directory")
+    return real
+
+
+def parse_owner(owner: str | None) -> tuple[int, int]:
+    """An owner "user" or "user:group" (names or ids) as (uid, gid); -1 leaves one unchanged."""
+    if not owner:
+        return -1, -1
+    user, _, group = owner.partition(":")
+    try:
+        uid = int(user) if user.isdigit() else pwd.getpwnam(user).pw_uid if user else -1
+        gid = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid if group else -1
+    except KeyError:
+        raise ValueError(f"owner {owner!r}: no such user or group on this device") from None
+    return uid, gid
+
+
+def _expected_sha256(digest: str | None) -> bytes | None:
+    if not digest or not digest.upper().startswith(DIGEST_PREFIX):
+        return None
+    try:
+        return base64.urlsafe_b64decode(digest[len(DIGEST_PREFIX) :])
+    except ValueError:  # binascii.Error: a digest that is not base64 matches nothing
+        return None
+
+
+def _open_temp(real: Path) -> tuple[BinaryIO, Path]:
+    """A new temp file in the destination's directory (created with its parents)."""
+    real.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=real.parent, prefix=f".{real.name}.", suffix=".deployx-tmp")
+    return os.fdopen(fd, "wb"), Path(name)
+
+
+def _put_in_place(
+    target: BinaryIO, tmp: Path, real: Path, mode: int, owner: tuple[int, int]
+) -> None:
+    """Owner first (chown clears setuid bits), then mode, fsync, rename, fsync the directory."""
+    target.flush()
+    if owner != (-1, -1):
+        os.fchown(target.fileno(), *owner)
+    os.fchmod(target.fileno(), mode)
+    os.fsync(target.fileno())
+    os.replace(tmp, real)
+    directory = os.open(real.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+async def deploy_file(
+    payload: dict[str, Any], store: ObjectStore, allow_roots: list[Path]
+) -> JobOutcome:
+    """Runs a file_payload: file_id (the object's name), destination, mode, owner.
+
+    An empty allow_roots allows any destination (the demo's default); an agent started with
+    --allow-root refuses destinations outside those directories.
+    """
+    file_id = str(payload["file_id"])
+    timeout = float(payload.get("timeout_seconds") or 600)
+    try:
+        real = check_destination(str(payload["destination"]), allow_roots)
+        mode = int(str(payload.get("mode") or "0644"), 8)
+        owner = parse_owner(payload.get("owner"))
+        info = await store.get_info(file_id)
+    except ValueError as exc:
+        return JobOutcome(status="failed", error=str(exc))
+    except ObjectNotFoundError:
+        return JobOutcome(status="failed", error=f"file {file_id!r} is not in the object store")
+    except nats.errors.Error as exc:
+        return JobOutcome(status="failed", error=f"object store: {exc!r}")
+    if info.is_link():
+        return JobOutcome(status="failed", error=f"file {file_id!r} is a link, not supported")
+    try:
+        target, tmp = await asyncio.to_thread(_open_temp, real)
+    except OSError as exc:
+        return JobOutcome(status="failed", error=f"cannot write beside {real}: {exc}")
+    placed = False
+    try:
+        with target:
+            writer = _HashingWriter(target)
+            try:
+                result = await asyncio.wait_for(store.get(file_id, writeinto=writer), timeout)
+            except TimeoutError:
+                error = f"download of {file_id!r} timed out after {timeout:g} s"
+                return JobOutcome(status="timeout", error=error)
+            except DigestMismatchError:
+                return JobOutcome(status="failed", error=f"file {file_id!r}: sha256 mismatch")
+            except nats.errors.Error as exc:
+                return JobOutcome(status="failed", error=f"download of {file_id!r}: {exc!r}")
+            expected = _expected_sha256(result.info.digest)
+            if expected != writer.sha256.digest() or writer.size != (result.info.size or 0):
+                error = f"file {file_id!r}: sha256 or size mismatch (digest {result.info.digest})"
+                return JobOutcome(status="failed", error=error)
+            await asyncio.to_thread(_put_in_place, target, tmp, real, mode, owner)
+            placed = True
+    except OSError as exc:
+        return JobOutcome(status="failed", error=f"cannot write {real}: {exc}")
+    finally:
+        if not placed:
+            tmp.unlink(missing_ok=True)
+    details = {"sha256": writer.sha256.hexdigest(), "size": writer.size, "destination": str(real)}
+    return JobOutcome(status="success", details=details)

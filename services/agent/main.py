@@ -1,0 +1,192 @@
+"""The agent on a managed device: announce, heartbeat, take jobs, run each job id once, report."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import socket
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import nats
+import nats.aio.client
+import nats.aio.msg
+import structlog
+
+from services.agent.command import run_command
+from services.agent.files import deploy_file
+from services.agent.journal import Journal
+from services.agent.software import load_driver_modules, run_software
+from services.agent_protocol import (
+    FILES_BUCKET,
+    Heartbeat,
+    Job,
+    JobOutcome,
+    JobReport,
+    heartbeat_subject,
+    jobs_subject,
+    results_subject,
+)
+
+AGENT_VERSION = "0.1.0"
+log = structlog.get_logger("deployx.agent")
+_job = msgspec.json.Decoder(Job)
+_encode = msgspec.json.Encoder().encode
+
+
+class AgentConfig(msgspec.Struct, frozen=True, kw_only=True):
+    device_id: str
+    nats_url: str
+    state_dir: Path
+    creds: Path | None = None
+    allow_roots: list[Path] = []
+    labels: dict[str, str] = {}
+    heartbeat_seconds: float = 5.0
+    max_parallel_jobs: int = 8
+    driver_modules: list[str] = []
+
+
+async def connect(config: AgentConfig) -> nats.aio.client.Client:
+    """Connects, retrying forever with backoff: an agent outlives any outage of the server."""
+    options: dict[str, Any] = {}
+    if config.creds is not None:
+        text = config.creds.read_text()
+        if "BEGIN NATS USER JWT" in text:
+            options["user_credentials"] = str(config.creds)
+        else:
+            login = msgspec.json.decode(text, type=dict[str, str])
+            options["user"], options["password"] = login["user"], login["password"]
+
+    async def report(exc: Exception) -> None:
+        log.warning("nats_error", error=str(exc))
+
+    return await nats.connect(
+        config.nats_url,
+        name=f"deployx-agent-{config.device_id}",
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=1,
+        connect_timeout=5,
+        allow_reconnect=True,
+        error_cb=report,
+        **options,
+    )
+
+
+class Agent:
+    def __init__(self, config: AgentConfig, client: nats.aio.client.Client) -> None:
+        self._config, self._nc = config, client
+        self._journal = Journal(config.state_dir / f"{config.device_id}.jobs.sqlite")
+        self._slots = asyncio.Semaphore(config.max_parallel_jobs)
+        self._running: set[asyncio.Task[None]] = set()
+        self._started_at = datetime.now(UTC)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        load_driver_modules(self._config.driver_modules)
+        await self._report_interrupted()
+        subscription = await self._nc.subscribe(
+            jobs_subject(self._config.device_id), cb=self._on_job
+        )
+        log.info("agent_ready", device_id=self._config.device_id)
+        try:
+            while not stop.is_set():
+                await self._heartbeat()
+                try:
+                    async with asyncio.timeout(self._config.heartbeat_seconds):
+                        await stop.wait()
+                except TimeoutError:
+                    pass
+        finally:
+            await subscription.unsubscribe()
+            if self._running:
+                await asyncio.wait(self._running, timeout=30)
+            self._journal.close()
+
+    async def _heartbeat(self) -> None:
+        beat = Heartbeat(
+            device_id=self._config.device_id,
+            hostname=socket.gethostname(),
+            os=f"{platform.system()} {platform.release()}",
+            agent_version=AGENT_VERSION,
+            labels=self._config.labels,
+            started_at=self._started_at,
+            sent_at=datetime.now(UTC),
+            interval_seconds=self._config.heartbeat_seconds,
+        )
+        if self._nc.is_connected:
+            await self._nc.publish(heartbeat_subject(self._config.device_id), _encode(beat))
+
+    async def _report_interrupted(self) -> None:
+        """Jobs cut off by a crash are reported failed: running them again could do harm twice."""
+        for job_id in self._journal.unfinished():
+            outcome = JobOutcome(
+                status="failed",
+                error="the agent stopped while this job ran; it is not run a second time",
+            )
+            self._journal.finish(job_id, outcome.report(job_id))
+            await self._publish(outcome.report(job_id))
+
+    async def _on_job(self, msg: nats.aio.msg.Msg) -> None:
+        try:
+            job = _job.decode(msg.data)
+        except msgspec.DecodeError as exc:
+            log.warning("bad_job", error=str(exc))
+            return
+        is_new, finished = self._journal.begin(job.job_id)
+        if not is_new:
+            # A redelivered job: repeat what we know about it, never run it again.
+            await self._publish(finished or JobReport(job_id=job.job_id, state="accepted"))
+            return
+        task = asyncio.create_task(self._run_job(job))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    async def _run_job(self, job: Job) -> None:
+        await self._publish(JobReport(job_id=job.job_id, state="accepted"))
+        async with self._slots:
+            log.info("job_started", job_id=job.job_id, task_type=job.task_type)
+            try:
+                outcome = await self._execute(job)
+            except Exception as exc:  # a runner bug must still end the job with an answer
+                log.exception("job_crashed", job_id=job.job_id)
+                outcome = JobOutcome(status="failed", error=f"the agent failed: {exc}")
+        report = outcome.report(job.job_id)
+        self._journal.finish(job.job_id, report)
+        await self._publish(report)
+        log.info("job_finished", job_id=job.job_id, status=outcome.status)
+
+    async def _execute(self, job: Job) -> JobOutcome:
+        payload = job.payload
+        if job.task_type == "command":
+            command = dict(payload["command_payload"])
+            # A command can tell where and as part of what it runs.
+            command["env"] = {
+                "DEPLOYX_DEVICE_ID": self._config.device_id,
+                "DEPLOYX_EXECUTION_ID": job.execution_id,
+                "DEPLOYX_TASK_ID": job.task_id,
+                **(command.get("env") or {}),
+            }
+            return await run_command(command)
+        if job.task_type == "software_deployment":
+            return await run_software(payload["software_payload"])
+        if job.task_type == "file_deployment":
+            store = await self._nc.jetstream().object_store(job.file_bucket or FILES_BUCKET)
+            return await deploy_file(payload["file_payload"], store, self._config.allow_roots)
+        return JobOutcome(status="failed", error=f"this agent cannot run {job.task_type} jobs")
+
+    async def _publish(self, report: JobReport) -> None:
+        await self._nc.publish(results_subject(self._config.device_id), _encode(report))
+
+
+async def run_agent(config: AgentConfig, stop: asyncio.Event) -> None:
+    client = await connect(config)
+    try:
+        await Agent(config, client).run(stop)
+    finally:
+        await client.drain()
+
+
+def default_state_dir() -> Path:
+    return Path(os.environ.get("DEPLOYX_AGENT_STATE_DIR", "~/.deployx-agent")).expanduser()

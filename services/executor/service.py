@@ -1,0 +1,124 @@
+"""The executor service for one task type: a durable JetStream consumer shared by its replicas."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import asyncpg
+import msgspec
+import nats.aio.client
+import nats.aio.msg
+import structlog
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from events.codec import Envelope, decode_data
+from events.task import TaskDue
+from services.clock import Clock, wait_first
+from services.executor.reconciler import reconcile
+from services.executor.results import ResultRouter
+from services.executor.run import ExecutionRun
+from services.relay import STREAM, ensure_stream
+
+log = structlog.get_logger("deployx.executor")
+_envelope = msgspec.json.Decoder(Envelope)
+
+# Unacknowledged this long, a TaskDue goes to another replica; a run in progress says so sooner.
+ACK_WAIT = timedelta(seconds=60)
+PROGRESS_EVERY = 20.0
+MAX_RUNNING = 500
+RECONCILE_EVERY = 30.0
+
+
+def consumer_name(task_type: str) -> str:
+    return f"executor-{task_type}"
+
+
+async def run_executor(
+    pool: asyncpg.Pool,
+    client: nats.aio.client.Client,
+    task_type: str,
+    clock: Clock,
+    stop: asyncio.Event,
+) -> None:
+    js = client.jetstream()
+    await ensure_stream(js)
+    router = ResultRouter(client)
+    await router.start()
+    subscription = await js.pull_subscribe(
+        f"deployx.events.{task_type}.TaskDue",
+        durable=consumer_name(task_type),
+        stream=STREAM,
+        config=ConsumerConfig(
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=ACK_WAIT.total_seconds(),
+            max_deliver=-1,
+            max_ack_pending=MAX_RUNNING * 4,
+            deliver_policy=DeliverPolicy.ALL,
+        ),
+    )
+    slots = asyncio.Semaphore(MAX_RUNNING)
+    running: set[asyncio.Task[None]] = set()
+    reconciler = asyncio.create_task(_reconcile_forever(pool, task_type, clock, stop))
+    log.info("executor_started", task_type=task_type)
+    try:
+        while not stop.is_set():
+            try:
+                messages = await subscription.fetch(batch=100, timeout=1.0)
+            except (TimeoutError, nats.errors.TimeoutError):
+                continue
+            for message in messages:
+                await slots.acquire()
+                work = asyncio.create_task(_handle(pool, client, router, clock, task_type, message))
+                running.add(work)
+                work.add_done_callback(running.discard)
+                work.add_done_callback(lambda _: slots.release())
+    finally:
+        reconciler.cancel()
+        if running:
+            # Finish what is in hand; anything left unacknowledged goes to another replica.
+            await asyncio.wait(running, timeout=30)
+        await subscription.unsubscribe()
+        await router.stop()
+
+
+async def _handle(
+    pool: asyncpg.Pool,
+    client: nats.aio.client.Client,
+    router: ResultRouter,
+    clock: Clock,
+    task_type: str,
+    message: nats.aio.msg.Msg,
+) -> None:
+    envelope = _envelope.decode(message.data)
+    due = decode_data(envelope.type, bytes(envelope.data))
+    assert isinstance(due, TaskDue)
+    structlog.contextvars.bind_contextvars(execution_id=due.execution_id)
+    progress = asyncio.create_task(_keep_in_progress(message))
+    try:
+        run = ExecutionRun(pool, client, router, clock, due, envelope.version, task_type)
+        await run.run()
+        # Everything is in PostgreSQL now; only then may JetStream forget the TaskDue.
+        await message.ack()
+    except Exception:
+        log.exception("execution_failed")
+        await message.nak(delay=5)
+    finally:
+        progress.cancel()
+
+
+async def _keep_in_progress(message: nats.aio.msg.Msg) -> None:
+    while True:
+        await asyncio.sleep(PROGRESS_EVERY)
+        await message.in_progress()
+
+
+async def _reconcile_forever(
+    pool: asyncpg.Pool, task_type: str, clock: Clock, stop: asyncio.Event
+) -> None:
+    while not stop.is_set():
+        try:
+            await reconcile(pool, task_type, clock.now())
+        except Exception:
+            log.exception("reconcile_failed")
+        await wait_first(stop, timeout=RECONCILE_EVERY)

@@ -1,0 +1,65 @@
+"""Who an execution runs on, what it runs, and which of those devices are online now."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from events.task import TaskCreated
+from services.domain.task import TaskState, evolve
+from services.domain.task_spec import unique
+from services.store import Executor, read_stream
+
+# An agent that missed this many heartbeats in a row counts as offline.
+MISSED_HEARTBEATS = 3
+
+
+async def task_as_fired(db: Executor, task_id: str, due_version: int) -> TaskState:
+    """The task as it stood when the TaskDue at due_version was appended."""
+    state = TaskState(task_id=task_id)
+    for recorded in await read_stream(db, task_id):
+        if recorded.version > due_version:
+            break
+        state = evolve(state, recorded.event)
+    return state
+
+
+async def resolve_targets(db: Executor, spec: TaskCreated) -> list[str]:
+    """device_ids, then the members of group_ids at this moment; each device once."""
+    members: list[str] = []
+    if spec.group_ids:
+        rows = await db.fetch(
+            "SELECT device_ids FROM device_groups WHERE id = ANY ($1::int[]) ORDER BY id",
+            spec.group_ids,
+        )
+        members = [device for row in rows for device in row["device_ids"]]
+    return unique([*spec.device_ids, *members])
+
+
+async def online_devices(db: Executor, device_ids: list[str], now: datetime) -> dict[str, datetime]:
+    """The devices among device_ids whose agent is heartbeating, with when it was last seen."""
+    if not device_ids:
+        return {}
+    rows = await db.fetch(
+        "SELECT device_id, last_seen, interval_seconds FROM device_presence "
+        "WHERE device_id = ANY ($1::text[])",
+        device_ids,
+    )
+    return {
+        row["device_id"]: row["last_seen"]
+        for row in rows
+        if now - row["last_seen"] <= timedelta(seconds=row["interval_seconds"] * MISSED_HEARTBEATS)
+    }
+
+
+def job_timeout(spec: TaskCreated) -> int:
+    payload: dict[str, Any] = next(iter(spec.task_payload.values()), {})
+    return int(payload.get("timeout_seconds", 300))
+
+
+async def last_seen(db: Executor, device_ids: list[str]) -> dict[str, datetime]:
+    rows = await db.fetch(
+        "SELECT device_id, last_seen FROM device_presence WHERE device_id = ANY ($1::text[])",
+        device_ids,
+    )
+    return {row["device_id"]: row["last_seen"] for row in rows}

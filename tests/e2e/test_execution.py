@@ -1,0 +1,198 @@
+"""Tasks carried out on real agents: output, exit codes, timeouts, groups, files, software."""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.fleet import Fleet
+from tests.e2e.processes import Services
+from tests.stack import Client, Stack
+
+TASKS = "/api/schedule/tasks"
+REPO_ROOT = str(Path(__file__).resolve().parents[2])
+
+
+@pytest.fixture
+async def fleet(
+    stack: Stack, database_url: str, nats_url: str, tmp_path: Path
+) -> AsyncIterator[Fleet]:
+    (tmp_path / "logs").mkdir()
+    services = Services(tmp_path / "logs", database_url, nats_url)
+    services.env["DEPLOYX_FAKE_PKG_ROOT"] = str(tmp_path / "packages")
+    # So that an agent can load the test's own package driver (tests.e2e.fake_driver).
+    services.env["PYTHONPATH"] = REPO_ROOT
+    services.start("relay", "relay")
+    try:
+        yield Fleet(services, await stack.client("ops", "admin"), tmp_path / "agents")
+    finally:
+        services.stop_all()
+    assert services.errors() == [], services.tails()
+
+
+def command_task(command: str, device_ids: list[str], **payload: Any) -> dict[str, Any]:
+    return {
+        "name": "run it",
+        "task_type": "command",
+        "recurrence_type": "daily",
+        "recurrence_config": {"time": "03:00"},
+        "device_ids": device_ids,
+        "task_payload": {"command_payload": {"command": command, **payload}},
+    }
+
+
+async def run_now(api: Client, body: dict[str, Any]) -> tuple[str, str]:
+    status, task = await api.post(TASKS, body)
+    assert status == 201, task
+    status, accepted = await api.post(f"{TASKS}/{task['id']}/execute")
+    assert status == 202, accepted
+    return task["id"], accepted["execution_id"]
+
+
+async def test_a_command_reports_each_devices_output_and_exit_code(fleet: Fleet) -> None:
+    fleet.executor()
+    fleet.agent("dev-a")
+    fleet.agent("dev-b")
+    await fleet.wait_online(["dev-a", "dev-b"])
+    command = (
+        'echo "hello from $DEPLOYX_DEVICE_ID"; echo oops >&2; [ "$DEPLOYX_DEVICE_ID" = dev-a ]'
+    )
+
+    task_id, execution_id = await run_now(
+        fleet.api, command_task(command, ["dev-a", "dev-b", "dev-never-seen"])
+    )
+    execution = await fleet.finished(task_id, execution_id)
+
+    details = execution["result"]["execution_details"]
+    assert details["dev-a"] | {"error": None} == {
+        "status": "success",
+        "exit_code": 0,
+        "stdout": "hello from dev-a\n",
+        "stderr": "oops\n",
+        "error": None,
+    }
+    assert (details["dev-b"]["status"], details["dev-b"]["exit_code"]) == ("failed", 1)
+    assert details["dev-b"]["stdout"] == "hello from dev-b\n"
+    assert details["dev-never-seen"]["status"] == "unreachable"
+    assert "never connected" in details["dev-never-seen"]["error"]
+    assert execution["status"] == "failed"
+    assert execution["error_message"] == "2 of 3 devices did not succeed"
+    counts = {k: execution["result"][k] for k in ("devices_targeted", "devices_succeeded")}
+    assert counts == {"devices_targeted": 3, "devices_succeeded": 1}
+    _, task = await fleet.api.get(f"{TASKS}/{task_id}")
+    assert (task["execution_count"], task["last_execution_status"]) == (1, "failed")
+
+
+async def test_a_command_past_its_timeout_is_stopped_and_reported(fleet: Fleet) -> None:
+    fleet.executor()
+    fleet.agent("dev-a")
+    await fleet.wait_online(["dev-a"])
+
+    task_id, execution_id = await run_now(
+        fleet.api, command_task("echo started; sleep 30", ["dev-a"], timeout_seconds=1)
+    )
+    execution = await fleet.finished(task_id, execution_id, timeout=30)
+
+    result = execution["result"]["execution_details"]["dev-a"]
+    assert result["status"] == "timeout"
+    assert result["stdout"] == "started\n"
+    assert execution["status"] == "failed"
+
+
+async def test_a_run_resolves_group_members_when_it_runs(fleet: Fleet) -> None:
+    fleet.executor()
+    fleet.agent("dev-a")
+    fleet.agent("dev-b")
+    await fleet.wait_online(["dev-a", "dev-b"])
+    _, group = await fleet.api.post("/api/groups", {"name": "web", "device_ids": ["dev-a"]})
+    body = command_task("true", []) | {"group_ids": [group["id"]]}
+    status, task = await fleet.api.post(TASKS, body)
+    assert status == 201, task
+
+    await fleet.api.put(f"/api/groups/{group['id']}", {"device_ids": ["dev-b"]})
+    _, accepted = await fleet.api.post(f"{TASKS}/{task['id']}/execute")
+    execution = await fleet.finished(task["id"], accepted["execution_id"])
+
+    assert list(execution["result"]["execution_details"]) == ["dev-b"]
+    assert execution["status"] == "success"
+
+
+async def test_a_run_with_no_target_fails_saying_so(fleet: Fleet) -> None:
+    fleet.executor()
+
+    task_id, execution_id = await run_now(fleet.api, command_task("true", []))
+    execution = await fleet.finished(task_id, execution_id)
+
+    assert execution["status"] == "failed"
+    assert "no target devices" in execution["error_message"]
+
+
+async def test_a_file_lands_byte_for_byte_with_its_mode(fleet: Fleet, tmp_path: Path) -> None:
+    fleet.executor("file_deployment")
+    fleet.agent("dev-a")
+    await fleet.wait_online(["dev-a"])
+    content = os.urandom(3 * 1024 * 1024 + 17)
+    status, stored = await fleet.api.post(
+        "/api/files?name=app.bin",
+        data=io.BytesIO(content),
+        headers={"Content-Type": "application/octet-stream"},
+    )
+    assert status == 201, stored
+    assert stored["size"] == len(content)
+    destination = tmp_path / "deployed" / "etc" / "app.bin"
+
+    task_id, execution_id = await run_now(
+        fleet.api,
+        {
+            "name": "ship app.bin",
+            "task_type": "file_deployment",
+            "recurrence_type": "daily",
+            "recurrence_config": {"time": "03:00"},
+            "device_ids": ["dev-a"],
+            "task_payload": {
+                "file_payload": {
+                    "file_id": stored["file_id"],
+                    "destination": str(destination),
+                    "mode": "0640",
+                }
+            },
+        },
+    )
+    execution = await fleet.finished(task_id, execution_id)
+
+    assert execution["status"] == "success", execution
+    assert destination.read_bytes() == content
+    assert stat.S_IMODE(destination.stat().st_mode) == 0o640
+
+
+async def test_software_installs_through_a_driver_the_test_provides(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    fleet.executor("software_deployment")
+    fleet.agent("dev-a", "--driver-module", "tests.e2e.fake_driver")
+    await fleet.wait_online(["dev-a"])
+    (tmp_path / "packages").mkdir()
+
+    task_id, execution_id = await run_now(
+        fleet.api,
+        {
+            "name": "install nginx",
+            "task_type": "software_deployment",
+            "recurrence_type": "daily",
+            "recurrence_config": {"time": "03:00"},
+            "device_ids": ["dev-a"],
+            "task_payload": {
+                "software_payload": {"package": "nginx", "version": "1.24.0", "manager": "fake"}
+            },
+        },
+    )
+    execution = await fleet.finished(task_id, execution_id)
+
+    assert execution["status"] == "success", execution
+    assert (tmp_path / "packages" / "nginx").read_text() == "1.24.0"
