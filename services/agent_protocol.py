@@ -8,6 +8,8 @@ from typing import Any
 import msgspec
 
 OUTPUT_LIMIT = 64 * 1024  # bytes of stdout and of stderr kept per job
+# A device id is one NATS subject token (deployx.agents.<id>.jobs): no dots, spaces, wildcards.
+DEVICE_ID_PATTERN = r"^[A-Za-z0-9_:\-]+$"
 
 
 def jobs_subject(device_id: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 from pathlib import Path
 
 from events.base import TASK_TYPES
@@ -74,6 +75,13 @@ def _parser() -> argparse.ArgumentParser:
         "--driver-module", action="append", default=[], help="a module adding package drivers"
     )
     agent.set_defaults(run=_agent)
+
+    auth = commands.add_parser(
+        "nats-auth", help="NATS users: one for the services, one per agent (its subjects only)"
+    )
+    auth.add_argument("--agents", required=True, help="device ids, comma-separated")
+    auth.add_argument("--out", type=Path, required=True, help="directory for the files")
+    auth.set_defaults(run=_nats_auth)
 
     migrate = commands.add_parser("migrate", help="apply schema.sql (idempotent)")
     _stack_dir_option(migrate)
@@ -155,7 +163,10 @@ def _replay(_args: argparse.Namespace, settings: Settings) -> None:
 
 def _agent(args: argparse.Namespace, settings: Settings) -> None:
     from services.agent.main import AgentConfig, default_state_dir
+    from services.agent_protocol import DEVICE_ID_PATTERN
 
+    if not re.match(DEVICE_ID_PATTERN, args.device_id):
+        raise SystemExit(f"--device-id {args.device_id!r}: use letters, digits, _ : - (no dots)")
     labels = dict(label.partition("=")[::2] for label in args.label)
     config = AgentConfig(
         device_id=args.device_id,
@@ -167,3 +178,13 @@ def _agent(args: argparse.Namespace, settings: Settings) -> None:
         driver_modules=args.driver_module,
     )
     runtime.run_alone(settings, runtime.agent_service(config))
+
+
+def _nats_auth(args: argparse.Namespace, _settings: Settings) -> None:
+    from services.nats_auth import write_auth_files
+
+    devices = [device.strip() for device in args.agents.split(",") if device.strip()]
+    service = write_auth_files(args.out, devices)
+    print(f"{args.out / 'auth.conf'}: include it in nats-server.conf, then reload the server")
+    print(f"{args.out / 'agents'}/<device-id>.json: give each agent its own, as --creds")
+    print(f"services: DEPLOYX_NATS_URL=nats://{service.user}:{service.password}@HOST:4222")

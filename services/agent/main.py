@@ -30,6 +30,7 @@ from services.agent_protocol import (
     jobs_subject,
     results_subject,
 )
+from services.nats_auth import agent_inbox_prefix
 
 AGENT_VERSION = "0.1.0"
 log = structlog.get_logger("deployx.agent")
@@ -66,6 +67,7 @@ async def connect(config: AgentConfig) -> nats.aio.client.Client:
     return await nats.connect(
         config.nats_url,
         name=f"deployx-agent-{config.device_id}",
+        inbox_prefix=agent_inbox_prefix(config.device_id),
         max_reconnect_attempts=-1,
         reconnect_time_wait=1,
         connect_timeout=5,

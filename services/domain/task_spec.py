@@ -8,11 +8,12 @@ import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
 from events.base import TASK_TYPES
+from services.agent_protocol import DEVICE_ID_PATTERN
 from services.domain.errors import ValidationFailed
 
 Name = Annotated[str, Meta(min_length=1, max_length=200)]
 Description = Annotated[str, Meta(max_length=5000)]
-DeviceId = Annotated[str, Meta(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:\-]+$")]
+DeviceId = Annotated[str, Meta(min_length=1, max_length=200, pattern=DEVICE_ID_PATTERN)]
 GroupId = Annotated[int, Meta(ge=1)]
 Seconds = Annotated[int, Meta(ge=0, le=366 * 86400)]
 TaskType = Literal["command", "software_deployment", "file_deployment"]

@@ -207,6 +207,7 @@ INVALID_CREATES: dict[str, tuple[dict[str, Any], str]] = {
     ),
     "device id not a string": (command_task(device_ids=["local-1", 5]), "device_ids"),
     "device ids not a list": (command_task(device_ids="local-1"), "device_ids"),
+    "device id with a dot": (command_task(device_ids=["web-1.example.com"]), "device_ids"),
     "group id not an int": (command_task(group_ids=["web"]), "group_ids"),
     "group that does not exist": (command_task(group_ids=[424242]), "group_ids"),
     "no command_payload": (command_task(task_payload={}), "task_payload.command_payload"),
