@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import msgspec
 
 from projections.base import Db
+
+
+class Bucket(msgspec.Struct, kw_only=True):
+    start: datetime
+    succeeded: int
+    failed: int
 
 
 class Stats(msgspec.Struct, kw_only=True):
@@ -15,6 +23,9 @@ class Stats(msgspec.Struct, kw_only=True):
     executions_success: int
     executions_failed: int
     success_rate: float
+    # Finished executions per hour over the last 24 hours and per day (UTC) over the last 7.
+    executions_by_hour: list[Bucket] = []
+    executions_by_day: list[Bucket] = []
 
 
 async def stats(db: Db, owner: str | None) -> Stats:
@@ -42,6 +53,8 @@ async def stats(db: Db, owner: str | None) -> Stats:
     )
     assert counts is not None
     succeeded, failed = int(counts["succeeded"]), int(counts["failed"])
+    by_hour = await _buckets(db, owner, "hour", 24)
+    by_day = await _buckets(db, owner, "day", 7)
     total = succeeded + failed
     return Stats(
         total_tasks=sum(by_status.values()),
@@ -51,4 +64,34 @@ async def stats(db: Db, owner: str | None) -> Stats:
         executions_success=succeeded,
         executions_failed=failed,
         success_rate=round(succeeded / total, 4) if total else 0.0,
+        executions_by_hour=by_hour,
+        executions_by_day=by_day,
     )
+
+
+async def _buckets(db: Db, owner: str | None, unit: str, count: int) -> list[Bucket]:
+    """One bucket per hour or day, the current one last, empty ones included."""
+    rows = await db.fetch(
+        f"""
+        WITH slots AS (
+            SELECT generate_series(
+                date_trunc('{unit}', now() AT TIME ZONE 'UTC') - interval '1 {unit}' * ($2 - 1),
+                date_trunc('{unit}', now() AT TIME ZONE 'UTC'),
+                interval '1 {unit}'
+            ) AT TIME ZONE 'UTC' AS start
+        )
+        SELECT slots.start, coalesce(sum(s.succeeded), 0) AS succeeded,
+            coalesce(sum(s.failed), 0) AS failed
+        FROM slots
+        LEFT JOIN execution_stats_hourly s
+            ON s.hour >= slots.start AND s.hour < slots.start + interval '1 {unit}'
+            AND ($1::text IS NULL OR s.task_id IN (SELECT id FROM tasks WHERE user_id = $1))
+        GROUP BY slots.start ORDER BY slots.start
+        """,
+        owner,
+        count,
+    )
+    return [
+        Bucket(start=row["start"], succeeded=int(row["succeeded"]), failed=int(row["failed"]))
+        for row in rows
+    ]

@@ -9,14 +9,15 @@ from pathlib import Path
 import structlog
 from aiohttp import web
 
-from services.api import files, groups, misc, tasks
-from services.api.keys import NATS, POOL, SETTINGS, TOKENS, WATCHER
+from services.api import files, groups, live, misc, tasks
+from services.api.keys import LIVE, NATS, POOL, SETTINGS, TOKENS, WATCHER
 from services.api.middleware import access_log, authenticate, errors
 from services.api.openapi import openapi_document
 from services.api.responses import json_response
 from services.auth import TokenCache
 from services.bus import connect_nats
 from services.db import create_pool
+from services.live_feed import LiveFeed
 from services.read_your_writes import ProjectionWatcher
 from services.registry import DeviceRegistry
 from services.settings import Settings
@@ -33,10 +34,12 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_nats)
     app.cleanup_ctx.append(_registry)
+    app.cleanup_ctx.append(_live_feed)
     app.add_routes(tasks.routes)
     app.add_routes(groups.routes)
     app.add_routes(misc.routes)
     app.add_routes(files.routes)
+    app.add_routes(live.routes)
     document = openapi_document()
 
     async def openapi(_request: web.Request) -> web.Response:
@@ -81,3 +84,17 @@ async def _registry(app: web.Application) -> AsyncIterator[None]:
     yield
     stop.set()
     await task
+
+
+async def _live_feed(app: web.Application) -> AsyncIterator[None]:
+    feed = LiveFeed(app[POOL], app[NATS])
+    await feed.start()
+    app[LIVE] = feed
+
+    async def end_streams(_app: web.Application) -> None:
+        feed.end_streams()
+
+    # on_shutdown runs before the server waits for open requests; SSE streams never end alone.
+    app.on_shutdown.append(end_streams)
+    yield
+    await feed.stop()

@@ -7,6 +7,7 @@ import nats.aio.client
 from aiohttp import web
 
 from services.auth import Principal, TokenCache
+from services.live_feed import LiveFeed
 from services.read_your_writes import ProjectionWatcher
 from services.settings import Settings
 
@@ -15,6 +16,7 @@ POOL = web.AppKey("pool", asyncpg.Pool)
 TOKENS = web.AppKey("tokens", TokenCache)
 WATCHER = web.AppKey("watcher", ProjectionWatcher)
 NATS = web.AppKey("nats", nats.aio.client.Client)
+LIVE = web.AppKey("live", LiveFeed)
 PRINCIPAL = web.RequestKey("principal", Principal)  # set by the auth middleware
 
 

@@ -130,3 +130,23 @@ async def test_applying_every_event_again_changes_nothing(stack: Stack, database
         assert await read_tables(conn) == before
     finally:
         await conn.close()
+
+
+async def test_stats_count_finished_runs_per_hour_and_day_for_their_owner(stack: Stack) -> None:
+    await run_scenario(stack)
+    owner = await stack.client("olga", "operator")
+    stranger = await stack.client("sam", "operator")
+
+    _, stats = await owner.get("/api/schedule/stats")
+    _, others = await stranger.get("/api/schedule/stats")
+
+    assert (stats["executions_total"], stats["executions_failed"]) == (1, 1)
+    assert len(stats["executions_by_hour"]) == 24
+    assert len(stats["executions_by_day"]) == 7
+    assert stats["executions_by_hour"][-1] | {"start": None} == {
+        "start": None,
+        "succeeded": 0,
+        "failed": 1,
+    }
+    assert sum(bucket["failed"] for bucket in stats["executions_by_day"]) == 1
+    assert sum(bucket["failed"] for bucket in others["executions_by_hour"]) == 0

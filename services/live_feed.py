@@ -1,0 +1,95 @@
+"""The live feed: one NATS subscription on the event stream, fanned out to browsers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+
+import asyncpg
+import msgspec
+import nats.aio.client
+import nats.aio.msg
+
+QUEUE_LIMIT = 1000
+
+
+class _Head(msgspec.Struct):
+    """The part of an envelope the feed needs to route it."""
+
+    type: str
+    position: int
+    data: dict[str, object]
+
+
+_head = msgspec.json.Decoder(_Head)
+Item = tuple[bytes, str | None]  # a ready SSE message, and the user who owns it (None: everyone)
+
+
+class LiveFeed:
+    """One NATS subscription per API process, fanned out to every connected browser."""
+
+    def __init__(self, pool: asyncpg.Pool, client: nats.aio.client.Client) -> None:
+        self._pool, self._nc = pool, client
+        self._listeners: set[asyncio.Queue[Item | None]] = set()
+        self._owners: dict[str, str] = {}
+
+    async def start(self) -> None:
+        self._subscription = await self._nc.subscribe("deployx.events.>", cb=self._on_event)
+
+    async def stop(self) -> None:
+        await self._subscription.unsubscribe()
+        self.end_streams()
+
+    def end_streams(self) -> None:
+        """Tells every open stream to finish (on shutdown, so no handler holds it up)."""
+        for queue in list(self._listeners):
+            with contextlib.suppress(asyncio.QueueFull):
+                queue.put_nowait(None)
+
+    @contextlib.contextmanager
+    def listen(self) -> Iterator[asyncio.Queue[Item | None]]:
+        queue: asyncio.Queue[Item | None] = asyncio.Queue(QUEUE_LIMIT)
+        self._listeners.add(queue)
+        try:
+            yield queue
+        finally:
+            self._listeners.discard(queue)
+
+    async def _on_event(self, msg: nats.aio.msg.Msg) -> None:
+        try:
+            head = _head.decode(msg.data)
+        except msgspec.DecodeError:
+            return
+        owner = await self._owner(head)
+        message = (
+            f"event: {head.type}\nid: {head.position}\n".encode() + b"data: " + msg.data + b"\n\n"
+        )
+        for queue in list(self._listeners):
+            try:
+                queue.put_nowait((message, owner))
+            except asyncio.QueueFull:
+                # A browser that cannot keep up is dropped; it reconnects and reloads.
+                self._listeners.discard(queue)
+                queue.get_nowait()
+                queue.put_nowait(None)
+
+    async def _owner(self, head: _Head) -> str | None:
+        task_id = head.data.get("task_id")
+        if not isinstance(task_id, str):
+            return None  # device and group events are everyone's
+        user = head.data.get("user_id")
+        if head.type == "TaskCreated" and isinstance(user, str):
+            self._owners[task_id] = user
+        if len(self._owners) > 100_000:
+            self._owners.clear()
+        if task_id not in self._owners:
+            row = await self._pool.fetchrow(
+                "SELECT user_id FROM tasks WHERE id = $1::uuid", task_id
+            ) or await self._pool.fetchrow(
+                "SELECT data ->> 'user_id' AS user_id FROM events "
+                "WHERE stream_id = $1 AND version = 1",
+                task_id,
+            )
+            self._owners[task_id] = row["user_id"] if row else ""
+        return self._owners[task_id]

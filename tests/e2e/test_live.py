@@ -1,0 +1,80 @@
+"""GET /api/live: events arrive as Server-Sent Events, and each user sees only their own tasks'."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from services.runtime import serve_relay
+from services.settings import Settings
+from tests.e2e.api import TASKS, command_task
+from tests.stack import Client, Stack
+
+
+@pytest.fixture
+async def relayed(stack: Stack, database_url: str, nats_url: str) -> AsyncIterator[Stack]:
+    """The stack, with a relay publishing the log to NATS (what the live feed listens to)."""
+    stop = asyncio.Event()
+    relay = asyncio.create_task(
+        serve_relay(Settings(database_url=database_url, nats_url=nats_url), stop)
+    )
+    yield stack
+    stop.set()
+    await relay
+
+
+async def sse_events(client: Client, ready: asyncio.Event) -> AsyncIterator[dict[str, Any]]:
+    """Parses the stream: yields {"event", "id", "data"} for each message."""
+    headers = {"Authorization": f"Bearer {client.token}"}
+    async with client.session.get(f"{client.base_url}/api/live", headers=headers) as response:
+        assert response.status == 200
+        assert response.content_type == "text/event-stream"
+        ready.set()
+        message: dict[str, Any] = {}
+        async for raw in response.content:
+            line = raw.decode().rstrip("\n")
+            if not line:
+                if "data" in message:
+                    yield message
+                message = {}
+            elif not line.startswith(":"):
+                field, _, value = line.partition(": ")
+                message[field] = json.loads(value) if field == "data" else value
+
+
+async def first_task_event(client: Client, ready: asyncio.Event) -> dict[str, Any]:
+    async for message in sse_events(client, ready):
+        if message["event"].startswith("Task"):
+            return message
+    raise AssertionError("the stream ended")
+
+
+async def test_a_users_live_stream_shows_their_task_and_not_others(relayed: Stack) -> None:
+    alice = await relayed.client("alice", "operator")
+    bob = await relayed.client("bob", "operator")
+    alice_ready, bob_ready = asyncio.Event(), asyncio.Event()
+    alice_sees = asyncio.create_task(first_task_event(alice, alice_ready))
+    bob_sees = asyncio.create_task(first_task_event(bob, bob_ready))
+    await asyncio.wait_for(asyncio.gather(alice_ready.wait(), bob_ready.wait()), 10)
+
+    _, bobs = await bob.post(TASKS, command_task(name="bob's"))
+    _, alices = await alice.post(TASKS, command_task(name="alice's"))
+
+    seen_by_alice = await asyncio.wait_for(alice_sees, 10)
+    seen_by_bob = await asyncio.wait_for(bob_sees, 10)
+    assert seen_by_alice["event"] == "TaskCreated"
+    assert seen_by_alice["data"]["stream_id"] == alices["id"]
+    assert seen_by_bob["data"]["stream_id"] == bobs["id"]
+
+
+async def test_the_live_stream_needs_a_token(relayed: Stack) -> None:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{relayed.base_url}/api/live") as response,
+    ):
+        assert response.status == 401
