@@ -30,6 +30,7 @@ from services.agent_protocol import (
     jobs_subject,
     results_subject,
 )
+from services.bus import servers
 from services.nats_auth import agent_inbox_prefix
 
 AGENT_VERSION = "0.1.0"
@@ -65,7 +66,7 @@ async def connect(config: AgentConfig) -> nats.aio.client.Client:
         log.warning("nats_error", error=str(exc))
 
     return await nats.connect(
-        config.nats_url,
+        servers(config.nats_url),
         name=f"deployx-agent-{config.device_id}",
         inbox_prefix=agent_inbox_prefix(config.device_id),
         max_reconnect_attempts=-1,
