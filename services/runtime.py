@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 
 import structlog
 from aiohttp import web
@@ -91,7 +92,14 @@ def executor_service(task_type: str) -> Service:
         try:
             while not stop.is_set():
                 try:
-                    await run_executor(pool, client, task_type, SystemClock(), stop)
+                    await run_executor(
+                        pool,
+                        client,
+                        task_type,
+                        SystemClock(),
+                        stop,
+                        ack_wait=timedelta(seconds=settings.executor_ack_wait),
+                    )
                 except Exception:
                     # Whatever it held is unacknowledged and will be redelivered: start over.
                     log.exception("executor_failed", task_type=task_type)

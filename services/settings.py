@@ -19,6 +19,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # How long a write waits for the read tables to show it before answering 503.
     read_your_writes_timeout: float = 10.0
     db_pool_max: int = 20
+    # Seconds an executor's TaskDue may go unacknowledged before JetStream hands it to another
+    # replica: how long an execution waits to be resumed after its executor died. Read when
+    # the durable consumer is created (by the first executor of a task type to start).
+    executor_ack_wait: float = 60.0
 
 
 _ENV = {
@@ -31,6 +35,7 @@ _ENV = {
     "max_body_bytes": "DEPLOYX_MAX_BODY_BYTES",
     "read_your_writes_timeout": "DEPLOYX_READ_YOUR_WRITES_TIMEOUT",
     "db_pool_max": "DEPLOYX_DB_POOL_MAX",
+    "executor_ack_wait": "DEPLOYX_EXECUTOR_ACK_WAIT",
 }
 
 

@@ -163,7 +163,9 @@ class ExecutionRun:
         """Waits for the devices' results, writing them in batches, until each has one."""
         self._waiting = {device for device in devices if device not in self._done}
         accept_by = self._clock.now() + ACCEPT_TIMEOUT
-        deadline = started.deadline or accept_by
+        # A run resumed after its deadline still gives the agents time to answer from their
+        # journals before anything is recorded as timed out.
+        deadline = max(started.deadline or accept_by, accept_by)
         while self._waiting:
             now = self._clock.now()
             if now >= accept_by:

@@ -23,7 +23,8 @@ from services.relay import STREAM, ensure_stream
 log = structlog.get_logger("deployx.executor")
 _envelope = msgspec.json.Decoder(Envelope)
 
-# Unacknowledged this long, a TaskDue goes to another replica; a run in progress says so sooner.
+# Unacknowledged this long, a TaskDue goes to another replica; a run in progress says so sooner
+# (every PROGRESS_EVERY seconds, or three times per ack wait when that is shorter).
 ACK_WAIT = timedelta(seconds=60)
 PROGRESS_EVERY = 20.0
 MAX_RUNNING = 500
@@ -40,6 +41,7 @@ async def run_executor(
     task_type: str,
     clock: Clock,
     stop: asyncio.Event,
+    ack_wait: timedelta = ACK_WAIT,
 ) -> None:
     js = client.jetstream()
     await ensure_stream(js)
@@ -51,16 +53,20 @@ async def run_executor(
         stream=STREAM,
         config=ConsumerConfig(
             ack_policy=AckPolicy.EXPLICIT,
-            ack_wait=ACK_WAIT.total_seconds(),
+            ack_wait=ack_wait.total_seconds(),
             max_deliver=-1,
             max_ack_pending=MAX_RUNNING * 4,
             deliver_policy=DeliverPolicy.ALL,
         ),
     )
+    # The consumer's own ack wait, which its creator chose: another replica's setting may differ.
+    info = await subscription.consumer_info()
+    consumer_ack_wait = info.config.ack_wait or ack_wait.total_seconds()
+    progress_every = min(PROGRESS_EVERY, consumer_ack_wait / 3)
     slots = asyncio.Semaphore(MAX_RUNNING)
     running: set[asyncio.Task[None]] = set()
     reconciler = asyncio.create_task(_reconcile_forever(pool, task_type, clock, stop))
-    log.info("executor_started", task_type=task_type)
+    log.info("executor_started", task_type=task_type, ack_wait=consumer_ack_wait)
     try:
         while not stop.is_set():
             try:
@@ -69,7 +75,9 @@ async def run_executor(
                 continue
             for message in messages:
                 await slots.acquire()
-                work = asyncio.create_task(_handle(pool, client, router, clock, task_type, message))
+                work = asyncio.create_task(
+                    _handle(pool, client, router, clock, task_type, message, progress_every)
+                )
                 running.add(work)
                 work.add_done_callback(running.discard)
                 work.add_done_callback(lambda _: slots.release())
@@ -89,12 +97,13 @@ async def _handle(
     clock: Clock,
     task_type: str,
     message: nats.aio.msg.Msg,
+    progress_every: float,
 ) -> None:
     envelope = _envelope.decode(message.data)
     due = decode_data(envelope.type, bytes(envelope.data))
     assert isinstance(due, TaskDue)
     structlog.contextvars.bind_contextvars(execution_id=due.execution_id)
-    progress = asyncio.create_task(_keep_in_progress(message))
+    progress = asyncio.create_task(_keep_in_progress(message, progress_every))
     try:
         run = ExecutionRun(pool, client, router, clock, due, envelope.version, task_type)
         await run.run()
@@ -107,9 +116,9 @@ async def _handle(
         progress.cancel()
 
 
-async def _keep_in_progress(message: nats.aio.msg.Msg) -> None:
+async def _keep_in_progress(message: nats.aio.msg.Msg, every: float) -> None:
     while True:
-        await asyncio.sleep(PROGRESS_EVERY)
+        await asyncio.sleep(every)
         await message.in_progress()
 
 

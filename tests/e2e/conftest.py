@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import asyncpg
 import pytest
 
 from tests.conftest import with_database
 from tests.e2e.api import fresh_user
+from tests.e2e.fleet import Fleet
+from tests.e2e.processes import Services
 from tests.stack import Client, Stack, running_stack
+
+REPO_ROOT = str(Path(__file__).resolve().parents[2])
 
 
 @pytest.fixture(scope="module")
@@ -43,3 +48,24 @@ async def shared_stack(
 async def operator(shared_stack: Stack) -> Client:
     """An operator of its own: whatever it lists or counts is only this test's doing."""
     return await fresh_user(shared_stack, "operator")
+
+
+@pytest.fixture
+async def fleet(
+    stack: Stack, database_url: str, nats_url: str, tmp_path: Path
+) -> AsyncIterator[Fleet]:
+    """A relay beside the test's API and projector; the test starts executors and agents.
+
+    Every service's log must be free of errors at the end.
+    """
+    (tmp_path / "logs").mkdir()
+    services = Services(tmp_path / "logs", database_url, nats_url)
+    services.env["DEPLOYX_FAKE_PKG_ROOT"] = str(tmp_path / "packages")
+    # So that an agent can load the test's own package driver (tests.e2e.fake_driver).
+    services.env["PYTHONPATH"] = REPO_ROOT
+    services.start("relay", "relay")
+    try:
+        yield Fleet(services, await stack.client("ops", "admin"), tmp_path / "agents")
+    finally:
+        services.stop_all()
+    assert services.errors() == [], services.tails()

@@ -9,6 +9,28 @@ from typing import Any
 from tests.e2e.processes import ServiceProcess, Services, wait_until
 from tests.stack import Client
 
+TASKS = "/api/schedule/tasks"
+
+
+def command_task(command: str, device_ids: list[str], **payload: Any) -> dict[str, Any]:
+    return {
+        "name": "run it",
+        "task_type": "command",
+        "recurrence_type": "daily",
+        "recurrence_config": {"time": "03:00"},
+        "device_ids": device_ids,
+        "task_payload": {"command_payload": {"command": command, **payload}},
+    }
+
+
+async def run_now(api: Client, body: dict[str, Any]) -> tuple[str, str]:
+    """Creates the task and runs it now: (task id, execution id)."""
+    status, task = await api.post(TASKS, body)
+    assert status == 201, task
+    status, accepted = await api.post(f"{TASKS}/{task['id']}/execute")
+    assert status == 202, accepted
+    return task["id"], accepted["execution_id"]
+
 
 class Fleet:
     """Executors and agents as child processes, beside the test's in-process API."""

@@ -5,54 +5,9 @@ from __future__ import annotations
 import io
 import os
 import stat
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
-import pytest
-
-from tests.e2e.fleet import Fleet
-from tests.e2e.processes import Services
-from tests.stack import Client, Stack
-
-TASKS = "/api/schedule/tasks"
-REPO_ROOT = str(Path(__file__).resolve().parents[2])
-
-
-@pytest.fixture
-async def fleet(
-    stack: Stack, database_url: str, nats_url: str, tmp_path: Path
-) -> AsyncIterator[Fleet]:
-    (tmp_path / "logs").mkdir()
-    services = Services(tmp_path / "logs", database_url, nats_url)
-    services.env["DEPLOYX_FAKE_PKG_ROOT"] = str(tmp_path / "packages")
-    # So that an agent can load the test's own package driver (tests.e2e.fake_driver).
-    services.env["PYTHONPATH"] = REPO_ROOT
-    services.start("relay", "relay")
-    try:
-        yield Fleet(services, await stack.client("ops", "admin"), tmp_path / "agents")
-    finally:
-        services.stop_all()
-    assert services.errors() == [], services.tails()
-
-
-def command_task(command: str, device_ids: list[str], **payload: Any) -> dict[str, Any]:
-    return {
-        "name": "run it",
-        "task_type": "command",
-        "recurrence_type": "daily",
-        "recurrence_config": {"time": "03:00"},
-        "device_ids": device_ids,
-        "task_payload": {"command_payload": {"command": command, **payload}},
-    }
-
-
-async def run_now(api: Client, body: dict[str, Any]) -> tuple[str, str]:
-    status, task = await api.post(TASKS, body)
-    assert status == 201, task
-    status, accepted = await api.post(f"{TASKS}/{task['id']}/execute")
-    assert status == 202, accepted
-    return task["id"], accepted["execution_id"]
+from tests.e2e.fleet import TASKS, Fleet, command_task, run_now
 
 
 async def test_a_command_reports_each_devices_output_and_exit_code(fleet: Fleet) -> None:
