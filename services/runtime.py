@@ -16,6 +16,7 @@ from services.bus import connect_nats
 from services.clock import Backoff, SystemClock, wait_first
 from services.db import create_pool
 from services.executor.service import run_executor
+from services.health import serve_health
 from services.projector import run_projector
 from services.read_your_writes import ProjectionWatcher
 from services.relay import ensure_stream, run_relay
@@ -73,7 +74,7 @@ async def serve_relay(settings: Settings, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
                 js = client.jetstream()
-                await ensure_stream(js)
+                await ensure_stream(js, settings.stream_replicas)
                 await run_relay(pool, js, stop)
             except Exception:
                 # NATS or PostgreSQL away: the checkpoint holds, so nothing is lost; retry.
@@ -99,6 +100,7 @@ def executor_service(task_type: str) -> Service:
                         SystemClock(),
                         stop,
                         ack_wait=timedelta(seconds=settings.executor_ack_wait),
+                        stream_replicas=settings.stream_replicas,
                     )
                 except Exception:
                     # Whatever it held is unacknowledged and will be redelivered: start over.
@@ -139,6 +141,7 @@ def run_until_signal(settings: Settings, services: list[Service]) -> None:
     async def main() -> None:
         stop = asyncio.Event()
         stop_on_signals(stop)
-        await run_services(settings, services, stop)
+        probes = [serve_health] if settings.health_port else []
+        await run_services(settings, [*services, *probes], stop)
 
     asyncio.run(main())

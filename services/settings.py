@@ -23,6 +23,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # replica: how long an execution waits to be resumed after its executor died. Read when
     # the durable consumer is created (by the first executor of a task type to start).
     executor_ack_wait: float = 60.0
+    # Replicas of the DEPLOYX_EVENTS stream and the files bucket: 3 on a NATS cluster.
+    stream_replicas: int = 1
+    # When set, every service answers GET /healthz and /readyz on this port (Kubernetes probes).
+    health_port: int | None = None
 
 
 _ENV = {
@@ -36,6 +40,8 @@ _ENV = {
     "read_your_writes_timeout": "DEPLOYX_READ_YOUR_WRITES_TIMEOUT",
     "db_pool_max": "DEPLOYX_DB_POOL_MAX",
     "executor_ack_wait": "DEPLOYX_EXECUTOR_ACK_WAIT",
+    "stream_replicas": "DEPLOYX_STREAM_REPLICAS",
+    "health_port": "DEPLOYX_HEALTH_PORT",
 }
 
 

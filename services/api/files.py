@@ -11,13 +11,13 @@ from typing import IO
 
 import msgspec
 from aiohttp import BodyPartReader, web
-from nats.js.api import ObjectMeta
+from nats.js.api import ObjectMeta, ObjectStoreConfig
 from nats.js.errors import BucketNotFoundError
 from nats.js.object_store import ObjectStore
 
 from services.agent_protocol import FILES_BUCKET
 from services.api.commands import writer
-from services.api.keys import NATS
+from services.api.keys import NATS, SETTINGS
 from services.api.responses import ApiError, json_response
 
 MAX_FILE_BYTES = 1024**3
@@ -79,4 +79,7 @@ async def _bucket(request: web.Request) -> ObjectStore:
     try:
         return await js.object_store(FILES_BUCKET)
     except BucketNotFoundError:
-        return await js.create_object_store(FILES_BUCKET)
+        replicas = request.app[SETTINGS].stream_replicas
+        return await js.create_object_store(
+            FILES_BUCKET, config=ObjectStoreConfig(bucket=FILES_BUCKET, replicas=replicas)
+        )

@@ -42,9 +42,10 @@ async def run_executor(
     clock: Clock,
     stop: asyncio.Event,
     ack_wait: timedelta = ACK_WAIT,
+    stream_replicas: int = 1,
 ) -> None:
     js = client.jetstream()
-    await ensure_stream(js)
+    await ensure_stream(js, stream_replicas)
     router = ResultRouter(client)
     await router.start()
     subscription = await js.pull_subscribe(
