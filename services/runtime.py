@@ -24,6 +24,7 @@ from services.settings import Settings
 from services.ticker import Ticker
 
 log = structlog.get_logger("deployx")
+SHUTDOWN_GRACE = 15.0
 Service = Callable[[Settings, asyncio.Event], Awaitable[None]]
 
 
@@ -34,7 +35,9 @@ def stop_on_signals(stop: asyncio.Event) -> None:
 
 
 async def serve_api(settings: Settings, stop: asyncio.Event) -> None:
-    runner = web.AppRunner(create_app(settings), access_log=None)
+    # On SIGTERM the API stops accepting, lets requests in flight finish for up to
+    # SHUTDOWN_GRACE seconds, then closes: well inside Kubernetes' default 30 s.
+    runner = web.AppRunner(create_app(settings), access_log=None, shutdown_timeout=SHUTDOWN_GRACE)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port)
     await site.start()
@@ -143,5 +146,6 @@ def run_until_signal(settings: Settings, services: list[Service]) -> None:
         stop_on_signals(stop)
         probes = [serve_health] if settings.health_port else []
         await run_services(settings, [*services, *probes], stop)
+        log.info("stopped")
 
     asyncio.run(main())

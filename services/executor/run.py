@@ -154,6 +154,7 @@ class ExecutionRun:
                 )
                 await self._nc.publish(jobs_subject(device), _encode(job))
             await self._nc.flush()
+            log.info("jobs_dispatched", execution_id=self._id, devices=len(reachable))
             await self._collect(reachable, started)
         finally:
             for device in reachable:
