@@ -48,8 +48,9 @@ async def run_once(
     """Runs handler once per (user, key); a repeat gets the stored answer of the first run."""
     if key is None:
         return await handler(IdempotentCall(user, None))
-    if not key or len(key) > MAX_KEY_LENGTH:
-        raise ValidationFailed("Idempotency-Key", f"must be 1 to {MAX_KEY_LENGTH} characters")
+    if not key or len(key) > MAX_KEY_LENGTH or not _is_utf8(key):
+        reason = f"must be 1 to {MAX_KEY_LENGTH} characters of UTF-8 text"
+        raise ValidationFailed("Idempotency-Key", reason)
     request_hash = hashlib.sha256(request_fingerprint).hexdigest()
     stored = await _lookup(pool, user, key, request_hash)
     if stored is not None:
@@ -97,3 +98,12 @@ async def _lookup(
             "Idempotency-Key", "was already used with a different request; use a new key"
         )
     return StoredResponse(row["status"], bytes(row["body"]))
+
+
+def _is_utf8(text: str) -> bool:
+    """False for a header that was not UTF-8: its bytes arrive as surrogates."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -11,6 +11,7 @@ from typing import IO
 
 import msgspec
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import BadHttpMessage
 from nats.js.api import ObjectMeta, ObjectStoreConfig
 from nats.js.errors import BucketNotFoundError
 from nats.js.object_store import ObjectStore
@@ -39,9 +40,7 @@ async def upload(request: web.Request) -> web.Response:
     name = request.query.get("name", "")
     chunks: AsyncIterator[bytes]
     if request.content_type.startswith("multipart/"):
-        part = await (await request.multipart()).next()
-        if not isinstance(part, BodyPartReader):
-            raise ApiError(400, "malformed_body", "the multipart body has no file part")
+        part = await _first_part(request)
         name = name or part.filename or ""
         chunks = _part_chunks(part)
     else:
@@ -57,9 +56,22 @@ async def upload(request: web.Request) -> web.Response:
     return json_response(StoredFile(file_id=file_id, sha256=digest, size=size, name=name), 201)
 
 
+async def _first_part(request: web.Request) -> BodyPartReader:
+    try:
+        part = await (await request.multipart()).next()
+    except (BadHttpMessage, ValueError) as exc:  # no boundary, or a part's headers are broken
+        raise ApiError(400, "malformed_body", f"the multipart body is malformed: {exc}") from None
+    if not isinstance(part, BodyPartReader):
+        raise ApiError(400, "malformed_body", "the multipart body has no file part")
+    return part
+
+
 async def _part_chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
-    while chunk := await part.read_chunk(CHUNK):
-        yield chunk
+    try:
+        while chunk := await part.read_chunk(CHUNK):
+            yield chunk
+    except ValueError as exc:  # the part does not end in the boundary
+        raise ApiError(400, "malformed_body", f"the multipart body is malformed: {exc}") from None
 
 
 async def _spool(chunks: AsyncIterator[bytes], spool: IO[bytes]) -> tuple[str, int]:

@@ -19,6 +19,7 @@ from services.domain.group import (
     UpdateGroup,
     stream_id,
 )
+from services.domain.task_spec import MAX_GROUP_ID
 from services.idempotency import IdempotentCall, StoredResponse
 
 routes = web.RouteTableDef()
@@ -96,6 +97,8 @@ async def _run(
 
 async def _existing_group_id(request: web.Request) -> int:
     raw = request.match_info["id"]
-    if not raw.isdigit() or await get_group(request.app[POOL], int(raw)) is None:
+    # isdigit() alone takes "²", which int() refuses; no id lies past PostgreSQL's integer.
+    valid = raw.isascii() and raw.isdigit() and 1 <= int(raw) <= MAX_GROUP_ID
+    if not valid or await get_group(request.app[POOL], int(raw)) is None:
         raise NotFound(f"group {raw} does not exist")
     return int(raw)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 
-import asyncpg
 import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -13,6 +13,7 @@ from prometheus_client import Counter, Histogram
 
 from services.api.keys import PRINCIPAL, TOKENS
 from services.api.responses import ApiError, error_response
+from services.db import UNAVAILABLE, describe
 from services.domain.errors import Conflict, DomainError, NotFound, ValidationFailed
 from services.read_your_writes import ProjectionLagging
 
@@ -23,13 +24,16 @@ LATENCY = Histogram(
     "deployx_http_request_duration_seconds", "HTTP request latency", ["method", "route"]
 )
 
+_REQUEST_ID = re.compile(r"[!-~]{1,128}")
 _DOMAIN_STATUS: dict[type[DomainError], int] = {ValidationFailed: 422, Conflict: 409, NotFound: 404}
 
 
 @web.middleware
 async def access_log(request: web.Request, handler: Handler) -> web.StreamResponse:
     started = time.perf_counter()
-    request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+    given = request.headers.get("X-Request-Id", "")
+    # The client's id goes into the log and every event's metadata: only a short printable one.
+    request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
     structlog.contextvars.bind_contextvars(request_id=request_id)
     status = 500
     try:
@@ -76,8 +80,8 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
             "read_model_lagging",
             "the change was stored, but the read tables did not show it in time; retry the GET",
         )
-    except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
-        log.warning("backend_unavailable", error=str(exc))
+    except UNAVAILABLE as exc:
+        log.warning("backend_unavailable", error=describe(exc))
         return error_response(503, "unavailable", "the database is unreachable; retry shortly")
     except Exception:
         log.exception("unhandled_error")
@@ -89,9 +93,11 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     if not request.path.startswith("/api/"):
         return await handler(request)
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
         raise ApiError(401, "unauthorized", "send Authorization: Bearer <token>")
-    principal = await request.app[TOKENS].principal(token.strip())
+    # Tokens are ASCII; other bytes arrive as surrogates, which could not even be hashed.
+    principal = await request.app[TOKENS].principal(token) if token.isascii() else None
     if principal is None:
         raise ApiError(401, "unauthorized", "the token is not valid")
     request[PRINCIPAL] = principal

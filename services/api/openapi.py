@@ -11,9 +11,13 @@ from projections.device_views import DeviceGroup, DevicePage, GroupPage
 from projections.execution_views import ExecutionPage
 from projections.stats import Stats
 from projections.task_views import Task, TaskPage
+from services.api.files import StoredFile
 from services.api.misc import PreviewRequest, PreviewResponse
+from services.api.tasks import MAX_OFFSET, STATUSES, TASK_TYPES
+from services.auth import Principal
 from services.domain.group import GroupInput, GroupPatch
-from services.domain.task_spec import TaskInput, TaskPatch
+from services.domain.task_spec import MAX_GROUP_ID, TaskInput, TaskPatch
+from services.idempotency import MAX_KEY_LENGTH
 
 
 class ErrorDetail(msgspec.Struct):
@@ -42,45 +46,82 @@ class Health(msgspec.Struct):
 _TYPES: list[Any] = [
     TaskInput, TaskPatch, Task, TaskPage, ExecutionPage, EventList, ExecutionAccepted,
     PreviewRequest, PreviewResponse, Stats, DevicePage, GroupPage, GroupInput, GroupPatch,
-    DeviceGroup, ErrorBody, Health,
+    DeviceGroup, ErrorBody, Health, Principal, StoredFile,
 ]  # fmt: skip
 
 _ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
-_GROUP_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
+_GROUP_ID = {
+    "name": "id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_GROUP_ID},
+}
+
+
+def _query(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """An optional query parameter; an empty one (`?limit=`) counts as left out."""
+    return {"name": name, "in": "query", "allowEmptyValue": True, "schema": schema}
+
+
 _PAGE = [
-    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
-    {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+    _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}),
+    _query("offset", {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET}),
 ]
 _FILTERS = [
-    {"name": "status", "in": "query", "schema": {"type": "string"}},
-    {"name": "task_type", "in": "query", "schema": {"type": "string"}},
-    {"name": "q", "in": "query", "schema": {"type": "string"}},
+    _query("status", {"type": "string", "enum": list(STATUSES)}),
+    _query("task_type", {"type": "string", "enum": list(TASK_TYPES)}),
+    _query("q", {"type": "string"}),
 ]
+_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "description": "A retried request with the same key gets the first answer again",
+    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH},
+}
+_FILE_NAME = {"name": "name", "in": "query", "schema": {"type": "string"}}
+_BINARY = {"type": "string", "format": "binary"}
+_FILE = {
+    "application/octet-stream": {"schema": _BINARY},
+    # The first part is the file, whatever its name.
+    "multipart/form-data": {
+        "schema": {"type": "object", "minProperties": 1, "additionalProperties": _BINARY}
+    },
+}
 
-# (method, path, summary, request body type, success status, response type, parameters, open)
+# (method, path, summary, request body type or content map, success status, response type,
+#  parameters, open)
 _ROUTES: list[tuple[str, str, str, Any, int, Any, list[dict[str, Any]], bool]] = [
-    ("post", "/api/schedule/tasks", "Create a task", TaskInput, 201, Task, [], False),
+    ("post", "/api/schedule/tasks", "Create a task", TaskInput, 201, Task, [_KEY], False),
     ("get", "/api/schedule/tasks", "List tasks", None, 200, TaskPage, _FILTERS + _PAGE, False),
     ("get", "/api/schedule/tasks/{id}", "Get a task", None, 200, Task, [_ID], False),
-    ("put", "/api/schedule/tasks/{id}", "Update a task", TaskPatch, 200, Task, [_ID], False),
-    ("delete", "/api/schedule/tasks/{id}", "Delete a task", None, 204, None, [_ID], False),
-    ("post", "/api/schedule/tasks/{id}/pause", "Pause a task", None, 200, Task, [_ID], False),
-    ("post", "/api/schedule/tasks/{id}/resume", "Resume a task", None, 200, Task, [_ID], False),
+    ("put", "/api/schedule/tasks/{id}", "Update a task", TaskPatch, 200, Task, [_ID, _KEY],
+     False),
+    ("delete", "/api/schedule/tasks/{id}", "Delete a task", None, 204, None, [_ID, _KEY],
+     False),
+    ("post", "/api/schedule/tasks/{id}/pause", "Pause a task", None, 200, Task, [_ID, _KEY],
+     False),
+    ("post", "/api/schedule/tasks/{id}/resume", "Resume a task", None, 200, Task,
+     [_ID, _KEY], False),
     ("post", "/api/schedule/tasks/{id}/execute", "Run a task now", None, 202, ExecutionAccepted,
-     [_ID], False),
+     [_ID, _KEY], False),
     ("get", "/api/schedule/tasks/{id}/executions", "A task's executions, newest first", None, 200,
      ExecutionPage, [_ID, *_PAGE], False),
     ("get", "/api/schedule/tasks/{id}/events", "A task's whole history", None, 200, EventList,
      [_ID], False),
     ("post", "/api/schedule/preview", "Preview fire times", PreviewRequest, 200, PreviewResponse,
      [], False),
+    ("get", "/api/me", "The token's user and role", None, 200, Principal, [], False),
     ("get", "/api/schedule/stats", "Task and execution counts", None, 200, Stats, [], False),
     ("get", "/api/devices", "The device registry", None, 200, DevicePage, [], False),
     ("get", "/api/groups", "Device groups", None, 200, GroupPage, [], False),
-    ("post", "/api/groups", "Create a device group", GroupInput, 201, DeviceGroup, [], False),
+    ("post", "/api/groups", "Create a device group", GroupInput, 201, DeviceGroup, [_KEY],
+     False),
     ("put", "/api/groups/{id}", "Update a device group", GroupPatch, 200, DeviceGroup,
-     [_GROUP_ID], False),
-    ("delete", "/api/groups/{id}", "Delete a device group", None, 204, None, [_GROUP_ID], False),
+     [_GROUP_ID, _KEY], False),
+    ("delete", "/api/groups/{id}", "Delete a device group", None, 204, None,
+     [_GROUP_ID, _KEY], False),
+    ("post", "/api/files", "Store a file: the raw body, or a form's first part", _FILE, 201,
+     StoredFile, [_FILE_NAME], False),
     ("get", "/healthz", "Liveness", None, 200, Health, [], True),
     ("get", "/readyz", "Readiness: database and NATS reachable", None, 200, Health, [], True),
     ("get", "/metrics", "Prometheus metrics, in the text exposition format", None, 200, None, [],
@@ -96,6 +137,11 @@ _ERRORS = {
     "409": "State conflict",
     "413": "Body too large",
     "422": "Validation failed: the message names the field and why",
+    "503": "The database is unreachable, or a stored change is not in the read tables yet; retry",
+}
+# Answers beside the success and _ERRORS: (method, path) -> status -> (description, type).
+_MORE: dict[tuple[str, str], dict[str, tuple[str, Any]]] = {
+    ("get", "/readyz"): {"503": ("Not ready: the checks say what is unreachable", Health)},
 }
 
 
@@ -115,13 +161,20 @@ def openapi_document() -> dict[str, Any]:
             responses |= {
                 code: {"description": text, "content": error} for code, text in _ERRORS.items()
             }
+        for code, (text, shape) in _MORE.get((method, path), {}).items():
+            schema = {"schema": schema_of[shape]}
+            responses[code] = {"description": text, "content": {"application/json": schema}}
         operation: dict[str, Any] = {
             "summary": summary,
             "parameters": parameters,
             "responses": responses,
         }
         if body is not None:
-            content = {"application/json": {"schema": schema_of[body]}}
+            content = (
+                body
+                if isinstance(body, dict)
+                else {"application/json": {"schema": schema_of[body]}}
+            )
             operation["requestBody"] = {"required": True, "content": content}
         if is_open:
             operation["security"] = []

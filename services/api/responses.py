@@ -11,6 +11,8 @@ from services.domain.errors import ValidationFailed
 from services.domain.task_spec import from_msgspec_error
 
 T = TypeVar("T")
+NUL = "\x00"
+NUL_REASON = "must not contain the NUL character (\\u0000)"
 _encoder = msgspec.json.Encoder()
 _decoders: dict[Any, msgspec.json.Decoder[Any]] = {}
 
@@ -45,13 +47,32 @@ def decode_body(body: bytes, shape: type[T]) -> T:
     if not body.strip():
         raise ApiError(400, "malformed_body", "the request body is empty; send a JSON object")
     try:
-        return decoder.decode(body)  # type: ignore[no-any-return]
+        decoded: T = decoder.decode(body)
     except msgspec.ValidationError as exc:
         raise from_msgspec_error(exc) from None
     except msgspec.DecodeError as exc:
         raise ApiError(
             400, "malformed_body", f"the request body is not valid JSON: {exc}"
         ) from None
+    # JSON can only carry U+0000 escaped; PostgreSQL's text and jsonb cannot store it at all.
+    if b"\\u0000" in body and (field := _nul_at(msgspec.json.decode(body), "")) is not None:
+        raise ValidationFailed(field, NUL_REASON)
+    return decoded
+
+
+def _nul_at(value: Any, path: str) -> str | None:
+    """The first field of a decoded JSON value whose text (a string or a key) holds U+0000."""
+    if isinstance(value, str):
+        return (path or "body") if NUL in value else None
+    if isinstance(value, list):
+        value = dict(enumerate(value))
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if NUL in str(key):
+                return path or "body"
+            if (found := _nul_at(item, f"{path}.{key}" if path else str(key))) is not None:
+                return found
+    return None
 
 
 def query_int(params: Any, name: str, default: int, low: int, high: int) -> int:

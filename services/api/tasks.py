@@ -15,7 +15,7 @@ from projections.execution_views import list_executions
 from projections.task_views import Task, TaskFilter, get_task, list_tasks
 from services.api.commands import metadata, now, respond_once, settled, writer
 from services.api.keys import POOL, principal_of
-from services.api.responses import decode_body, encode, json_response, query_int
+from services.api.responses import NUL, NUL_REASON, decode_body, encode, json_response, query_int
 from services.commands import TASKS, handle
 from services.domain.errors import NotFound, ValidationFailed
 from services.domain.task import (
@@ -33,6 +33,7 @@ from services.store import read_task_history
 
 STATUSES = ("pending", "running", "completed", "failed", "paused")
 TASK_TYPES = ("command", "software_deployment", "file_deployment")
+MAX_OFFSET = 10_000_000
 routes = web.RouteTableDef()
 
 
@@ -70,13 +71,16 @@ async def list_all(request: web.Request) -> web.Response:
         raise ValidationFailed("status", f"must be one of {', '.join(STATUSES)}")
     if task_type is not None and task_type not in TASK_TYPES:
         raise ValidationFailed("task_type", f"must be one of {', '.join(TASK_TYPES)}")
+    q = params.get("q") or None
+    if q is not None and NUL in q:
+        raise ValidationFailed("q", NUL_REASON)
     query = TaskFilter(
         owner=principal_of(request).owner_filter(),
         status=status,
         task_type=task_type,
-        q=params.get("q") or None,
+        q=q,
         limit=query_int(params, "limit", 50, 1, 1000),
-        offset=query_int(params, "offset", 0, 0, 10_000_000),
+        offset=query_int(params, "offset", 0, 0, MAX_OFFSET),
     )
     return json_response(await list_tasks(request.app[POOL], query))
 
@@ -146,7 +150,7 @@ async def executions(request: web.Request) -> web.Response:
     task_id = _task_id(request)
     await _visible_task(request, task_id)
     limit = query_int(request.query, "limit", 50, 1, 1000)
-    offset = query_int(request.query, "offset", 0, 0, 10_000_000)
+    offset = query_int(request.query, "offset", 0, 0, MAX_OFFSET)
     return json_response(await list_executions(request.app[POOL], task_id, limit, offset))
 
 

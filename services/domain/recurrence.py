@@ -24,6 +24,10 @@ from services.domain.wallclock import (
 RECURRENCE_TYPES: tuple[str, ...] = ("once", "daily", "weekly", "monthly", "custom", "interval")
 PREVIEW_MAX = 1000
 MAX_EVERY_SECONDS = 366 * 24 * 3600
+# The instants a schedule may be given (run_at, start_at, a preview's `after`): far enough
+# inside datetime's years 1..9999 that no UTC offset, interval step or walk ahead leaves them.
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 _OPTIONAL_KEYS = ("timezone", "start_at")  # null counts as absent for these
 _KEYS: dict[str, tuple[str, ...]] = {
     "once": ("run_at", "timezone"),
@@ -107,6 +111,14 @@ def preview(schedule: Schedule, after: datetime, count: int) -> list[datetime]:
     return times
 
 
+def require_in_range(field: str, value: datetime) -> datetime:
+    """`value`, unless it lies outside [EARLIEST, LATEST); a naive one is read as UTC."""
+    if not EARLIEST <= (value if value.tzinfo else value.replace(tzinfo=UTC)) < LATEST:
+        reason = f"must lie between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d}, got {value}"
+        raise ValidationFailed(field, reason)
+    return value
+
+
 def _interval(values: Mapping[str, Any], zone: ZoneInfo, anchor: datetime | None) -> Schedule:
     every = _integer(values, "every_seconds", 1, MAX_EVERY_SECONDS)
     start_at = _iso_datetime(values, "start_at") if "start_at" in values else None
@@ -157,9 +169,11 @@ def _iso_datetime(values: Mapping[str, Any], key: str) -> datetime:
     value = values[key]
     if isinstance(value, str) and ("T" in value or " " in value):
         try:
-            return datetime.fromisoformat(value)
+            parsed = datetime.fromisoformat(value)
         except ValueError:
             pass
+        else:
+            return require_in_range(f"recurrence_config.{key}", parsed)
     example = "'2026-12-01T14:00:00+01:00'"
     reason = f"must be an ISO 8601 date and time like {example}, got {_shown(value)}"
     raise ValidationFailed(f"recurrence_config.{key}", reason)

@@ -14,7 +14,8 @@ from services.domain.errors import ValidationFailed
 Name = Annotated[str, Meta(min_length=1, max_length=200)]
 Description = Annotated[str, Meta(max_length=5000)]
 DeviceId = Annotated[str, Meta(min_length=1, max_length=200, pattern=DEVICE_ID_PATTERN)]
-GroupId = Annotated[int, Meta(ge=1)]
+MAX_GROUP_ID = 2**31 - 1  # device_groups.id is a PostgreSQL integer
+GroupId = Annotated[int, Meta(ge=1, le=MAX_GROUP_ID)]
 Seconds = Annotated[int, Meta(ge=0, le=366 * 86400)]
 TaskType = Literal["command", "software_deployment", "file_deployment"]
 RecurrenceType = Literal["once", "daily", "weekly", "monthly", "custom", "interval"]

@@ -184,6 +184,8 @@ class CronSchedule(_WallClockSchedule):
                 yield walls.get_next(datetime)
         except CroniterBadDateError:
             return
+        except (ValueError, OverflowError):
+            return  # croniter stepped past year 9999, where there is no next time to give
 
     def _config(self) -> dict[str, Any]:
         return {"cron": self.cron}

@@ -39,6 +39,7 @@ API_ROUTES: list[tuple[str, str, Any]] = [
     ("GET", task_path(SOME_TASK, "events"), None),
     ("POST", "/api/schedule/preview", {"recurrence_type": "daily", "recurrence_config": {}}),
     ("GET", "/api/openapi.json", None),
+    ("GET", "/api/me", None),
     ("GET", "/api/schedule/stats", None),
     ("GET", "/api/devices", None),
     ("GET", GROUPS, None),
@@ -88,6 +89,17 @@ async def test_a_token_is_only_good_with_the_bearer_scheme(shared_stack: Stack) 
     assert (await with_authorization(shared_stack, f"Bearer {token}"))[0] == 200
     assert_error(await with_authorization(shared_stack, f"Basic {token}"), 401)
     assert_error(await with_authorization(shared_stack, f"{token}"), 401)
+
+
+@pytest.mark.parametrize("role", ["admin", "operator", "viewer"])
+async def test_me_names_the_tokens_user_and_role(shared_stack: Stack, role: str) -> None:
+    name = f"{role}-{uuid.uuid4().hex[:8]}"
+    client = await shared_stack.client(name, role)
+
+    status, me = await client.get("/api/me")
+
+    assert status == 200, me
+    assert me == {"user": name, "role": role}
 
 
 # --- viewers read ---------------------------------------------------------------------------------

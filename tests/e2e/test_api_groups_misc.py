@@ -26,8 +26,7 @@ from tests.stack import Client, Stack
 
 PREVIEW = "/api/schedule/preview"
 BERLIN = ZoneInfo("Europe/Berlin")
-# Every path and method of the contract's HTTP API table but `GET /` (the console) and
-# `POST /api/files`, which the API does not serve yet.
+# Every path and method of the contract's HTTP API table but `GET /` (the console).
 CONTRACT_ROUTES = [
     ("post", "/api/schedule/tasks"),
     ("get", "/api/schedule/tasks"),
@@ -46,6 +45,7 @@ CONTRACT_ROUTES = [
     ("post", "/api/groups"),
     ("put", "/api/groups/{id}"),
     ("delete", "/api/groups/{id}"),
+    ("post", "/api/files"),
     ("get", "/api/openapi.json"),
     ("get", "/healthz"),
     ("get", "/readyz"),
