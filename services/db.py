@@ -6,13 +6,46 @@ from pathlib import Path
 
 import asyncpg
 
+from services.clock import Backoff
+
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schema.sql"
 # Several services may start together; the lock makes their migrations take turns.
 _MIGRATION_LOCK = 7_240_001
+# Seconds a new connection may take: an unreachable host fails in this time, not in a minute.
+CONNECT_TIMEOUT = 10.0
+# What a stopped, restarting or unreachable server raises (refused or reset connections,
+# "the database system is shutting down / starting up", a connection closed under us): such
+# a failure is retried later, and the API answers 503 for it, never 500.
+UNAVAILABLE: tuple[type[Exception], ...] = (
+    OSError,  # TimeoutError included
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    # A query sent between the server's "terminating connection" and the socket's close.
+    asyncpg.InternalClientError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.CannotConnectNowError,
+)
+
+# The above, and any error the server answers with: for loops that must outlive both.
+DATABASE_ERRORS: tuple[type[Exception], ...] = (*UNAVAILABLE, asyncpg.PostgresError)
+
+
+def reconnect_backoff() -> Backoff:
+    """Pauses between tries while the database is away: a try costs little (a refused
+    connection), and work resumes within two seconds of the database's return."""
+    return Backoff(first=0.25, limit=2.0)
+
+
+def describe(exc: BaseException) -> str:
+    """An error for a log line: its type and message (some, like TimeoutError, have none)."""
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 async def create_pool(database_url: str, max_size: int = 20) -> asyncpg.Pool:
-    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=max_size)
+    pool = await asyncpg.create_pool(
+        database_url, min_size=1, max_size=max_size, timeout=CONNECT_TIMEOUT
+    )
     assert pool is not None
     return pool
 
