@@ -4,9 +4,24 @@ from __future__ import annotations
 
 import nats
 import nats.aio.client
+import nats.errors
+import nats.js.errors
 import structlog
 
 log = structlog.get_logger("deployx.bus")
+
+# What NATS raises while a server is away or restarting, or while JetStream elects a new
+# leader for a stream or consumer (seconds on a cluster that lost a node): retried, not a bug.
+NATS_UNAVAILABLE: tuple[type[Exception], ...] = (
+    nats.errors.TimeoutError,
+    nats.errors.NoRespondersError,
+    nats.errors.StaleConnectionError,
+    nats.errors.ConnectionClosedError,
+    nats.errors.ConnectionReconnectingError,
+    nats.errors.OutboundBufferLimitError,
+    nats.js.errors.NoStreamResponseError,
+    nats.js.errors.ServiceUnavailableError,
+)
 
 
 async def connect_nats(url: str, name: str) -> nats.aio.client.Client:

@@ -13,6 +13,9 @@ SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schema.sql"
 _MIGRATION_LOCK = 7_240_001
 # Seconds a new connection may take: an unreachable host fails in this time, not in a minute.
 CONNECT_TIMEOUT = 10.0
+# Seconds a statement of a pooled connection may take: a server that hangs (or a network that
+# drops packets without a reset) fails the caller with TimeoutError instead of holding it.
+COMMAND_TIMEOUT = 30.0
 # What a stopped, restarting or unreachable server raises (refused or reset connections,
 # "the database system is shutting down / starting up", a connection closed under us): such
 # a failure is retried later, and the API answers 503 for it, never 500.
@@ -44,7 +47,11 @@ def describe(exc: BaseException) -> str:
 
 async def create_pool(database_url: str, max_size: int = 20) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(
-        database_url, min_size=1, max_size=max_size, timeout=CONNECT_TIMEOUT
+        database_url,
+        min_size=1,
+        max_size=max_size,
+        timeout=CONNECT_TIMEOUT,
+        command_timeout=COMMAND_TIMEOUT,
     )
     assert pool is not None
     return pool

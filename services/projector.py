@@ -11,6 +11,8 @@ import structlog
 from events.codec import RecordedEvent
 from projections import PROJECTIONS, Projection
 from services.clock import Backoff, wait_first
+from services.db import UNAVAILABLE, describe, reconnect_backoff
+from services.listen import Listener
 from services.store import (
     EVENTS_CHANNEL,
     PROJECTED_CHANNEL,
@@ -75,14 +77,11 @@ async def run_projector(
 ) -> None:
     """The projector service: catch up, then again on every append (LISTEN is only a wake-up)."""
     wake = asyncio.Event()
-
-    def on_notify(*_: object) -> None:
-        wake.set()
-
-    listener = await pool.acquire()
-    await listener.add_listener(EVENTS_CHANNEL, on_notify)
+    listener = Listener(pool, EVENTS_CHANNEL, on_notify=lambda _: wake.set(), on_gap=wake.set)
+    await listener.start()
     retry = Backoff(first=0.002, limit=0.1)
     failures = Backoff(first=0.5, limit=30.0)
+    outage = reconnect_backoff()
     try:
         while not stop.is_set():
             wake.clear()
@@ -90,6 +89,7 @@ async def run_projector(
                 async with pool.acquire() as conn:
                     applied = await catch_up(conn, projections)
                     failures.reset()
+                    outage.reset()
                     if applied:
                         retry.reset()
                         continue
@@ -97,9 +97,14 @@ async def run_projector(
                     # commit sends no wake-up: look again soon instead of waiting for one.
                     cursor = min([await load_checkpoint(conn, p.name) for p in projections])
                     held_back = await has_events_after(conn, cursor)
+            except UNAVAILABLE as exc:
+                # The database is away (the checkpoint did not move): look again shortly.
+                log.warning("projection_failed", error=describe(exc))
+                await wait_first(stop, timeout=outage.next())
+                continue
             except Exception:
-                # Keep the projector alive through a bad event or a database outage; the
-                # checkpoint did not move, so the same batch is tried again.
+                # Keep the projector alive through a bad event; the checkpoint did not move,
+                # so the same batch is tried again.
                 log.exception("projection_failed")
                 await wait_first(stop, timeout=failures.next())
                 continue
@@ -109,5 +114,4 @@ async def run_projector(
             retry.reset()
             await wait_first(wake, stop, timeout=5.0)
     finally:
-        await listener.remove_listener(EVENTS_CHANNEL, on_notify)
-        await pool.release(listener)
+        await listener.stop()

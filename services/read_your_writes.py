@@ -7,9 +7,10 @@ from collections.abc import Callable, Iterable
 
 import asyncpg
 import structlog
-from asyncpg.pool import PoolConnectionProxy
 
 from events.codec import RecordedEvent
+from services.db import DATABASE_ERRORS, describe
+from services.listen import Listener
 from services.store import PROJECTED_CHANNEL, LogCursor
 
 log = structlog.get_logger(__name__)
@@ -20,14 +21,15 @@ class ProjectionLagging(Exception):
 
 
 class ProjectionWatcher:
-    """Follows every projection's checkpoint through NOTIFY, with a poll as a safety net."""
+    """Follows every projection's checkpoint through NOTIFY, with a poll as a safety net (also
+    for the moments the LISTEN connection is down)."""
 
     def __init__(self, pool: asyncpg.Pool, poll_interval: float = 0.5) -> None:
         self._pool = pool
         self._poll_interval = poll_interval
         self._cursors: dict[str, LogCursor] = {}
         self._changed = asyncio.Condition()
-        self._listener: PoolConnectionProxy | None = None
+        self._listener = Listener(pool, PROJECTED_CHANNEL, self._on_notify)
         self._poller: asyncio.Task[None] | None = None
         self._on_advance: list[Callable[[str], None]] = []
 
@@ -36,18 +38,14 @@ class ProjectionWatcher:
         self._on_advance.append(callback)
 
     async def start(self) -> None:
-        listener = await self._pool.acquire()
-        await listener.add_listener(PROJECTED_CHANNEL, self._on_notify)
-        self._listener = listener
+        await self._listener.start()
         await self._refresh()
         self._poller = asyncio.create_task(self._poll())
 
     async def stop(self) -> None:
         if self._poller is not None:
             self._poller.cancel()
-        if self._listener is not None:
-            await self._listener.remove_listener(PROJECTED_CHANNEL, self._on_notify)
-            await self._pool.release(self._listener)
+        await self._listener.stop()
 
     async def wait_for(
         self, recorded: Iterable[RecordedEvent], projections: Iterable[str], timeout: float
@@ -62,8 +60,7 @@ class ProjectionWatcher:
                     lambda: all(self._cursors.get(name, LogCursor()) >= target for name in names)
                 )
 
-    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
-        assert isinstance(payload, str)
+    def _on_notify(self, payload: str) -> None:
         name, tx_id, position = payload.rsplit(":", 2)
         self._advance(name, LogCursor(int(tx_id), int(position)))
 
@@ -90,5 +87,5 @@ class ProjectionWatcher:
             await asyncio.sleep(self._poll_interval)
             try:
                 await self._refresh()
-            except (OSError, asyncpg.PostgresError) as exc:
-                log.warning("projection_watch_failed", error=str(exc))
+            except DATABASE_ERRORS as exc:
+                log.warning("projection_watch_failed", error=describe(exc))

@@ -15,6 +15,7 @@ import structlog
 from events.device import DeviceRegistered
 from services.agent_protocol import Heartbeat, device_of
 from services.clock import wait_first
+from services.db import DATABASE_ERRORS, describe
 from services.store import DuplicateEvent, append
 
 log = structlog.get_logger("deployx.registry")
@@ -43,8 +44,8 @@ class DeviceRegistry:
                 await wait_first(stop, timeout=FLUSH_EVERY)
                 try:
                     await self.flush()
-                except (OSError, asyncpg.PostgresError) as exc:
-                    log.warning("registry_flush_failed", error=str(exc))
+                except DATABASE_ERRORS as exc:
+                    log.warning("registry_flush_failed", error=describe(exc))
         finally:
             await subscription.unsubscribe()
 
@@ -63,6 +64,19 @@ class DeviceRegistry:
         beats, self._latest = list(self._latest.values()), {}
         if not beats:
             return
+        try:
+            await self._write_presence(beats)
+        except BaseException:
+            # Kept for the next flush (unless a newer beat came meanwhile): an agent must not
+            # look offline because the database was away for a few seconds.
+            self._latest = {beat.device_id: beat for beat in beats} | self._latest
+            raise
+        for beat in beats:
+            key = registration_id(beat)
+            if key not in self._registered:
+                await self._register(beat, key)
+
+    async def _write_presence(self, beats: list[Heartbeat]) -> None:
         await self._pool.execute(
             """
             INSERT INTO device_presence (device_id, last_seen, interval_seconds)
@@ -75,10 +89,6 @@ class DeviceRegistry:
             [beat.sent_at for beat in beats],
             [beat.interval_seconds for beat in beats],
         )
-        for beat in beats:
-            key = registration_id(beat)
-            if key not in self._registered:
-                await self._register(beat, key)
 
     async def _register(self, beat: Heartbeat, key: str) -> None:
         event = DeviceRegistered(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import timedelta
 
 import asyncpg
@@ -13,6 +14,8 @@ from nats.js.errors import BadRequestError
 
 from events.codec import RecordedEvent, encode_envelope
 from services.clock import Backoff, wait_first
+from services.db import UNAVAILABLE
+from services.listen import Listener
 from services.store import (
     EVENTS_CHANNEL,
     LogCursor,
@@ -33,6 +36,9 @@ DUPLICATE_WINDOW = timedelta(minutes=10)
 # consumer to come back from a long outage.
 MAX_AGE = timedelta(days=7)
 BATCH = 1000
+# A batch's acks arrive within milliseconds of each other. None for this long: the messages
+# went to a stream leader that died (they are never answered), so publish the batch again.
+ACK_STALL = 5.0
 # Only one relay publishes at a time: the others wait on this session-level advisory lock,
 # which PostgreSQL releases the moment the holder's connection dies.
 _LEADER_LOCK = 7_240_002
@@ -73,29 +79,41 @@ async def publish_batch(js: JetStreamContext, batch: list[RecordedEvent]) -> Non
         )
         for recorded in batch
     ]
-    async with asyncio.timeout(30):
-        await asyncio.gather(*acks)
+    try:
+        pending = set(acks)
+        while pending:
+            done, pending = await asyncio.wait(
+                pending, timeout=ACK_STALL, return_when=asyncio.FIRST_COMPLETED
+            )
+            if not done:
+                raise TimeoutError(f"no ack from {STREAM} for {ACK_STALL} s")
+            for ack in done:
+                ack.result()  # the stream's error, if it answered with one
+    finally:
+        for ack in acks:
+            ack.cancel()  # the unanswered ones: they would hold the client's publish slots
 
 
 async def run_relay(pool: asyncpg.Pool, js: JetStreamContext, stop: asyncio.Event) -> None:
+    """Leads (or waits to) until stop; raises when the database goes away, to be run again."""
     wake = asyncio.Event()
-
-    def on_notify(*_: object) -> None:
-        wake.set()
-
+    # A lost connection wakes the loop too, whose next read then fails: the leader lock was
+    # on a connection of the same server, so leading must start over.
+    listener = Listener(pool, EVENTS_CHANNEL, on_notify=lambda _: wake.set(), on_gap=wake.set)
     async with pool.acquire() as conn:
         while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", _LEADER_LOCK):
             log.info("relay_standby")
             await wait_first(stop, timeout=1.0)
             if stop.is_set():
                 return
-        await conn.add_listener(EVENTS_CHANNEL, on_notify)
+        await listener.start()
         log.info("relay_leading")
         try:
             await _relay_loop(conn, js, stop, wake)
         finally:
-            await conn.remove_listener(EVENTS_CHANNEL, on_notify)
-            await conn.execute("SELECT pg_advisory_unlock($1)", _LEADER_LOCK)
+            await listener.stop()
+            with contextlib.suppress(*UNAVAILABLE):  # a lost connection took the lock along
+                await conn.execute("SELECT pg_advisory_unlock($1)", _LEADER_LOCK)
 
 
 async def _relay_loop(

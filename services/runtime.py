@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
@@ -12,9 +13,9 @@ from aiohttp import web
 
 from services.agent.main import AgentConfig, run_agent
 from services.api.app import create_app
-from services.bus import connect_nats
+from services.bus import NATS_UNAVAILABLE, connect_nats
 from services.clock import Backoff, SystemClock, wait_first
-from services.db import create_pool
+from services.db import UNAVAILABLE, create_pool, describe, reconnect_backoff
 from services.executor.service import run_executor
 from services.health import serve_health
 from services.projector import run_projector
@@ -72,17 +73,25 @@ async def serve_ticker(settings: Settings, stop: asyncio.Event) -> None:
 async def serve_relay(settings: Settings, stop: asyncio.Event) -> None:
     pool = await create_pool(settings.database_url, max_size=2)
     client = await connect_nats(settings.nats_url, "deployx-relay")
-    failures = Backoff(first=0.5, limit=30.0)
+    failures, outage = Backoff(first=0.5, limit=30.0), reconnect_backoff()
     try:
         while not stop.is_set():
+            began = time.monotonic()
             try:
                 js = client.jetstream()
                 await ensure_stream(js, settings.stream_replicas)
                 await run_relay(pool, js, stop)
-            except Exception:
+                continue
+            except (*UNAVAILABLE, *NATS_UNAVAILABLE) as exc:
                 # NATS or PostgreSQL away: the checkpoint holds, so nothing is lost; retry.
+                log.warning("relay_failed", error=describe(exc))
+                delay = outage
+            except Exception:
                 log.exception("relay_failed")
-                await wait_first(stop, timeout=failures.next())
+                delay = failures
+            if time.monotonic() - began > delay.limit:
+                delay.reset()  # it had been running well: this is a new failure, not the same
+            await wait_first(stop, timeout=delay.next())
     finally:
         await client.drain()
         await pool.close()
@@ -105,6 +114,10 @@ def executor_service(task_type: str) -> Service:
                         ack_wait=timedelta(seconds=settings.executor_ack_wait),
                         stream_replicas=settings.stream_replicas,
                     )
+                except NATS_UNAVAILABLE as exc:
+                    # JetStream electing a leader, or NATS away while starting: again soon.
+                    log.warning("executor_failed", task_type=task_type, error=describe(exc))
+                    await wait_first(stop, timeout=1.0)
                 except Exception:
                     # Whatever it held is unacknowledged and will be redelivered: start over.
                     log.exception("executor_failed", task_type=task_type)

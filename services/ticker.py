@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -12,6 +12,7 @@ import structlog
 
 from events.codec import RecordedEvent
 from services.clock import Clock
+from services.db import DATABASE_ERRORS
 from services.domain.firing import DueTask, decide_fire, event_id, fire_at, schedule_of
 from services.read_your_writes import ProjectionWatcher
 from services.store import StreamAppend, append_many
@@ -21,8 +22,11 @@ log = structlog.get_logger("deployx.ticker")
 _DUE = """
 SELECT id::text AS task_id, version, task_type, recurrence_type, recurrence_config::text,
     next_run_time, misfire_grace_seconds, overlap_policy, jitter_seconds, running_executions
-FROM tasks WHERE next_run_time <= $1 ORDER BY next_run_time LIMIT $2
+FROM tasks WHERE next_run_time <= $1 AND (next_run_time, id) > ($2, $3::uuid)
+ORDER BY next_run_time, id LIMIT $4
 """
+# Where a pass over the due tasks starts: before every (next_run_time, id) there is.
+_FIRST_PAGE = (datetime(1, 1, 1, tzinfo=UTC), "00000000-0000-0000-0000-000000000000")
 _NEXT = "SELECT min(next_run_time) FROM tasks WHERE next_run_time > $1"
 _config = msgspec.json.Decoder(dict[str, Any])
 # With nothing scheduled, look again this often anyway (a lost wake-up costs at most this).
@@ -45,9 +49,14 @@ class Ticker:
         clock: Clock,
         watcher: ProjectionWatcher,
         batch_size: int = 5000,
+        pass_limit: int = 50_000,
     ) -> None:
         self._pool, self._clock, self._watcher = pool, clock, watcher
-        self._batch_size = batch_size
+        # Tasks read and appended together; tasks decided before waiting for the projection
+        # (which bounds how far the read tables may fall behind the log after an outage).
+        # Tasks held back by their jitter do not count toward pass_limit: every page is read,
+        # so that due tasks behind a page full of held ones still fire now.
+        self._batch_size, self._pass_limit = batch_size, pass_limit
         self._wake = asyncio.Event()
         watcher.on_advance(lambda name: self._wake.set() if name == "tasks" else None)
 
@@ -59,7 +68,7 @@ class Ticker:
                 self._wake.clear()
                 try:
                     result = await self.tick()
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                except DATABASE_ERRORS as exc:
                     log.warning("tick_failed", error=str(exc))
                     await self._clock.sleep_until(
                         self._clock.now() + timedelta(seconds=1), self._wake
@@ -79,34 +88,54 @@ class Ticker:
             stop_waiter.cancel()
 
     async def tick(self) -> TickResult:
-        """Decides every task due at the clock's present time, once, in one batch."""
+        """Decides every task due at the clock's present time, once, a page at a time.
+
+        A page's appends change only the page's own tasks, so the next page is read at once;
+        the tasks projection is waited for once, after the last page (or after pass_limit
+        tasks, the rest being left to the next tick).
+        """
         now = self._clock.now()
-        rows = await self._pool.fetch(_DUE, now, self._batch_size)
-        items: list[StreamAppend] = []
+        recorded: list[RecordedEvent] = []
+        decided = 0
         held_until: datetime | None = None
-        for row in rows:
-            config = _config.decode(row["recurrence_config"])
-            task = DueTask(**(dict(row) | {"recurrence_config": config}))
-            event = decide_fire(task, now)
-            if event is None:
-                planned = fire_at(task, schedule_of(task).next_after(task.next_run_time))
-                held_until = planned if held_until is None else min(held_until, planned)
-                continue
-            items.append(
-                StreamAppend(task.task_id, task.task_type, task.version, event, event_id(task))
-            )
-        recorded = await append_many(self._pool, items, METADATA) if items else []
+        after = _FIRST_PAGE
+        while True:
+            rows = await self._pool.fetch(_DUE, now, *after, self._batch_size)
+            items: list[StreamAppend] = []
+            for row in rows:
+                config = _config.decode(row["recurrence_config"])
+                task = DueTask(**(dict(row) | {"recurrence_config": config}))
+                event = decide_fire(task, now)
+                if event is None:
+                    planned = fire_at(task, schedule_of(task).next_after(task.next_run_time))
+                    held_until = planned if held_until is None else min(held_until, planned)
+                    continue
+                items.append(
+                    StreamAppend(task.task_id, task.task_type, task.version, event, event_id(task))
+                )
+            page = await append_many(self._pool, items, METADATA) if items else []
+            if page:
+                log.info("fired", events=len(page), lost_races=len(items) - len(page))
+            recorded += page
+            decided += len(items)
+            if len(rows) < self._batch_size or decided >= self._pass_limit:
+                break
+            after = (rows[-1]["next_run_time"], rows[-1]["task_id"])
         if recorded:
-            log.info("fired", events=len(recorded), lost_races=len(items) - len(recorded))
             try:
                 # Read the tasks again only once the projection shows what was just appended.
                 await self._watcher.wait_for(recorded, ["tasks"], timeout=10.0)
             except TimeoutError:
                 log.warning("tasks_projection_lagging")
-        return TickResult(recorded, len(items) - len(recorded), held_until)
+        return TickResult(recorded, decided - len(recorded), held_until)
 
     async def _next_wake(self, held_until: datetime | None) -> datetime:
         now = self._clock.now()
-        upcoming = await self._pool.fetchval(_NEXT, now)
+        try:
+            upcoming = await self._pool.fetchval(_NEXT, now)
+        except DATABASE_ERRORS as exc:
+            # The database went away since the tick: look again as after a failed tick.
+            log.warning("tick_failed", error=str(exc))
+            return now + timedelta(seconds=1)
         candidates = [t for t in (upcoming, held_until) if t is not None]
         return min(candidates, default=now + IDLE_RECHECK)

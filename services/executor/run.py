@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timedelta
 
+import asyncpg
 import msgspec
 import nats.aio.client
 import structlog
@@ -14,7 +16,8 @@ from events.base import Event
 from events.execution import DeviceResultRecorded, ExecutionCompleted, ExecutionStarted
 from events.task import TaskDue
 from services.agent_protocol import FILES_BUCKET, Job, JobReport, jobs_subject
-from services.clock import Clock, wait_first
+from services.clock import Backoff, Clock, wait_first
+from services.domain.task import TaskState
 from services.executor.results import ResultRouter
 from services.executor.targets import (
     job_timeout,
@@ -35,6 +38,10 @@ DEADLINE_GRACE = timedelta(seconds=30)
 # Results are written in batches: at most this long after one arrives, or this many at once.
 FLUSH_INTERVAL = 0.05
 FLUSH_SIZE = 1000
+# Jobs and reports travel on core NATS, at most once: one lost with a NATS node (or an agent's
+# reconnection) is sent again after 2 s, then ever less often, up to every 30 s, until the
+# device reports. The agent runs a job id once and answers a repeat from its journal.
+RESEND_FIRST, RESEND_LIMIT = 2.0, 30.0
 # A TaskDue older than this that no executor started is recorded as failed, not run.
 STALE_AFTER = timedelta(hours=1)
 METADATA = {"user": "scheduler", "service": "executor"}
@@ -65,17 +72,34 @@ class ExecutionRun:
         self._waiting: set[str] = set()
         self._arrived = asyncio.Event()
         self._abandoned: str | None = None
+        self._jobs: dict[str, bytes] = {}  # each dispatched device's job, encoded
+        self._task: TaskState | None = None  # the task as fired, once read
 
     async def run(self) -> None:
-        started = await self._load()
+        async with self._one_connection():
+            started = await self._load()
         if started is None:
             return  # completed already
         targets = started.device_ids
         pending = [device for device in targets if device not in self._done]
         if pending:
             await self._dispatch(started, pending)
-        await self._flush()
         await self._complete(started)
+
+    @contextlib.asynccontextmanager
+    async def _one_connection(self) -> AsyncIterator[None]:
+        """The block's queries on one connection of the pool: one checkout (and reset), not one
+        per query, which counts when hundreds of runs start together on a small pool."""
+        pool = self._db
+        if not isinstance(pool, asyncpg.Pool):
+            yield
+            return
+        async with pool.acquire() as conn:
+            self._db = conn
+            try:
+                yield
+            finally:
+                self._db = pool
 
     async def _load(self) -> ExecutionStarted | None:
         """Reads what is recorded of this execution; starts it when nothing is."""
@@ -96,7 +120,7 @@ class ExecutionRun:
 
     async def _start(self) -> ExecutionStarted | None:
         now = self._clock.now()
-        task = await task_as_fired(self._db, self._due.task_id, self._due_version)
+        task = self._task = await task_as_fired(self._db, self._due.task_id, self._due_version)
         spec = task.spec
         if now - self._due.due_at > STALE_AFTER:
             # An old TaskDue (no executor was running): running it now would surprise everyone.
@@ -136,7 +160,7 @@ class ExecutionRun:
         reachable = [device for device in pending if device in online]
         if not reachable:
             return
-        task = await task_as_fired(self._db, self._due.task_id, self._due_version)
+        task = self._task or await task_as_fired(self._db, self._due.task_id, self._due_version)
         assert task.spec is not None
         spec = task.spec
         for device in reachable:
@@ -152,7 +176,8 @@ class ExecutionRun:
                     timeout_seconds=job_timeout(spec),
                     file_bucket=FILES_BUCKET if spec.task_type == "file_deployment" else None,
                 )
-                await self._nc.publish(jobs_subject(device), _encode(job))
+                self._jobs[device] = _encode(job)
+                await self._nc.publish(jobs_subject(device), self._jobs[device])
             await self._nc.flush()
             log.info("jobs_dispatched", execution_id=self._id, devices=len(reachable))
             await self._collect(reachable, started)
@@ -167,20 +192,33 @@ class ExecutionRun:
         # A run resumed after its deadline still gives the agents time to answer from their
         # journals before anything is recorded as timed out.
         deadline = max(started.deadline or accept_by, accept_by)
+        resend = Backoff(first=RESEND_FIRST, limit=RESEND_LIMIT)
+        resend_at = self._clock.now() + timedelta(seconds=resend.next())
         while self._waiting:
             now = self._clock.now()
+            if now >= resend_at:
+                await self._resend()
+                resend_at = now + timedelta(seconds=resend.next())
             if now >= accept_by:
                 for device in self._waiting - self._accepted:
                     self._result(device, "unreachable", error="no answer from the agent in time")
             if now >= deadline:
                 for device in list(self._waiting):
                     self._result(device, "timeout", error="no result before the deadline")
-            await self._flush()
+            if self._waiting:
+                await self._flush()  # the last results are written with ExecutionCompleted
             if not self._waiting:
                 break
-            timers = [t for t in (accept_by, deadline) if t > now]
+            timers = [t for t in (accept_by, deadline, resend_at) if t > now]
             self._arrived.clear()
             await wait_first(self._arrived, timeout=self._sleep_for(timers, now))
+
+    async def _resend(self) -> None:
+        """The job again to every device that has not reported its result yet."""
+        waiting = list(self._waiting)  # reports may come in while the jobs go out
+        for device in waiting:
+            await self._nc.publish(jobs_subject(device), self._jobs[device])
+        log.info("jobs_resent", execution_id=self._id, devices=len(waiting))
 
     def _sleep_for(self, timers: list[datetime], now: datetime) -> float:
         until_timer = min((t - now).total_seconds() for t in timers) if timers else 1.0
@@ -239,6 +277,25 @@ class ExecutionRun:
                 self._done.update(recorded)
 
     async def _complete(self, started: ExecutionStarted) -> None:
+        """Writes the last results and ExecutionCompleted, in one append when they fit."""
+        if len(self._unwritten) >= FLUSH_SIZE:
+            await self._flush()
+        try:
+            await self._append([*self._unwritten, self._completed(started)])
+            self._unwritten = []
+            return
+        except ConcurrencyError:
+            if not self._unwritten:
+                log.info("completed_elsewhere", execution_id=self._id)
+                return
+        # Another replica resumed this execution too: write what it has not, then complete.
+        await self._flush()
+        try:
+            await self._append([self._completed(started)])
+        except ConcurrencyError:
+            log.info("completed_elsewhere", execution_id=self._id)
+
+    def _completed(self, started: ExecutionStarted) -> ExecutionCompleted:
         results = [self._done[device] for device in started.device_ids if device in self._done]
         succeeded = sum(1 for result in results if result.status == "success")
         failed = len(results) - succeeded
@@ -251,7 +308,7 @@ class ExecutionRun:
             status, error = "failed", f"{failed} of {len(results)} devices did not succeed"
         else:
             status, error = "success", None
-        completed = ExecutionCompleted(
+        return ExecutionCompleted(
             execution_id=self._id,
             task_id=self._due.task_id,
             status=status,
@@ -261,10 +318,6 @@ class ExecutionRun:
             devices_succeeded=succeeded,
             devices_failed=failed,
         )
-        try:
-            await self._append([completed])
-        except ConcurrencyError:
-            log.info("completed_elsewhere", execution_id=self._id)
 
     async def _append(self, events: Sequence[Event]) -> None:
         await append(

@@ -14,7 +14,9 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from events.codec import Envelope, decode_data
 from events.task import TaskDue
+from services.bus import NATS_UNAVAILABLE
 from services.clock import Clock, wait_first
+from services.db import UNAVAILABLE, describe
 from services.executor.reconciler import reconcile
 from services.executor.results import ResultRouter
 from services.executor.run import ExecutionRun
@@ -74,6 +76,12 @@ async def run_executor(
                 messages = await subscription.fetch(batch=100, timeout=1.0)
             except (TimeoutError, nats.errors.TimeoutError):
                 continue
+            except NATS_UNAVAILABLE as exc:
+                # The consumer is electing a leader (a NATS node was lost) or NATS is away:
+                # the subscription still holds, so fetch again in a moment.
+                log.warning("fetch_failed", error=describe(exc))
+                await wait_first(stop, timeout=1.0)
+                continue
             for message in messages:
                 await slots.acquire()
                 work = asyncio.create_task(
@@ -110,6 +118,10 @@ async def _handle(
         await run.run()
         # Everything is in PostgreSQL now; only then may JetStream forget the TaskDue.
         await message.ack()
+    except UNAVAILABLE as exc:
+        # The database is away: what is recorded holds, and the redelivery resumes from it.
+        log.warning("execution_failed", error=describe(exc))
+        await message.nak(delay=5)
     except Exception:
         log.exception("execution_failed")
         await message.nak(delay=5)
@@ -129,6 +141,8 @@ async def _reconcile_forever(
     while not stop.is_set():
         try:
             await reconcile(pool, task_type, clock.now())
+        except UNAVAILABLE as exc:
+            log.warning("reconcile_failed", error=describe(exc))
         except Exception:
             log.exception("reconcile_failed")
         await wait_first(stop, timeout=RECONCILE_EVERY)

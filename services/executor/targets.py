@@ -37,18 +37,26 @@ async def resolve_targets(db: Executor, spec: TaskCreated) -> list[str]:
 
 
 async def online_devices(db: Executor, device_ids: list[str], now: datetime) -> dict[str, datetime]:
-    """The devices among device_ids whose agent is heartbeating, with when it was last seen."""
+    """The devices among device_ids whose agent is heartbeating, with when it was last seen.
+
+    Missed heartbeats count from the freshest one recorded of any device, not from `now`: while
+    the database was away no heartbeat was recorded, and right after it is back every agent
+    would otherwise look offline. (A device wrongly thought online is found out anyway: its
+    agent does not accept the job in time.)
+    """
     if not device_ids:
         return {}
     rows = await db.fetch(
-        "SELECT device_id, last_seen, interval_seconds FROM device_presence "
+        "SELECT device_id, last_seen, interval_seconds, "
+        "(SELECT max(last_seen) FROM device_presence) AS freshest FROM device_presence "
         "WHERE device_id = ANY ($1::text[])",
         device_ids,
     )
     return {
         row["device_id"]: row["last_seen"]
         for row in rows
-        if now - row["last_seen"] <= timedelta(seconds=row["interval_seconds"] * MISSED_HEARTBEATS)
+        if min(now, row["freshest"]) - row["last_seen"]
+        <= timedelta(seconds=row["interval_seconds"] * MISSED_HEARTBEATS)
     }
 
 
