@@ -35,3 +35,19 @@ ensure_venv() {
         printf '%s\n' "$want" >"$stamp"
     fi
 }
+
+# The browser tests of the web console (tests/e2e/browser) drive Debian's chromium through
+# Playwright; Playwright's own browser download is never used. Installed when missing and we
+# may (root with apt-get); otherwise those tests skip, saying why.
+CHROMIUM=${DEPLOYX_CHROMIUM:-/usr/bin/chromium}
+ensure_chromium() {
+    [ -x "$CHROMIUM" ] && return 0
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "installing chromium with apt-get (for the console's browser tests)"
+        apt-get update -qq \
+            && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null \
+            || echo "scripts: apt-get install chromium failed; the browser tests will skip" >&2
+    else
+        echo "scripts: no $CHROMIUM; install Debian's chromium to run the browser tests" >&2
+    fi
+}

@@ -49,7 +49,15 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/", _console)
     if WEB_DIR.is_dir():
         app.router.add_static("/web/", WEB_DIR)
+    app.on_response_prepare.append(_revalidate_console)
     return app
+
+
+async def _revalidate_console(request: web.Request, response: web.StreamResponse) -> None:
+    """The console's files are checked with the server on every load (a 304 when unchanged), so
+    a browser never runs yesterday's modules against today's API."""
+    if request.path == "/" or request.path.startswith("/web/"):
+        response.headers["Cache-Control"] = "no-cache"
 
 
 async def _console(_request: web.Request) -> web.StreamResponse:

@@ -1,4 +1,4 @@
-"""Stats, schedule preview, health, readiness and metrics."""
+"""Who am I, stats, schedule preview, health, readiness and metrics."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from services.api.commands import now
 from services.api.keys import NATS, POOL, principal_of
 from services.api.responses import decode_body, json_response
 from services.domain.errors import ValidationFailed
-from services.domain.recurrence import PREVIEW_MAX, parse_schedule, preview
+from services.domain.recurrence import PREVIEW_MAX, parse_schedule, preview, require_in_range
 from services.domain.task_spec import RecurrenceType
+from services.health import readiness
 
 routes = web.RouteTableDef()
 
@@ -31,6 +32,12 @@ class PreviewResponse(msgspec.Struct):
     times: list[datetime]
 
 
+@routes.get("/api/me")
+async def me(request: web.Request) -> web.Response:
+    """The user and role of the token (the console shows them after sign-in)."""
+    return json_response(principal_of(request))
+
+
 @routes.get("/api/schedule/stats")
 async def stats(request: web.Request) -> web.Response:
     owner = principal_of(request).owner_filter()
@@ -43,6 +50,7 @@ async def schedule_preview(request: web.Request) -> web.Response:
     after = asked.after or now()
     if after.tzinfo is None:
         raise ValidationFailed("after", "must be an ISO 8601 time with an offset")
+    require_in_range("after", after)
     schedule = parse_schedule(asked.recurrence_type, asked.recurrence_config, anchor=after)
     return json_response(PreviewResponse(times=preview(schedule, after, asked.count)))
 
@@ -54,15 +62,7 @@ async def healthz(_request: web.Request) -> web.Response:
 
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
-    checks: dict[str, str] = {}
-    try:
-        await request.app[POOL].fetchval("SELECT 1", timeout=2)
-        checks["database"] = "ok"
-    except Exception as exc:  # any failure means "not ready", and says why
-        checks["database"] = f"unavailable: {exc}"
-    checks["nats"] = "ok" if request.app[NATS].is_connected else "unavailable: not connected"
-    ready = all(value == "ok" for value in checks.values())
-    body = {"status": "ready" if ready else "not_ready", "checks": checks}
+    ready, body = await readiness(request.app[POOL], request.app[NATS])
     return json_response(body, status=200 if ready else 503)
 
 

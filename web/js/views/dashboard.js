@@ -1,0 +1,337 @@
+// The dashboard: targets, three deployment panels (Command, Software, File) with Execute and
+// Schedule, and what is running now, live.
+
+import { api } from '../api.js';
+import { h, replaceChildren } from '../dom.js';
+import { FieldErrors } from '../field-errors.js';
+import { fleet } from '../fleet.js';
+import { formatInstant, plural, relativeTime } from '../format.js';
+import { icon } from '../icons.js';
+import { PAYLOAD_KEY, payloadFields } from '../payload-fields.js';
+import { openScheduleModal } from '../schedule-modal.js';
+import { targetPicker } from '../targets.js';
+import { toast } from '../toast.js';
+import { statusBadge } from './common.js';
+
+const PANELS = [
+  { type: 'command', title: 'Command', blurb: 'Run a shell command on the targets.' },
+  {
+    type: 'software_deployment',
+    title: 'Software',
+    blurb: 'Install, upgrade or remove a package.',
+  },
+  { type: 'file_deployment', title: 'File', blurb: 'Upload a file and write it to a path.' },
+];
+const RUN_LEAD_SECONDS = 2;
+const ACTIVITY_LIMIT = 8;
+
+export function dashboardView(container, { me, live, navigate }) {
+  const canWrite = me.role !== 'viewer';
+  const picker = targetPicker({ legend: 'Targets' });
+  const activity = activityCard(live);
+  const panels = PANELS.map((panel) => deploymentPanel(panel, { picker, canWrite, navigate }));
+
+  replaceChildren(
+    container,
+    h(
+      'div',
+      { class: 'page-head' },
+      h('h1', { text: 'Dashboard' }),
+      h('p', {
+        class: 'muted',
+        text: 'Execute runs now on the chosen targets; Schedule opens the scheduling form.',
+      }),
+    ),
+    canWrite
+      ? null
+      : h('p', {
+          class: 'notice',
+          text: `The ${me.role} role may only read: Execute and Schedule are off.`,
+        }),
+    h(
+      'div',
+      { class: 'dash-top' },
+      h('section', { class: 'card targets-card', 'aria-label': 'Targets' }, picker.element),
+      activity.element,
+    ),
+    h(
+      'div',
+      { class: 'panels' },
+      panels.map((panel) => panel.element),
+    ),
+  );
+
+  return {
+    destroy() {
+      picker.destroy();
+      activity.destroy();
+    },
+  };
+}
+
+function deploymentPanel({ type, title, blurb }, { picker, canWrite, navigate }) {
+  const headingId = `panel-${type}`;
+  const fields = payloadFields(type, {}, { upload: type === 'file_deployment' });
+  const errors = new FieldErrors()
+    .addAll(fields.errors)
+    .add('device_ids', { show: picker.setError, focus: picker.focus })
+    .add('group_ids', { show: picker.setError, focus: picker.focus });
+  const panelError = h('p', { class: 'form-error', role: 'alert', hidden: true });
+  const execute = h(
+    'button',
+    { type: 'button', class: 'button primary', disabled: !canWrite },
+    h('span', { 'aria-hidden': 'true', text: '▶ ' }),
+    'Execute',
+  );
+  const schedule = h(
+    'button',
+    { type: 'button', class: 'button', disabled: !canWrite },
+    h('span', { 'aria-hidden': 'true', text: '■ ' }),
+    'Schedule',
+  );
+  execute.setAttribute('aria-describedby', headingId);
+  schedule.setAttribute('aria-describedby', headingId);
+
+  const element = h(
+    'section',
+    { class: 'card panel', 'aria-labelledby': headingId, dataset: { panel: type } },
+    h(
+      'header',
+      { class: 'panel-head' },
+      h('span', { class: 'panel-icon' }, icon(type)),
+      h(
+        'div',
+        {},
+        h('h2', { id: headingId, text: title }),
+        h('p', { class: 'muted', text: blurb }),
+      ),
+    ),
+    fields.element,
+    panelError,
+    h('div', { class: 'panel-actions' }, execute, schedule),
+  );
+
+  function fail(error) {
+    if (!errors.show(error.field, error.reason, { focus: true })) {
+      panelError.textContent = error.message;
+      panelError.hidden = false;
+    }
+  }
+
+  /** Checks the panel and the targets, and uploads the file if there is one. */
+  async function ready({ needTargets }) {
+    panelError.hidden = true;
+    errors.clear();
+    let ok = fields.validate();
+    const targets = picker.value();
+    if (needTargets && targets.device_ids.length + targets.group_ids.length === 0) {
+      picker.setError('Choose at least one device or group to run on.');
+      ok = false;
+    }
+    return ok && (await fields.prepare());
+  }
+
+  async function busy(button, label, work) {
+    const before = [...button.childNodes];
+    button.disabled = true;
+    button.textContent = label;
+    try {
+      await work();
+    } catch (error) {
+      fail(error);
+    } finally {
+      button.replaceChildren(...before);
+      button.disabled = !canWrite;
+    }
+  }
+
+  execute.addEventListener('click', () =>
+    busy(execute, 'Starting…', async () => {
+      if (!(await ready({ needTargets: true }))) return;
+      const runAt = await serverTimeIn(RUN_LEAD_SECONDS);
+      const summary = fields.summary().slice(0, 120);
+      const task = await api.createTask({
+        name: `Run now: ${summary}`,
+        description: 'Run once from the dashboard.',
+        task_type: type,
+        recurrence_type: 'once',
+        recurrence_config: { run_at: runAt, timezone: 'UTC' },
+        ...picker.value(),
+        task_payload: fields.value(),
+      });
+      toast(`Running “${summary}” on ${targetsText(picker.value())}.`);
+      navigate(`#/tasks/${task.id}?follow=1`);
+    }),
+  );
+
+  schedule.addEventListener('click', async () => {
+    let payload = null;
+    await busy(schedule, 'Preparing…', async () => {
+      if (!(await ready({ needTargets: false }))) return;
+      payload = fields.value()[PAYLOAD_KEY[type]];
+      if (type === 'file_deployment') payload.name = fields.fileName();
+    });
+    if (!payload) return;
+    schedule.focus(); // where the focus returns when the modal closes
+    const task = await openScheduleModal({ taskType: type, payload, targets: picker.value() });
+    if (!task) return;
+    toast(`Scheduled “${task.name}”: next run ${formatInstant(task.next_run_time)}.`, {
+      action: { label: 'Open', href: `#/tasks/${task.id}` },
+    });
+    navigate('#/tasks');
+  });
+
+  return { element };
+}
+
+function targetsText({ device_ids: devices, group_ids: groups }) {
+  const parts = [];
+  if (devices.length) parts.push(plural(devices.length, 'device'));
+  if (groups.length) parts.push(plural(groups.length, 'group'));
+  return parts.join(' and ');
+}
+
+/**
+ * The server's clock plus a few seconds: a one-time run_at that the server will not find in the
+ * past even when this browser's clock is off. The first fire of an interval schedule is exactly
+ * "now + every_seconds" by the server's clock.
+ */
+async function serverTimeIn(seconds) {
+  const { times } = await api.preview({
+    recurrence_type: 'interval',
+    recurrence_config: { every_seconds: seconds },
+    count: 1,
+  });
+  return times[0];
+}
+
+// --- what is running ----------------------------------------------------------------------------
+
+function activityCard(live) {
+  const runs = new Map(); // execution id → {taskId, name, status, targeted, done, failed, at}
+  const names = new Map();
+  const list = h('ul', { class: 'activity-list', 'aria-live': 'polite' });
+  const fleetLine = h('p', { class: 'fleet-line' });
+  const element = h(
+    'section',
+    { class: 'card activity', 'aria-labelledby': 'activity-heading' },
+    h('h2', { id: 'activity-heading', text: 'Live activity' }),
+    fleetLine,
+    h('h3', { class: 'small-heading', text: 'Runs' }),
+    list,
+  );
+
+  async function nameOf(taskId) {
+    if (!names.has(taskId)) {
+      names.set(
+        taskId,
+        api.getTask(taskId).then(
+          (task) => task.name,
+          () => 'a deleted task',
+        ),
+      );
+    }
+    return names.get(taskId);
+  }
+
+  function render() {
+    const items = [...runs.entries()].slice(-ACTIVITY_LIMIT).reverse();
+    replaceChildren(
+      list,
+      items.length
+        ? items.map(([id, run]) =>
+            h(
+              'li',
+              { class: 'activity-item', dataset: { execution: id } },
+              statusBadge(run.status),
+              h('a', { href: `#/tasks/${run.taskId}`, text: run.name ?? '…' }),
+              h('span', { class: 'muted', text: progressText(run) }),
+            ),
+          )
+        : [
+            h('li', {
+              class: 'muted',
+              text: 'Nothing has run since this page opened. Runs appear here as they start.',
+            }),
+          ],
+    );
+  }
+
+  function progressText(run) {
+    const results = run.targeted ? ` · ${run.done}/${run.targeted} devices` : '';
+    return `${relativeTime(run.at)}${results}`;
+  }
+
+  /** Tasks already running when the page opened (their runs' ids are not known yet). */
+  async function alreadyRunning() {
+    try {
+      const { items } = await api.listTasks({ status: 'running', limit: ACTIVITY_LIMIT });
+      for (const task of items) {
+        if (![...runs.values()].some((run) => run.taskId === task.id)) {
+          runs.set(`task-${task.id}`, {
+            taskId: task.id,
+            name: task.name,
+            status: 'running',
+            targeted: 0,
+            done: 0,
+            at: task.last_run_time,
+          });
+        }
+      }
+      render();
+    } catch {
+      // the live events still fill the list
+    }
+  }
+
+  async function track(envelope) {
+    const data = envelope.data ?? {};
+    const id = data.execution_id;
+    if (!id) return;
+    if (envelope.type === 'ExecutionCompleted' && runs.has(`task-${data.task_id}`)) {
+      runs.get(`task-${data.task_id}`).status = data.status;
+    }
+    if (envelope.type === 'ExecutionStarted') {
+      runs.delete(`task-${data.task_id}`);
+      runs.set(id, {
+        taskId: data.task_id,
+        status: 'running',
+        targeted: data.device_ids.length,
+        done: 0,
+        at: data.started_at,
+      });
+      while (runs.size > ACTIVITY_LIMIT) runs.delete(runs.keys().next().value);
+      render();
+      runs.get(id).name = await nameOf(data.task_id);
+    } else if (envelope.type === 'DeviceResultRecorded' && runs.has(id)) {
+      runs.get(id).done += 1;
+    } else if (envelope.type === 'ExecutionCompleted' && runs.has(id)) {
+      Object.assign(runs.get(id), { status: data.status, done: data.devices_targeted });
+    }
+    render();
+  }
+
+  const stopLive = live.on(track);
+  const unwatch = fleet.watch(({ devices, error }) => {
+    const online = devices.filter((device) => device.online).length;
+    replaceChildren(
+      fleetLine,
+      error
+        ? h('span', { class: 'field-error', text: `Devices could not be loaded: ${error.message}` })
+        : [
+            h('strong', { text: `${online} of ${devices.length}` }),
+            ' devices online · ',
+            h('a', { href: '#/devices', text: 'Devices' }),
+          ],
+    );
+  });
+  render();
+  alreadyRunning();
+  return {
+    element,
+    destroy() {
+      stopLive();
+      unwatch();
+    },
+  };
+}
