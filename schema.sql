@@ -174,3 +174,5 @@ CREATE TABLE IF NOT EXISTS device_presence (
     last_seen        timestamptz NOT NULL,
     interval_seconds real        NOT NULL DEFAULT 5
 );
+-- Executors compare every device's heartbeat with the freshest one.
+CREATE INDEX IF NOT EXISTS device_presence_last_seen ON device_presence (last_seen DESC);

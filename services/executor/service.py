@@ -73,7 +73,9 @@ async def run_executor(
     try:
         while not stop.is_set():
             try:
-                messages = await subscription.fetch(batch=100, timeout=1.0)
+                # A short expiry: with a long one, nats-py may hold a lone message until the
+                # pull request expires (up to its timeout late).
+                messages = await subscription.fetch(batch=100, timeout=0.1)
             except (TimeoutError, nats.errors.TimeoutError):
                 continue
             except NATS_UNAVAILABLE as exc:

@@ -65,7 +65,11 @@ class Fleet:
     async def finished(
         self, task_id: str, execution_id: str, timeout: float = 60
     ) -> dict[str, Any]:
-        """The execution once it is no longer running."""
+        """The execution once it is no longer running, and its task no longer shows it running.
+
+        Each read table follows the log on its own checkpoint, so the executions table may show
+        the end of a run a moment before the tasks table counts it.
+        """
         found: dict[str, Any] = {}
 
         async def done() -> bool:
@@ -73,8 +77,8 @@ class Fleet:
             for item in page["items"]:
                 if item["id"] == execution_id and item["status"] != "running":
                     found.update(item)
-                    return True
-            return False
+            status, task = await self.api.get(f"/api/schedule/tasks/{task_id}")
+            return bool(found) and (status == 404 or task["status"] != "running")
 
         await wait_until(done, timeout, f"execution {execution_id} to finish", self.watched)
         return found

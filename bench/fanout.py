@@ -1,0 +1,634 @@
+"""Fan-out: command tasks carried to many simulated devices, TaskDue to ExecutionCompleted.
+
+    .venv/bin/python -m bench.fanout [--devices 10000] [--tasks 1000 --per-task 10] [--rounds 3]
+
+Starts embedded PostgreSQL (fsync on) and NATS in a temporary directory, applies the schema and
+runs `deployx projector`, `relay`, `ticker`, `executor --type command` and `api` (whose registry
+turns heartbeats into device_presence rows) as five processes. A sixth process plays --devices
+agents on one NATS connection: heartbeats for every device, spread over the agents' 5 s interval,
+and a wildcard subscription on deployx.agents.*.jobs that answers each job with an "accepted"
+and then a "finished" success JobReport on deployx.agents.<id>.results.
+
+1. Fan-out: one task naming every device, run with POST /api/schedule/tasks/{id}/execute,
+   --rounds times; each round times TaskDue's recorded_at to ExecutionCompleted's (both from the
+   events table) and checks that a DeviceResultRecorded of every device is in the log.
+2. Burst: --tasks one-time tasks of --per-task devices each, all due at the same whole second
+   (TaskCreated appended straight to the log before it); times due -> ExecutionCompleted per
+   execution.
+
+--profile DIR records every process with py-spy during both scenarios (collapsed stacks).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+import msgspec
+import nats
+import nats.aio.msg
+
+from bench.create_tasks import percentile
+from bench.fire_burst import (
+    Services,
+    sleep_until,
+    wait_projected,
+    wait_settled,
+    whole_second_after,
+)
+from events.task import TaskCreated
+from services.agent_protocol import (
+    Heartbeat,
+    Job,
+    JobReport,
+    device_of,
+    heartbeat_subject,
+    results_subject,
+)
+from services.auth import create_token
+from services.clock import wait_first
+from services.db import create_pool, ensure_database, migrate
+from services.domain import task
+from services.domain.task_spec import TaskInput
+from services.embedded import free_port
+from services.embedded_nats import EmbeddedNats
+from services.embedded_postgres import EmbeddedPostgres
+from services.store import StreamAppend, append_many, new_event_id
+
+TASKS = "/api/schedule/tasks"
+METADATA = {"user": "bench", "service": "fanout"}
+CREATE_CHUNK = 1000
+HEARTBEAT_SECONDS = 5.0  # the real agent's default
+HEARTBEAT_SLICES = 20  # heartbeats go out in this many slices per interval, as agents spread
+DEVICE_PREFIX = "sim-"
+COMMAND = {"command_payload": {"command": "true", "timeout_seconds": 60}}
+FANOUT_GOAL = 3.0  # seconds, TaskDue -> ExecutionCompleted of the single fan-out task
+BURST_GOAL = 10.0  # seconds, due -> ExecutionCompleted of every execution of the burst
+_encode = msgspec.json.Encoder().encode
+_job = msgspec.json.Decoder(Job)
+
+
+def device_ids(count: int) -> list[str]:
+    return [f"{DEVICE_PREFIX}{index:06d}" for index in range(count)]
+
+
+# --- the simulated agents (their own process) --------------------------------------------------
+
+
+async def play_agents(nats_url: str, devices: int, summary: Path) -> None:
+    """Plays `devices` agents on one connection until SIGTERM; writes what it saw to summary."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    client = await nats.connect(nats_url, name="fanout-agents", max_reconnect_attempts=-1)
+    ids = device_ids(devices)
+    started_at = datetime.now(UTC)
+    counts: collections.Counter[str] = collections.Counter()
+    job_ids: set[str] = set()
+
+    async def on_job(msg: nats.aio.msg.Msg) -> None:
+        try:
+            job = _job.decode(msg.data)
+        except msgspec.DecodeError:
+            counts["undecodable"] += 1
+            return
+        counts["jobs"] += 1
+        if job.job_id in job_ids:
+            counts["repeated"] += 1
+        job_ids.add(job.job_id)
+        subject = results_subject(device_of(msg.subject))
+        await client.publish(subject, _encode(JobReport(job_id=job.job_id, state="accepted")))
+        finished = JobReport(
+            job_id=job.job_id, state="finished", status="success", exit_code=0, stdout="ok\n"
+        )
+        await client.publish(subject, _encode(finished))
+        counts["reports"] += 2
+
+    subscription = await client.subscribe("deployx.agents.*.jobs", cb=on_job)
+    per_slice = -(-len(ids) // HEARTBEAT_SLICES)
+    try:
+        while not stop.is_set():
+            for start in range(0, len(ids), per_slice):
+                sent_at = datetime.now(UTC)
+                for device in ids[start : start + per_slice]:
+                    beat = Heartbeat(
+                        device_id=device,
+                        hostname=device,
+                        os="linux",
+                        agent_version="bench",
+                        started_at=started_at,
+                        sent_at=sent_at,
+                        interval_seconds=HEARTBEAT_SECONDS,
+                    )
+                    await client.publish(heartbeat_subject(device), _encode(beat))
+                counts["heartbeats"] += len(ids[start : start + per_slice])
+                await wait_first(stop, timeout=HEARTBEAT_SECONDS / HEARTBEAT_SLICES)
+                if stop.is_set():
+                    break
+    finally:
+        await subscription.unsubscribe()
+        await client.drain()
+        await asyncio.to_thread(summary.write_text, json.dumps(dict(counts)))
+
+
+# --- the processes -----------------------------------------------------------------------------
+
+
+@dataclass
+class Stack(Services):
+    """The five DeployX services and the simulated agents, each its own process."""
+
+    api_port: int = 0
+    devices: int = 0
+    commands: dict[str, list[str]] = field(default_factory=dict)
+
+    def start(self) -> None:
+        deployx = str(Path(sys.executable).with_name("deployx"))
+        self.commands = {
+            "projector": [deployx, "projector"],
+            "relay": [deployx, "relay"],
+            "ticker": [deployx, "ticker"],
+            "executor": [deployx, "executor", "--type", "command"],
+            "api": [deployx, "api", "--port", str(self.api_port)],
+            "agents": [
+                *(sys.executable, "-m", "bench.fanout", "--play-agents"),
+                *("--devices", str(self.devices), "--summary", str(self.summary_path)),
+            ],
+        }
+        for name, command in self.commands.items():
+            with (self.log_dir / f"{name}.log").open("wb") as log:
+                self.procs[name] = subprocess.Popen(
+                    command,
+                    env=self.env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+
+    def cpu(self) -> dict[str, float]:
+        """Each process's CPU seconds, and those the rest of the machine used meanwhile."""
+        seconds = super().cpu()
+        seconds["other processes"] = machine_busy_seconds() - sum(seconds.values())
+        return seconds
+
+    @property
+    def summary_path(self) -> Path:
+        return self.log_dir / "agents.json"
+
+    def agents_summary(self) -> dict[str, int]:
+        try:
+            counts: dict[str, int] = json.loads(self.summary_path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return counts
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all processes on this machine have used since boot (Linux /proc/stat)."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")  # guest time is in user already
+
+
+# --- set-up ------------------------------------------------------------------------------------
+
+
+async def wait_for(
+    what: str,
+    check: Callable[[], Awaitable[bool]],
+    stack: Stack,
+    timeout: float,
+    every: float = 0.2,
+) -> None:
+    """Until `await check()` is true; fails after timeout seconds or when a service died."""
+    deadline = time.monotonic() + timeout
+    while not await check():
+        stack.check_alive()
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not after {timeout} s")
+        await asyncio.sleep(every)
+
+
+async def wait_api(session: aiohttp.ClientSession, base: str, stack: Stack) -> None:
+    async def ready() -> bool:
+        try:
+            async with session.get(f"{base}/readyz") as response:
+                return response.status == 200
+        except aiohttp.ClientError:
+            return False
+
+    await wait_for("the API to answer /readyz", ready, stack, 60.0)
+
+
+async def wait_online(pool: asyncpg.Pool, stack: Stack, devices: int) -> None:
+    """Until every device is registered (DeviceRegistered in the log) and heartbeating."""
+
+    async def online() -> bool:
+        fresh = await pool.fetchval(
+            "SELECT count(*) FROM device_presence "
+            "WHERE starts_with(device_id, $1) AND last_seen > now() - make_interval(secs => $2)",
+            DEVICE_PREFIX,
+            2 * HEARTBEAT_SECONDS,
+        )
+        registered = await pool.fetchval(
+            "SELECT count(*) FROM events WHERE type = 'DeviceRegistered'"
+        )
+        return bool(fresh == devices and registered >= devices)
+
+    await wait_for(f"{devices:,} devices online and registered", online, stack, 600.0, 1.0)
+
+
+async def log_end(pool: asyncpg.Pool) -> int:
+    return int(await pool.fetchval("SELECT coalesce(max(position), 0) FROM events"))
+
+
+def created_event(task_id: str, run_at: datetime, devices: list[str], now: datetime) -> TaskCreated:
+    """The TaskCreated that POST /api/schedule/tasks would append for a one-time command task."""
+    spec = TaskInput(
+        name=f"fan-out {task_id[:8]}",
+        task_type="command",
+        recurrence_type="once",
+        recurrence_config={"run_at": run_at.isoformat(), "timezone": "UTC"},
+        device_ids=devices,
+        task_payload=COMMAND,
+    )
+    [event] = task.decide(
+        task.TaskState(task_id=task_id), task.CreateTask(user_id="bench", task=spec, now=now)
+    )
+    assert isinstance(event, TaskCreated)
+    return event
+
+
+# --- measuring ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Run:
+    """One execution as the log records it; instants are time.time() seconds."""
+
+    execution_id: str
+    task_id: str
+    scheduled_for: float
+    due: float  # TaskDue recorded_at
+    started: float  # ExecutionStarted recorded_at
+    first_result: float
+    last_result: float
+    completed: float  # ExecutionCompleted recorded_at
+    status: str
+    results: int
+    succeeded: int
+    distinct_devices: int
+
+    @property
+    def total(self) -> float:
+        return self.completed - self.due
+
+
+_RUNS = """
+SELECT data ->> 'execution_id' AS execution_id, min(data ->> 'task_id') AS task_id,
+    extract(epoch FROM min((data ->> 'scheduled_for')::timestamptz)
+        FILTER (WHERE type = 'TaskDue'))::float8 AS scheduled_for,
+    extract(epoch FROM min(recorded_at) FILTER (WHERE type = 'TaskDue'))::float8 AS due,
+    extract(epoch FROM min(recorded_at) FILTER (WHERE type = 'ExecutionStarted'))::float8
+        AS started,
+    extract(epoch FROM min(recorded_at) FILTER (WHERE type = 'DeviceResultRecorded'))::float8
+        AS first_result,
+    extract(epoch FROM max(recorded_at) FILTER (WHERE type = 'DeviceResultRecorded'))::float8
+        AS last_result,
+    extract(epoch FROM min(recorded_at) FILTER (WHERE type = 'ExecutionCompleted'))::float8
+        AS completed,
+    min(data ->> 'status') FILTER (WHERE type = 'ExecutionCompleted') AS status,
+    count(*) FILTER (WHERE type = 'DeviceResultRecorded') AS results,
+    count(*) FILTER (WHERE type = 'DeviceResultRecorded' AND data ->> 'status' = 'success')
+        AS succeeded,
+    count(DISTINCT data ->> 'device_id') FILTER (WHERE type = 'DeviceResultRecorded')
+        AS distinct_devices
+FROM events
+WHERE position > $1 AND data ? 'task_id' AND data ->> 'task_id' = ANY ($2::text[])
+    AND type IN ('TaskDue', 'ExecutionStarted', 'DeviceResultRecorded', 'ExecutionCompleted')
+GROUP BY 1
+"""
+
+
+async def runs_of(pool: asyncpg.Pool, after: int, task_ids: Sequence[str]) -> list[Run]:
+    rows = await pool.fetch(_RUNS, after, list(task_ids))
+    return [Run(**dict(row)) for row in rows]
+
+
+async def wait_completed(
+    pool: asyncpg.Pool, stack: Stack, after: int, task_ids: Sequence[str], timeout: float
+) -> None:
+    """Until an ExecutionCompleted of every task is in the log (past position `after`)."""
+    wanted = list(task_ids)
+    # Positions are taken at insert, not at commit: every poll looks at everything past `after`.
+    every = 0.02 if len(wanted) == 1 else 0.25
+
+    async def done() -> bool:
+        count = await pool.fetchval(
+            "SELECT count(DISTINCT data ->> 'task_id') FROM events "
+            "WHERE position > $1 AND type = 'ExecutionCompleted' "
+            "AND data ? 'task_id' AND data ->> 'task_id' = ANY ($2::text[])",
+            after,
+            wanted,
+        )
+        return bool(count == len(wanted))
+
+    await wait_for(f"{len(wanted):,} executions to complete", done, stack, timeout, every)
+
+
+@dataclass
+class FanoutRound:
+    run: Run
+    cpu: dict[str, float]
+
+
+@dataclass
+class BurstResult:
+    tasks: int
+    per_task: int
+    due: datetime
+    runs: list[Run]
+    cpu: dict[str, float]
+
+
+async def fanout_round(
+    pool: asyncpg.Pool, session: aiohttp.ClientSession, base: str, stack: Stack, task_id: str
+) -> FanoutRound:
+    await wait_settled(pool, stack)
+    after = await log_end(pool)
+    cpu_before = stack.cpu()
+    async with session.post(f"{base}{TASKS}/{task_id}/execute") as response:
+        body = await response.json()
+        if response.status != 202:
+            raise RuntimeError(f"execute: {response.status} {body}")
+    await wait_completed(pool, stack, after, [task_id], timeout=120.0)
+    cpu_after = stack.cpu()
+    [run] = [
+        r for r in await runs_of(pool, after, [task_id]) if r.execution_id == body["execution_id"]
+    ]
+    return FanoutRound(run, {name: cpu_after[name] - cpu_before[name] for name in cpu_before})
+
+
+async def burst(
+    pool: asyncpg.Pool, stack: Stack, devices: list[str], tasks: int, per_task: int
+) -> BurstResult:
+    await wait_settled(pool, stack)
+    lead = 4.0 + tasks / 1000
+    due = whole_second_after(datetime.now(UTC) + timedelta(seconds=lead))
+    now = datetime.now(UTC)
+    ids = [str(uuid.uuid4()) for _ in range(tasks)]
+    items = [
+        StreamAppend(
+            task_id,
+            "command",
+            0,
+            created_event(
+                task_id,
+                due,
+                [devices[(index * per_task + j) % len(devices)] for j in range(per_task)],
+                now,
+            ),
+            new_event_id(),
+        )
+        for index, task_id in enumerate(ids)
+    ]
+    after = await log_end(pool)
+    for start in range(0, len(items), CREATE_CHUNK):
+        await append_many(pool, items[start : start + CREATE_CHUNK], METADATA)
+    await wait_projected(pool, ids, due, stack)
+    await wait_settled(pool, stack)
+    await sleep_until(due - timedelta(seconds=0.5))
+    cpu_before = stack.cpu()
+    await sleep_until(due)
+    await wait_completed(pool, stack, after, ids, timeout=120.0 + tasks / 10)
+    cpu_after = stack.cpu()
+    runs = await runs_of(pool, after, ids)
+    cpu = {name: cpu_after[name] - cpu_before[name] for name in cpu_before}
+    return BurstResult(tasks, per_task, due, runs, cpu)
+
+
+async def run_benchmark(
+    database_url: str, stack: Stack, args: argparse.Namespace
+) -> tuple[list[FanoutRound], BurstResult | None]:
+    pool = await create_pool(database_url, max_size=4)
+    base = f"http://127.0.0.1:{stack.api_port}"
+    try:
+        token = await create_token(pool, "bench", "admin")
+        headers = {"Authorization": f"Bearer {token}"}
+        async with aiohttp.ClientSession(headers=headers) as session:
+            await wait_api(session, base, stack)
+            setup = time.perf_counter()
+            await wait_online(pool, stack, args.devices)
+            await wait_settled(pool, stack)
+            print(
+                f"{args.devices:,} simulated devices online and registered in "
+                f"{time.perf_counter() - setup:.1f} s",
+                file=sys.stderr,
+            )
+            devices = device_ids(args.devices)
+            # Warm-up: one small execution through every service.
+            warm = await create_task(session, base, devices[:10])
+            await fanout_round(pool, session, base, stack, warm)
+            rounds: list[FanoutRound] = []
+            fired: BurstResult | None = None
+            with stack.profiled(args.profile):
+                if args.rounds:
+                    everyone = await create_task(session, base, devices)
+                    for _ in range(args.rounds):
+                        rounds.append(await fanout_round(pool, session, base, stack, everyone))
+                        print(f"fan-out round: {rounds[-1].run.total:.3f} s", file=sys.stderr)
+                if args.tasks:
+                    fired = await burst(pool, stack, devices, args.tasks, args.per_task)
+    finally:
+        await pool.close()
+    return rounds, fired
+
+
+async def create_task(session: aiohttp.ClientSession, base: str, devices: list[str]) -> str:
+    """A one-time command task due tomorrow, through the API; its id."""
+    body = {
+        "name": f"fan-out to {len(devices):,}",
+        "task_type": "command",
+        "recurrence_type": "once",
+        "recurrence_config": {
+            "run_at": (datetime.now(UTC) + timedelta(days=1)).isoformat(),
+            "timezone": "UTC",
+        },
+        "device_ids": devices,
+        "task_payload": COMMAND,
+    }
+    async with session.post(f"{base}{TASKS}", json=body) as response:
+        created = await response.json()
+        if response.status != 201:
+            raise RuntimeError(f"create task: {response.status} {created}")
+    return str(created["id"])
+
+
+# --- the report --------------------------------------------------------------------------------
+
+
+def s(seconds: float) -> str:
+    return f"{seconds:,.3f} s"
+
+
+def cpu_line(cpu: dict[str, float]) -> str:
+    return ", ".join(f"{name} {seconds:.2f}" for name, seconds in cpu.items())
+
+
+def check_run(run: Run, targets: int) -> list[str]:
+    problems = []
+    if run.results != targets or run.distinct_devices != targets:
+        problems.append(f"{run.results:,} results for {run.distinct_devices:,} of {targets:,}")
+    if run.succeeded != targets or run.status != "success":
+        problems.append(f"{run.succeeded:,} succeeded, status {run.status}")
+    return problems
+
+
+def report(
+    rounds: list[FanoutRound],
+    fired: BurstResult | None,
+    devices: int,
+    agents: dict[str, int],
+    load: float,
+) -> tuple[str, bool]:
+    lines = [
+        f"Fan-out: {devices:,} simulated devices on one NATS connection "
+        f"(PostgreSQL fsync on, {os.cpu_count()} cores, load average {load:.2f} before the run)"
+    ]
+    met = True
+    if rounds:
+        lines.append(
+            f"\n1. One task to all {devices:,} devices, POST .../execute, {len(rounds)} round(s)"
+        )
+        for number, round_ in enumerate(rounds, 1):
+            run = round_.run
+            problems = check_run(run, devices)
+            met = met and not problems and run.total < FANOUT_GOAL
+            lines.append(
+                f"  round {number}: TaskDue -> ExecutionCompleted {s(run.total)} "
+                f"(-> ExecutionStarted {s(run.started - run.due)}, -> first result written "
+                f"{s(run.first_result - run.due)}, -> last {s(run.last_result - run.due)}); "
+                f"{run.results:,} results, {run.succeeded:,} success"
+                + (f"; PROBLEM: {'; '.join(problems)}" if problems else "")
+            )
+            lines.append(f"    CPU seconds: {cpu_line(round_.cpu)}")
+        best = min(round_.run.total for round_ in rounds)
+        lines.append(
+            f"  goal: under {FANOUT_GOAL:.0f} s: "
+            + ("met" if max(r.run.total for r in rounds) < FANOUT_GOAL else "MISSED")
+            + f" (best {s(best)})"
+        )
+    if fired is not None:
+        runs = fired.runs
+        due = fired.due.timestamp()
+        done = [run.completed - due for run in runs]
+        fire = [run.due - due for run in runs]
+        start = [run.started - due for run in runs]
+        problems = [p for run in runs for p in check_run(run, fired.per_task)]
+        met = met and not problems and len(runs) == fired.tasks and max(done) < BURST_GOAL
+        lines += [
+            f"\n2. {fired.tasks:,} one-time tasks x {fired.per_task} devices due at "
+            f"{fired.due:%H:%M:%S} UTC",
+            f"  due -> TaskDue committed:        p50 {s(percentile(fire, 0.5))}, "
+            f"max {s(max(fire))}",
+            f"  due -> ExecutionStarted:         p50 {s(percentile(start, 0.5))}, "
+            f"max {s(max(start))}",
+            f"  due -> ExecutionCompleted:       p50 {s(percentile(done, 0.5))}, "
+            f"p99 {s(percentile(done, 0.99))}, max {s(max(done))}",
+            f"  executions {len(runs):,}, results {sum(r.results for r in runs):,}, "
+            f"success {sum(r.succeeded for r in runs):,}"
+            + (f"; PROBLEMS: {len(problems)}, first: {problems[0]}" if problems else ""),
+            f"  CPU seconds, due -> last completed: {cpu_line(fired.cpu)}",
+            f"  goal: all within {BURST_GOAL:.0f} s of due: "
+            + ("met" if max(done) < BURST_GOAL and len(runs) == fired.tasks else "MISSED"),
+        ]
+    if agents:
+        lines.append(
+            f"\nsimulated agents: {agents.get('jobs', 0):,} jobs received "
+            f"({agents.get('repeated', 0):,} repeated), {agents.get('reports', 0):,} reports and "
+            f"{agents.get('heartbeats', 0):,} heartbeats sent"
+        )
+    return "\n".join(lines), met
+
+
+# --- main --------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--devices", type=int, default=10_000, help="simulated devices")
+    parser.add_argument("--rounds", type=int, default=3, help="fan-out executions (0: none)")
+    parser.add_argument("--tasks", type=int, default=1000, help="burst tasks (0: no burst)")
+    parser.add_argument("--per-task", type=int, default=10, help="devices of each burst task")
+    parser.add_argument("--profile", type=Path, help="py-spy profiles of both scenarios into DIR")
+    parser.add_argument("--keep", action="store_true", help="keep the data directory and logs")
+    parser.add_argument("--play-agents", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--summary", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if not 1 <= args.per_task <= args.devices:
+        parser.error("--per-task must be between 1 and --devices")
+    if args.play_agents:
+        assert args.summary is not None
+        asyncio.run(play_agents(os.environ["DEPLOYX_NATS_URL"], args.devices, args.summary))
+        return
+    load = os.getloadavg()[0]
+    tmp = Path(tempfile.mkdtemp(prefix="deployx-fanout-"))
+    try:
+        with (
+            EmbeddedPostgres(tmp / "postgres", fsync=True) as postgres,
+            EmbeddedNats(tmp / "nats") as server,
+        ):
+            assert postgres.pid is not None and server.pid is not None
+            database_url = postgres.dsn.rsplit("/", 1)[0] + "/deployx"
+            asyncio.run(prepare(database_url))
+            env = os.environ | {
+                "DEPLOYX_DATABASE_URL": database_url,
+                "DEPLOYX_NATS_URL": server.url,
+                "DEPLOYX_LOG_FORMAT": "json",
+                "DEPLOYX_LOG_LEVEL": "info",
+                # A 10,000-device task is a ~200 KB request.
+                "DEPLOYX_MAX_BODY_BYTES": str(4 * 1024 * 1024),
+            }
+            stack = Stack(
+                tmp, env, postgres.pid, server.pid, api_port=free_port(), devices=args.devices
+            )
+            try:
+                stack.start()
+                rounds, fired = asyncio.run(run_benchmark(database_url, stack, args))
+                stack.check_alive()
+            finally:
+                stack.stop()
+        text, met = report(rounds, fired, args.devices, stack.agents_summary(), load)
+        print(text)
+        print("\nall goals met" if met else "\ngoals NOT met")
+    finally:
+        if args.keep:
+            print(f"\ndata directory and logs kept in {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+async def prepare(database_url: str) -> None:
+    await ensure_database(database_url)
+    await migrate(database_url)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,660 @@
+"""Firing a burst: N one-time tasks due in the same second, until every TaskDue is on NATS.
+
+    .venv/bin/python -m bench.fire_burst [--tasks 10000] [--singles 50] [--profile DIR]
+
+Starts embedded PostgreSQL (fsync on) and NATS in a temporary directory, applies the schema and
+runs `deployx projector`, `deployx ticker` and `deployx relay` as three processes. This process
+subscribes to deployx.events.*.TaskDue (core NATS, the subjects the relay publishes to) and
+appends the tasks' TaskCreated events straight to the log (append_many, 1,000 a statement);
+each burst starts only once the tasks table shows every task, before the due second.
+
+1. Single-task lag: --singles tasks due one at a time, 200 ms apart, on an otherwise idle system.
+2. Burst: --tasks tasks due at the same whole second; times from that second to the last TaskDue
+   committed in PostgreSQL and to the last one received here.
+3. APScheduler 3 (BackgroundScheduler, SQLAlchemyJobStore in a second database of the same
+   PostgreSQL) with the same burst as date-trigger jobs, after the DeployX services have stopped.
+
+Needs the bench extra: pip install -e '.[bench]'. --profile DIR records each service with py-spy
+during the burst (collapsed stacks, DIR/<service>.txt; speedscope and inferno read them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+import msgspec
+import nats
+from nats.aio.msg import Msg
+
+from bench.create_tasks import percentile
+from events.codec import Envelope, decode_data
+from events.task import TaskCreated, TaskDue
+from projections import PROJECTIONS
+from services.db import create_pool, ensure_database, migrate
+from services.domain import task
+from services.domain.task_spec import TaskInput
+from services.embedded import log_tail
+from services.embedded_nats import EmbeddedNats
+from services.embedded_postgres import EmbeddedPostgres
+from services.relay import CHECKPOINT as RELAY_CHECKPOINT
+from services.store import StreamAppend, append_many, new_event_id
+
+SERVICES = ("projector", "ticker", "relay")
+SUBJECT = "deployx.events.*.TaskDue"
+METADATA = {"user": "bench", "service": "fire_burst"}
+CREATE_CHUNK = 1000
+SINGLE_SPACING = timedelta(milliseconds=200)
+# APScheduler's executor: more threads than its scheduler thread can ever keep busy here.
+APS_WORKERS = 20
+_envelope = msgspec.json.Decoder(Envelope)
+
+
+# --- DeployX ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Arrival:
+    task_id: str
+    scheduled_for: datetime
+    received_at: float  # time.time() when this process had the message
+
+    @property
+    def lag(self) -> float:
+        return self.received_at - self.scheduled_for.timestamp()
+
+
+class Receiver:
+    """Keeps every TaskDue message with the time it arrived; decodes them only afterwards."""
+
+    def __init__(self) -> None:
+        self.raw: list[tuple[float, bytes]] = []
+        self._target = 0
+        self._reached = asyncio.Event()
+
+    async def on_message(self, msg: Msg) -> None:
+        self.raw.append((time.time(), msg.data))
+        if len(self.raw) >= self._target:
+            self._reached.set()
+
+    async def wait_count(self, count: int, timeout: float) -> None:
+        self._target = count
+        self._reached.clear()
+        if len(self.raw) >= count:
+            return
+        try:
+            async with asyncio.timeout(timeout):
+                await self._reached.wait()
+        except TimeoutError:
+            message = f"{len(self.raw)} of {count} TaskDue on NATS after {timeout} s"
+            raise TimeoutError(message) from None
+
+    def arrivals(self, task_ids: Sequence[str]) -> list[Arrival]:
+        wanted = set(task_ids)
+        found: dict[str, Arrival] = {}
+        for received_at, data in self.raw:
+            envelope = _envelope.decode(data)
+            event = decode_data(envelope.type, bytes(envelope.data))
+            assert isinstance(event, TaskDue)
+            if event.task_id in wanted and event.task_id not in found:
+                found[event.task_id] = Arrival(event.task_id, event.scheduled_for, received_at)
+        if len(found) != len(wanted):
+            raise RuntimeError(f"only {len(found)} of {len(wanted)} tasks arrived on NATS")
+        return list(found.values())
+
+
+def created_event(task_id: str, run_at: datetime, now: datetime) -> TaskCreated:
+    """The TaskCreated that POST /api/schedule/tasks would append for a one-time task."""
+    spec = TaskInput(
+        name=f"burst {task_id[:8]}",
+        task_type="command",
+        recurrence_type="once",
+        recurrence_config={"run_at": run_at.isoformat(), "timezone": "UTC"},
+        device_ids=["local-1"],
+        task_payload={"command_payload": {"command": "true"}},
+    )
+    command = task.CreateTask(user_id="bench", task=spec, now=now)
+    [event] = task.decide(task.TaskState(task_id=task_id), command)
+    assert isinstance(event, TaskCreated)
+    return event
+
+
+async def create_tasks(pool: asyncpg.Pool, run_ats: Sequence[datetime]) -> list[str]:
+    """Appends one TaskCreated per run_at; returns the task ids."""
+    now = datetime.now(UTC)
+    ids = [str(uuid.uuid4()) for _ in run_ats]
+    items = [
+        StreamAppend(task_id, "command", 0, created_event(task_id, run_at, now), new_event_id())
+        for task_id, run_at in zip(ids, run_ats, strict=True)
+    ]
+    for start in range(0, len(items), CREATE_CHUNK):
+        await append_many(pool, items[start : start + CREATE_CHUNK], METADATA)
+    return ids
+
+
+async def wait_projected(
+    pool: asyncpg.Pool, task_ids: Sequence[str], before: datetime, services: Services
+) -> None:
+    """Until the tasks table shows every task; fails if that is not so well before `before`."""
+    while True:
+        shown = await pool.fetchval(
+            "SELECT count(*) FROM tasks WHERE id = ANY($1::uuid[]) AND next_run_time IS NOT NULL",
+            task_ids,
+        )
+        if shown == len(task_ids):
+            return
+        services.check_alive()
+        if datetime.now(UTC) > before - timedelta(seconds=1):
+            raise RuntimeError(
+                f"only {shown} of {len(task_ids)} tasks projected 1 s before they are due: "
+                "give a larger --lead"
+            )
+        await asyncio.sleep(0.05)
+
+
+async def wait_settled(pool: asyncpg.Pool, services: Services, timeout: float = 300.0) -> None:
+    """Until every projection and the relay have passed the last event of the log."""
+    readers = [projection.name for projection in PROJECTIONS] + [RELAY_CHECKPOINT]
+    deadline = time.monotonic() + timeout
+    while True:
+        behind = await pool.fetchval(
+            """
+            SELECT $2::int - count(*) FROM checkpoints c,
+                (SELECT tx_id, position FROM events ORDER BY tx_id DESC, position DESC LIMIT 1) e
+            WHERE c.name = ANY($1::text[]) AND (c.tx_id, c.position) >= (e.tx_id, e.position)
+            """,
+            readers,
+            len(readers),
+        )
+        if behind == 0:
+            return
+        services.check_alive()
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{behind} of {readers} still behind the log after {timeout} s")
+        await asyncio.sleep(0.05)
+
+
+async def sleep_until(instant: datetime) -> None:
+    await asyncio.sleep(max(0.0, (instant - datetime.now(UTC)).total_seconds()))
+
+
+def whole_second_after(instant: datetime) -> datetime:
+    return datetime.fromtimestamp(math.ceil(instant.timestamp()), UTC)
+
+
+@dataclass(frozen=True)
+class Fired:
+    task_id: str
+    transaction: str  # the transaction that appended the TaskDue
+    lag: float  # its recorded_at - scheduled_for, seconds
+
+
+@dataclass(frozen=True)
+class Committed:
+    """What the log holds for a set of tasks after their occurrence."""
+
+    fired: list[Fired]  # the TaskDue events
+    other: int  # RunMissed, RunSkipped: anything but TaskCreated and TaskDue
+
+    @property
+    def lags(self) -> list[float]:
+        return [row.lag for row in self.fired]
+
+    @property
+    def transactions(self) -> int:
+        return len({row.transaction for row in self.fired})
+
+
+async def committed(pool: asyncpg.Pool, task_ids: Sequence[str]) -> Committed:
+    rows = await pool.fetch(
+        """
+        SELECT type, stream_id, tx_id::text AS tx,
+            extract(epoch FROM recorded_at - (data ->> 'scheduled_for')::timestamptz)::float8
+                AS lag
+        FROM events WHERE stream_id = ANY($1::text[]) AND type <> 'TaskCreated'
+        """,
+        task_ids,
+    )
+    fired = [
+        Fired(row["stream_id"], row["tx"], row["lag"]) for row in rows if row["type"] == "TaskDue"
+    ]
+    return Committed(fired=fired, other=len(rows) - len(fired))
+
+
+@dataclass
+class SingleResult:
+    count: int
+    committed: list[float]
+    received: list[float]
+
+
+@dataclass
+class BurstResult:
+    tasks: int
+    due: datetime
+    create_seconds: float  # appending the TaskCreated events
+    project_seconds: float  # until the tasks table showed them all
+    settled_seconds: float  # due -> every projection and the relay past the last event
+    log: Committed
+    arrivals: list[Arrival]
+    cpu: dict[str, float]
+
+    @property
+    def received(self) -> list[float]:
+        return [arrival.lag for arrival in self.arrivals]
+
+
+async def single_task_lag(
+    pool: asyncpg.Pool, receiver: Receiver, services: Services, count: int
+) -> SingleResult:
+    first = whole_second_after(datetime.now(UTC) + timedelta(seconds=3))
+    run_ats = [first + index * SINGLE_SPACING for index in range(count)]
+    before = len(receiver.raw)
+    ids = await create_tasks(pool, run_ats)
+    await wait_projected(pool, ids, first, services)
+    await sleep_until(run_ats[-1])
+    await receiver.wait_count(before + count, timeout=30.0)
+    log = await committed(pool, ids)
+    await wait_settled(pool, services)
+    return SingleResult(count, log.lags, [arrival.lag for arrival in receiver.arrivals(ids)])
+
+
+async def burst(
+    pool: asyncpg.Pool,
+    receiver: Receiver,
+    services: Services,
+    tasks: int,
+    lead: float,
+    profile: Path | None,
+) -> BurstResult:
+    due = whole_second_after(datetime.now(UTC) + timedelta(seconds=lead))
+    before = len(receiver.raw)
+    started = time.perf_counter()
+    ids = await create_tasks(pool, [due] * tasks)
+    created = time.perf_counter()
+    await wait_projected(pool, ids, due, services)
+    projected = time.perf_counter()
+    # Let the projector's last round and autovacuum's look at the new rows pass.
+    await sleep_until(due - timedelta(seconds=1))
+    with services.profiled(profile):
+        cpu_before = services.cpu()
+        await sleep_until(due)
+        await receiver.wait_count(before + tasks, timeout=120.0 + tasks / 100)
+        cpu_after = services.cpu()
+    await wait_settled(pool, services)
+    settled = time.time() - due.timestamp()
+    return BurstResult(
+        tasks=tasks,
+        due=due,
+        create_seconds=created - started,
+        project_seconds=projected - created,
+        settled_seconds=settled,
+        log=await committed(pool, ids),
+        arrivals=receiver.arrivals(ids),
+        cpu={name: cpu_after[name] - cpu_before[name] for name in cpu_before},
+    )
+
+
+async def run_deployx(
+    database_url: str, nats_url: str, services: Services, args: argparse.Namespace
+) -> tuple[SingleResult, BurstResult]:
+    receiver = Receiver()
+    client = await nats.connect(nats_url, name="fire-burst")
+    pool = await create_pool(database_url, max_size=4)
+    try:
+        await client.subscribe(SUBJECT, cb=receiver.on_message)
+        # Warm-up: one task through ticker, projector and relay proves all three are up.
+        ids = await create_tasks(pool, [datetime.now(UTC) + timedelta(seconds=1)])
+        await receiver.wait_count(1, timeout=60.0)
+        receiver.arrivals(ids)
+        single = await single_task_lag(pool, receiver, services, args.singles)
+        fired = await burst(pool, receiver, services, args.tasks, args.lead, args.profile)
+    finally:
+        await pool.close()
+        await client.drain()
+    return single, fired
+
+
+# --- the processes ---------------------------------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of one process (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            if int(stat_file.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat_file.parent.name))
+    return found
+
+
+@dataclass
+class Services:
+    """`deployx projector`, `ticker` and `relay`, each its own process, logging to log_dir."""
+
+    log_dir: Path
+    env: dict[str, str]
+    postgres_pid: int
+    nats_pid: int
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def start(self) -> None:
+        deployx = Path(sys.executable).with_name("deployx")
+        for name in SERVICES:
+            with (self.log_dir / f"{name}.log").open("wb") as log:
+                self.procs[name] = subprocess.Popen(
+                    [str(deployx), name],
+                    env=self.env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+
+    def check_alive(self) -> None:
+        for name, proc in self.procs.items():
+            if proc.poll() is not None:
+                tail = log_tail(self.log_dir / f"{name}.log")
+                raise RuntimeError(f"deployx {name} exited with {proc.returncode}:\n{tail}")
+
+    def stop(self) -> None:
+        """SIGTERM to each (they stop cleanly on it), SIGKILL after 30 s; all reaped."""
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for name, proc in self.procs.items():
+            try:
+                code = proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                print(f"deployx {name} did not stop within 30 s: killed", file=sys.stderr)
+                continue
+            if code != 0:
+                print(f"deployx {name} exited with {code}", file=sys.stderr)
+        self.procs.clear()
+
+    def cpu(self) -> dict[str, float]:
+        seconds = {name: cpu_seconds(proc.pid) for name, proc in self.procs.items()}
+        backends = [self.postgres_pid, *children(self.postgres_pid)]
+        seconds["postgres"] = sum(cpu_seconds(pid) for pid in backends)
+        seconds["nats-server"] = cpu_seconds(self.nats_pid)
+        seconds["this process"] = cpu_seconds(os.getpid())
+        return seconds
+
+    @contextlib.contextmanager
+    def profiled(self, out_dir: Path | None) -> Iterator[None]:
+        """py-spy records every service while the block runs (nothing when out_dir is None)."""
+        if out_dir is None:
+            yield
+            return
+        py_spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        spies = [
+            subprocess.Popen(
+                [
+                    *(py_spy, "record", "--pid", str(proc.pid), "--rate", "250"),
+                    *("--format", "raw", "--output", str(out_dir / f"{name}.txt")),
+                    "--nonblocking",
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for name, proc in self.procs.items()
+        ]
+        time.sleep(0.5)  # attached before the due second
+        try:
+            yield
+        finally:
+            for spy in spies:
+                spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+            for spy in spies:
+                spy.wait(30)
+
+
+# --- APScheduler -----------------------------------------------------------------------------
+
+# job index -> time.time() of its run, filled in by record_run on APScheduler's worker threads
+_aps_runs: dict[int, float] = {}
+
+
+def record_run(index: int) -> None:
+    _aps_runs[index] = time.time()
+
+
+@dataclass
+class ApsResult:
+    jobs: int
+    due: datetime
+    create_seconds: float
+    runs: list[float]  # run time - due, seconds
+    missed: int
+
+
+def run_apscheduler(url: str, jobs: int, lead: float) -> ApsResult:
+    from apscheduler.events import EVENT_JOB_MISSED, JobExecutionEvent
+    from apscheduler.executors.pool import ThreadPoolExecutor
+    from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    missed: list[str] = []
+
+    def on_missed(event: JobExecutionEvent) -> None:
+        missed.append(event.job_id)
+
+    scheduler = BackgroundScheduler(
+        jobstores={"default": SQLAlchemyJobStore(url=url)},
+        executors={"default": ThreadPoolExecutor(APS_WORKERS)},
+        # None: a job runs however late it is; so none is dropped, only delayed.
+        job_defaults={"coalesce": True, "misfire_grace_time": None, "max_instances": 1},
+        timezone=UTC,
+    )
+    scheduler.add_listener(on_missed, EVENT_JOB_MISSED)
+    # Paused: jobs go into the store, but none is looked at until resume().
+    scheduler.start(paused=True)
+    try:
+        # Each add_job is its own INSERT and commit: time a few to know how long all take.
+        far = datetime.now(UTC) + timedelta(days=1)
+        started = time.perf_counter()
+        for index in range(200):
+            scheduler.add_job(record_run, "date", run_date=far, args=(-1,), id=f"probe-{index}")
+        per_job = (time.perf_counter() - started) / 200
+        scheduler.remove_all_jobs()
+        due = whole_second_after(datetime.now(UTC) + timedelta(seconds=lead + 1.5 * jobs * per_job))
+        _aps_runs.clear()
+        started = time.perf_counter()
+        for index in range(jobs):
+            scheduler.add_job(record_run, "date", run_date=due, args=(index,), id=str(index))
+        create_seconds = time.perf_counter() - started
+        if datetime.now(UTC) > due - timedelta(seconds=1):
+            raise RuntimeError("APScheduler jobs were still being added at the due second")
+        scheduler.resume()
+        deadline = time.monotonic() + lead + 300.0
+        while len(_aps_runs) + len(missed) < jobs:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"APScheduler ran {len(_aps_runs)} of {jobs} jobs")
+            time.sleep(0.05)
+    finally:
+        scheduler.shutdown(wait=True)
+    runs = [at - due.timestamp() for at in _aps_runs.values()]
+    return ApsResult(jobs, due, create_seconds, runs, len(missed))
+
+
+# --- the report ------------------------------------------------------------------------------
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:,.1f} ms"
+
+
+def s(seconds: float) -> str:
+    return f"{seconds:,.3f} s"
+
+
+def spread(values: list[float], unit: str = "ms") -> str:
+    show = ms if unit == "ms" else s
+    return (
+        f"p50 {show(percentile(values, 0.5))}, p99 {show(percentile(values, 0.99))}, "
+        f"max {show(max(values))}"
+    )
+
+
+def report(single: SingleResult, fired: BurstResult, aps: ApsResult | None) -> str:
+    received, runs = fired.received, (aps.runs if aps is not None else [])
+
+    def theirs(value: float | str) -> str:
+        return "" if aps is None else value if isinstance(value, str) else s(value)
+
+    rows: list[tuple[str, str, str]] = [
+        ("due -> first TaskDue committed", s(min(fired.log.lags)), ""),
+        ("due -> last TaskDue committed", s(max(fired.log.lags)), ""),
+        ("due -> first on NATS / first job run", s(min(received)), theirs(min(runs, default=0))),
+        ("due -> last on NATS / last job run", s(max(received)), theirs(max(runs, default=0))),
+        ("per-task lag p50", s(percentile(received, 0.5)), theirs(_p(runs, 0.5))),
+        ("per-task lag p99", s(percentile(received, 0.99)), theirs(_p(runs, 0.99))),
+        ("due -> read tables and relay caught up", s(fired.settled_seconds), ""),
+        (
+            "fired / missed",
+            f"{len(fired.log.fired):,} / {fired.log.other:,}",
+            theirs(f"{len(runs):,} / {aps.missed:,}" if aps else ""),
+        ),
+    ]
+    width = max(len(row[0]) for row in rows)
+    lines = [
+        f"Fire burst: {fired.tasks:,} one-time tasks due at {fired.due:%H:%M:%S} UTC "
+        f"(PostgreSQL fsync on, {os.cpu_count()} cores)",
+        f"  created in {s(fired.create_seconds)} (append_many), in the tasks table "
+        f"{s(fired.project_seconds)} later; TaskDue appended in {fired.log.transactions} "
+        "transaction(s)",
+        "",
+        f"  {'':<{width}}  {'DeployX':>12}  {'APScheduler' if aps else '':>12}",
+    ]
+    lines += [f"  {name:<{width}}  {ours:>12}  {other:>12}" for name, ours, other in rows]
+    if aps is not None:
+        ratio = max(received) / max(runs)
+        lines.append(
+            f"\n  DeployX / APScheduler (due -> last on NATS / due -> last job run): {ratio:.2f}"
+            f"\n  APScheduler: {aps.jobs:,} jobs added in {s(aps.create_seconds)} "
+            f"(SQLAlchemyJobStore, BackgroundScheduler, {APS_WORKERS} worker threads)"
+        )
+    lines.append(
+        "\n  per TaskDue append transaction, from due: last row inserted, first / last on NATS"
+    )
+    lines += [
+        f"    {count:>6,} TaskDue: {s(inserted)}, {s(first)} / {s(last)}"
+        for count, inserted, first, last in by_transaction(fired)
+    ]
+    cpu = ", ".join(f"{name} {seconds:.2f}" for name, seconds in fired.cpu.items())
+    lines.append(f"\n  CPU seconds, due -> last on NATS: {cpu}")
+    lines.append(
+        f"\nSingle-task lag: {single.count} tasks due one at a time, "
+        f"{SINGLE_SPACING.total_seconds() * 1000:.0f} ms apart"
+        f"\n  committed in PostgreSQL: {spread(single.committed)}"
+        f"\n  received on NATS:        {spread(single.received)}"
+    )
+    return "\n".join(lines)
+
+
+def by_transaction(fired: BurstResult) -> list[tuple[int, float, float, float]]:
+    """Per transaction that appended TaskDue, in commit order: how many it appended, when its
+    last row was inserted, when the first and the last of them arrived on NATS (from due)."""
+    inserted: dict[str, float] = {}
+    transaction_of: dict[str, str] = {}
+    for row in fired.log.fired:
+        inserted[row.transaction] = max(inserted.get(row.transaction, row.lag), row.lag)
+        transaction_of[row.task_id] = row.transaction
+    received: dict[str, list[float]] = {tx: [] for tx in inserted}
+    for arrival in fired.arrivals:
+        received[transaction_of[arrival.task_id]].append(arrival.lag)
+    rows = [
+        (len(received[tx]), inserted[tx], min(received[tx]), max(received[tx])) for tx in inserted
+    ]
+    return sorted(rows, key=lambda row: row[1])
+
+
+def _p(values: list[float], fraction: float) -> float:
+    return percentile(values, fraction) if values else 0.0
+
+
+# --- main ------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--tasks", type=int, default=10_000, help="tasks due in the burst")
+    parser.add_argument("--singles", type=int, default=50, help="tasks of the single-task run")
+    parser.add_argument(
+        "--lead", type=float, help="seconds from creating the tasks to their due second"
+    )
+    parser.add_argument("--skip-apscheduler", action="store_true")
+    parser.add_argument("--profile", type=Path, help="py-spy profiles of the burst into DIR")
+    parser.add_argument("--keep", action="store_true", help="keep the data directory and logs")
+    args = parser.parse_args()
+    if args.lead is None:
+        args.lead = 5.0 + args.tasks / 1000  # creating and projecting 1,000 takes ~0.15 s
+    tmp = Path(tempfile.mkdtemp(prefix="deployx-fire-burst-"))
+    try:
+        with (
+            EmbeddedPostgres(tmp / "postgres", fsync=True) as postgres,
+            EmbeddedNats(tmp / "nats") as server,
+        ):
+            assert postgres.pid is not None and server.pid is not None
+            base = postgres.dsn.rsplit("/", 1)[0]
+            database_url = f"{base}/deployx"
+            asyncio.run(prepare(database_url, f"{base}/apscheduler"))
+            env = os.environ | {
+                "DEPLOYX_DATABASE_URL": database_url,
+                "DEPLOYX_NATS_URL": server.url,
+                "DEPLOYX_LOG_FORMAT": "json",
+                "DEPLOYX_LOG_LEVEL": "info",
+            }
+            services = Services(tmp, env, postgres.pid, server.pid)
+            try:
+                services.start()
+                single, fired = asyncio.run(run_deployx(database_url, server.url, services, args))
+                services.check_alive()
+            finally:
+                services.stop()
+            aps = None
+            if not args.skip_apscheduler:
+                aps_url = f"postgresql+psycopg2://postgres@127.0.0.1:{postgres.port}/apscheduler"
+                aps = run_apscheduler(aps_url, args.tasks, args.lead)
+        print(report(single, fired, aps))
+    finally:
+        if args.keep:
+            print(f"\ndata directory and logs kept in {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+async def prepare(database_url: str, apscheduler_url: str) -> None:
+    await ensure_database(database_url)
+    await migrate(database_url)
+    await ensure_database(apscheduler_url)
+
+
+if __name__ == "__main__":
+    main()
