@@ -1,6 +1,7 @@
 """Fan-out: command tasks carried to many simulated devices, TaskDue to ExecutionCompleted.
 
     .venv/bin/python -m bench.fanout [--devices 10000] [--tasks 1000 --per-task 10] [--rounds 3]
+        [--cluster]
 
 Starts embedded PostgreSQL (fsync on) and NATS in a temporary directory, applies the schema and
 runs `deployx projector`, `relay`, `ticker`, `executor --type command` and `api` (whose registry
@@ -16,6 +17,10 @@ and then a "finished" success JobReport on deployx.agents.<id>.results.
    (TaskCreated appended straight to the log before it); times due -> ExecutionCompleted per
    execution.
 
+--cluster runs on a three-node NATS cluster on loopback instead (streams with 3 replicas,
+DEPLOYX_NATS_URL naming every node), with two processes each of the projector, relay, ticker and
+executor (one API, which the benchmark talks to): the cost of replication.
+
 --profile DIR records every process with py-spy during both scenarios (collapsed stacks).
 """
 
@@ -28,7 +33,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -46,7 +50,12 @@ import nats.aio.msg
 
 from bench.create_tasks import percentile
 from bench.fire_burst import (
+    CLUSTER_SERVICE_REPLICAS,
     Services,
+    cluster_env,
+    nats_servers,
+    replica_names,
+    setup_line,
     sleep_until,
     wait_projected,
     wait_settled,
@@ -62,12 +71,12 @@ from services.agent_protocol import (
     results_subject,
 )
 from services.auth import create_token
+from services.bus import servers
 from services.clock import wait_first
 from services.db import create_pool, ensure_database, migrate
 from services.domain import task
 from services.domain.task_spec import TaskInput
 from services.embedded import free_port
-from services.embedded_nats import EmbeddedNats
 from services.embedded_postgres import EmbeddedPostgres
 from services.store import StreamAppend, append_many, new_event_id
 
@@ -97,7 +106,7 @@ async def play_agents(nats_url: str, devices: int, summary: Path) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    client = await nats.connect(nats_url, name="fanout-agents", max_reconnect_attempts=-1)
+    client = await nats.connect(servers(nats_url), name="fanout-agents", max_reconnect_attempts=-1)
     ids = device_ids(devices)
     started_at = datetime.now(UTC)
     counts: collections.Counter[str] = collections.Counter()
@@ -153,7 +162,8 @@ async def play_agents(nats_url: str, devices: int, summary: Path) -> None:
 
 @dataclass
 class Stack(Services):
-    """The five DeployX services and the simulated agents, each its own process."""
+    """The five DeployX services and the simulated agents, each its own process (`replicas`
+    of each service but the API)."""
 
     api_port: int = 0
     devices: int = 0
@@ -161,11 +171,17 @@ class Stack(Services):
 
     def start(self) -> None:
         deployx = str(Path(sys.executable).with_name("deployx"))
-        self.commands = {
+        replicated = {
             "projector": [deployx, "projector"],
             "relay": [deployx, "relay"],
             "ticker": [deployx, "ticker"],
             "executor": [deployx, "executor", "--type", "command"],
+        }
+        self.commands = {
+            name: command
+            for service, command in replicated.items()
+            for name in replica_names(service, self.replicas)
+        } | {
             "api": [deployx, "api", "--port", str(self.api_port)],
             "agents": [
                 *(sys.executable, "-m", "bench.fanout", "--play-agents"),
@@ -173,14 +189,7 @@ class Stack(Services):
             ],
         }
         for name, command in self.commands.items():
-            with (self.log_dir / f"{name}.log").open("wb") as log:
-                self.procs[name] = subprocess.Popen(
-                    command,
-                    env=self.env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
+            self.spawn(name, command)
 
     def cpu(self) -> dict[str, float]:
         """Each process's CPU seconds, and those the rest of the machine used meanwhile."""
@@ -507,10 +516,12 @@ def report(
     devices: int,
     agents: dict[str, int],
     load: float,
+    setup: str = "",
 ) -> tuple[str, bool]:
     lines = [
         f"Fan-out: {devices:,} simulated devices on one NATS connection "
-        f"(PostgreSQL fsync on, {os.cpu_count()} cores, load average {load:.2f} before the run)"
+        f"(PostgreSQL fsync on, {os.cpu_count()} cores, load average {load:.2f} before the run)",
+        *([f"  {setup}"] if setup else []),
     ]
     met = True
     if rounds:
@@ -579,6 +590,11 @@ def main() -> None:
     parser.add_argument("--per-task", type=int, default=10, help="devices of each burst task")
     parser.add_argument("--profile", type=Path, help="py-spy profiles of both scenarios into DIR")
     parser.add_argument("--keep", action="store_true", help="keep the data directory and logs")
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="3-node NATS cluster, 2 processes of each service but the API",
+    )
     parser.add_argument("--play-agents", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--summary", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -593,21 +609,28 @@ def main() -> None:
     try:
         with (
             EmbeddedPostgres(tmp / "postgres", fsync=True) as postgres,
-            EmbeddedNats(tmp / "nats") as server,
+            nats_servers(tmp, args.cluster) as (nats_url, nats_pids),
         ):
-            assert postgres.pid is not None and server.pid is not None
+            assert postgres.pid is not None
             database_url = postgres.dsn.rsplit("/", 1)[0] + "/deployx"
             asyncio.run(prepare(database_url))
             env = os.environ | {
                 "DEPLOYX_DATABASE_URL": database_url,
-                "DEPLOYX_NATS_URL": server.url,
+                "DEPLOYX_NATS_URL": nats_url,
                 "DEPLOYX_LOG_FORMAT": "json",
                 "DEPLOYX_LOG_LEVEL": "info",
                 # A 10,000-device task is a ~200 KB request.
                 "DEPLOYX_MAX_BODY_BYTES": str(4 * 1024 * 1024),
+                **cluster_env(args.cluster),
             }
             stack = Stack(
-                tmp, env, postgres.pid, server.pid, api_port=free_port(), devices=args.devices
+                tmp,
+                env,
+                postgres.pid,
+                nats_pids,
+                replicas=CLUSTER_SERVICE_REPLICAS if args.cluster else 1,
+                api_port=free_port(),
+                devices=args.devices,
             )
             try:
                 stack.start()
@@ -615,7 +638,9 @@ def main() -> None:
                 stack.check_alive()
             finally:
                 stack.stop()
-        text, met = report(rounds, fired, args.devices, stack.agents_summary(), load)
+        text, met = report(
+            rounds, fired, args.devices, stack.agents_summary(), load, setup_line(args.cluster)
+        )
         print(text)
         print("\nall goals met" if met else "\ngoals NOT met")
     finally:

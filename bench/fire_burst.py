@@ -1,6 +1,6 @@
 """Firing a burst: N one-time tasks due in the same second, until every TaskDue is on NATS.
 
-    .venv/bin/python -m bench.fire_burst [--tasks 10000] [--singles 50] [--profile DIR]
+    .venv/bin/python -m bench.fire_burst [--tasks 10000] [--singles 50] [--cluster] [--profile DIR]
 
 Starts embedded PostgreSQL (fsync on) and NATS in a temporary directory, applies the schema and
 runs `deployx projector`, `deployx ticker` and `deployx relay` as three processes. This process
@@ -13,6 +13,10 @@ each burst starts only once the tasks table shows every task, before the due sec
    committed in PostgreSQL and to the last one received here.
 3. APScheduler 3 (BackgroundScheduler, SQLAlchemyJobStore in a second database of the same
    PostgreSQL) with the same burst as date-trigger jobs, after the DeployX services have stopped.
+
+--cluster runs the DeployX part on a three-node NATS cluster on loopback instead (streams with 3
+replicas, DEPLOYX_NATS_URL naming every node) with two processes of each service: the cost of
+replication.
 
 Needs the bench extra: pip install -e '.[bench]'. --profile DIR records each service with py-spy
 during the burst (collapsed stacks, DIR/<service>.txt; speedscope and inferno read them).
@@ -46,16 +50,22 @@ from bench.create_tasks import percentile
 from events.codec import Envelope, decode_data
 from events.task import TaskCreated, TaskDue
 from projections import PROJECTIONS
+from services.bus import servers
 from services.db import create_pool, ensure_database, migrate
 from services.domain import task
 from services.domain.task_spec import TaskInput
 from services.embedded import log_tail
+from services.embedded_cluster import nats_cluster
 from services.embedded_nats import EmbeddedNats
 from services.embedded_postgres import EmbeddedPostgres
 from services.relay import CHECKPOINT as RELAY_CHECKPOINT
 from services.store import StreamAppend, append_many, new_event_id
 
 SERVICES = ("projector", "ticker", "relay")
+# --cluster: nodes of the NATS cluster, replicas of its streams, processes of each service.
+CLUSTER_NODES = 3
+CLUSTER_STREAM_REPLICAS = 3
+CLUSTER_SERVICE_REPLICAS = 2
 SUBJECT = "deployx.events.*.TaskDue"
 METADATA = {"user": "bench", "service": "fire_burst"}
 CREATE_CHUNK = 1000
@@ -314,7 +324,7 @@ async def run_deployx(
     database_url: str, nats_url: str, services: Services, args: argparse.Namespace
 ) -> tuple[SingleResult, BurstResult]:
     receiver = Receiver()
-    client = await nats.connect(nats_url, name="fire-burst")
+    client = await nats.connect(servers(nats_url), name="fire-burst")
     pool = await create_pool(database_url, max_size=4)
     try:
         await client.subscribe(SUBJECT, cb=receiver.on_message)
@@ -351,27 +361,66 @@ def children(pid: int) -> list[int]:
     return found
 
 
+def replica_names(name: str, replicas: int) -> list[str]:
+    """`name` for a single process, else `name-1`, `name-2` ..."""
+    return [name] if replicas == 1 else [f"{name}-{index}" for index in range(1, replicas + 1)]
+
+
+@contextlib.contextmanager
+def nats_servers(base_dir: Path, cluster: bool) -> Iterator[tuple[str, list[int]]]:
+    """One nats-server, or with `cluster` a three-node cluster on loopback, stopped at the end;
+    yields DEPLOYX_NATS_URL (every node, comma-separated) and the servers' process ids."""
+    if not cluster:
+        with EmbeddedNats(base_dir / "nats") as server:
+            assert server.pid is not None
+            yield server.url, [server.pid]
+        return
+    with nats_cluster(base_dir / "nats", CLUSTER_NODES) as nodes:
+        asyncio.run(nodes.start())
+        yield nodes.url, nodes.pids
+
+
+def cluster_env(cluster: bool) -> dict[str, str]:
+    return {"DEPLOYX_STREAM_REPLICAS": str(CLUSTER_STREAM_REPLICAS)} if cluster else {}
+
+
+def setup_line(cluster: bool) -> str:
+    """What --cluster changed, for the report ("" without it: the report is as it was)."""
+    if not cluster:
+        return ""
+    return (
+        f"{CLUSTER_NODES}-node NATS cluster (streams with {CLUSTER_STREAM_REPLICAS} replicas), "
+        f"{CLUSTER_SERVICE_REPLICAS} replicas per service"
+    )
+
+
 @dataclass
 class Services:
-    """`deployx projector`, `ticker` and `relay`, each its own process, logging to log_dir."""
+    """`deployx projector`, `ticker` and `relay`, `replicas` processes of each, logging to
+    log_dir."""
 
     log_dir: Path
     env: dict[str, str]
     postgres_pid: int
-    nats_pid: int
+    nats_pids: list[int]
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    replicas: int = 1
 
     def start(self) -> None:
         deployx = Path(sys.executable).with_name("deployx")
-        for name in SERVICES:
-            with (self.log_dir / f"{name}.log").open("wb") as log:
-                self.procs[name] = subprocess.Popen(
-                    [str(deployx), name],
-                    env=self.env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
+        for service in SERVICES:
+            for name in replica_names(service, self.replicas):
+                self.spawn(name, [str(deployx), service])
+
+    def spawn(self, name: str, command: list[str]) -> None:
+        with (self.log_dir / f"{name}.log").open("wb") as log:
+            self.procs[name] = subprocess.Popen(
+                command,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
 
     def check_alive(self) -> None:
         for name, proc in self.procs.items():
@@ -400,7 +449,7 @@ class Services:
         seconds = {name: cpu_seconds(proc.pid) for name, proc in self.procs.items()}
         backends = [self.postgres_pid, *children(self.postgres_pid)]
         seconds["postgres"] = sum(cpu_seconds(pid) for pid in backends)
-        seconds["nats-server"] = cpu_seconds(self.nats_pid)
+        seconds["nats-server"] = sum(cpu_seconds(pid) for pid in self.nats_pids)
         seconds["this process"] = cpu_seconds(os.getpid())
         return seconds
 
@@ -522,7 +571,7 @@ def spread(values: list[float], unit: str = "ms") -> str:
     )
 
 
-def report(single: SingleResult, fired: BurstResult, aps: ApsResult | None) -> str:
+def report(single: SingleResult, fired: BurstResult, aps: ApsResult | None, setup: str = "") -> str:
     received, runs = fired.received, (aps.runs if aps is not None else [])
 
     def theirs(value: float | str) -> str:
@@ -546,6 +595,7 @@ def report(single: SingleResult, fired: BurstResult, aps: ApsResult | None) -> s
     lines = [
         f"Fire burst: {fired.tasks:,} one-time tasks due at {fired.due:%H:%M:%S} UTC "
         f"(PostgreSQL fsync on, {os.cpu_count()} cores)",
+        *([f"  {setup}"] if setup else []),
         f"  created in {s(fired.create_seconds)} (append_many), in the tasks table "
         f"{s(fired.project_seconds)} later; TaskDue appended in {fired.log.transactions} "
         "transaction(s)",
@@ -610,6 +660,11 @@ def main() -> None:
         "--lead", type=float, help="seconds from creating the tasks to their due second"
     )
     parser.add_argument("--skip-apscheduler", action="store_true")
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help=f"{CLUSTER_NODES}-node NATS cluster, {CLUSTER_SERVICE_REPLICAS} processes per service",
+    )
     parser.add_argument("--profile", type=Path, help="py-spy profiles of the burst into DIR")
     parser.add_argument("--keep", action="store_true", help="keep the data directory and logs")
     args = parser.parse_args()
@@ -619,22 +674,24 @@ def main() -> None:
     try:
         with (
             EmbeddedPostgres(tmp / "postgres", fsync=True) as postgres,
-            EmbeddedNats(tmp / "nats") as server,
+            nats_servers(tmp, args.cluster) as (nats_url, nats_pids),
         ):
-            assert postgres.pid is not None and server.pid is not None
+            assert postgres.pid is not None
             base = postgres.dsn.rsplit("/", 1)[0]
             database_url = f"{base}/deployx"
             asyncio.run(prepare(database_url, f"{base}/apscheduler"))
             env = os.environ | {
                 "DEPLOYX_DATABASE_URL": database_url,
-                "DEPLOYX_NATS_URL": server.url,
+                "DEPLOYX_NATS_URL": nats_url,
                 "DEPLOYX_LOG_FORMAT": "json",
                 "DEPLOYX_LOG_LEVEL": "info",
+                **cluster_env(args.cluster),
             }
-            services = Services(tmp, env, postgres.pid, server.pid)
+            replicas = CLUSTER_SERVICE_REPLICAS if args.cluster else 1
+            services = Services(tmp, env, postgres.pid, nats_pids, replicas=replicas)
             try:
                 services.start()
-                single, fired = asyncio.run(run_deployx(database_url, server.url, services, args))
+                single, fired = asyncio.run(run_deployx(database_url, nats_url, services, args))
                 services.check_alive()
             finally:
                 services.stop()
@@ -642,7 +699,7 @@ def main() -> None:
             if not args.skip_apscheduler:
                 aps_url = f"postgresql+psycopg2://postgres@127.0.0.1:{postgres.port}/apscheduler"
                 aps = run_apscheduler(aps_url, args.tasks, args.lead)
-        print(report(single, fired, aps))
+        print(report(single, fired, aps, setup_line(args.cluster)))
     finally:
         if args.keep:
             print(f"\ndata directory and logs kept in {tmp}")

@@ -23,8 +23,8 @@ from services.db import create_pool
 from services.domain.task import CreateTask
 from services.domain.task_spec import TaskInput
 from services.embedded import free_port
+from services.embedded_cluster import NatsCluster
 from services.relay import STREAM
-from tests.e2e.nats_cluster import NatsCluster
 from tests.e2e.processes import ServiceProcess, Services, wait_until
 from tests.e2e.test_crash_recovery import assert_stream_matches_log, relay_caught_up
 

@@ -1,4 +1,5 @@
-"""A three-node NATS JetStream cluster on loopback ports, for tests that lose and restart nodes."""
+"""A three-node NATS JetStream cluster on loopback ports: for the end-to-end tests that lose and
+restart nodes, and for the benchmarks' --cluster runs."""
 
 from __future__ import annotations
 
@@ -48,6 +49,11 @@ class NatsCluster:
     def url(self) -> str:
         """Every node's URL, comma-separated, as DEPLOYX_NATS_URL takes them."""
         return ",".join(node.url for node in self.nodes)
+
+    @property
+    def pids(self) -> list[int]:
+        """The process ids of the running nodes."""
+        return [node.pid for node in self.nodes if node.pid is not None]
 
     @property
     def running(self) -> list[EmbeddedNats]:
