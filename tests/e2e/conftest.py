@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
 import pytest
 
+from services.db import create_pool
 from tests.conftest import with_database
 from tests.e2e.api import fresh_user
 from tests.e2e.fleet import Fleet
@@ -69,3 +70,22 @@ async def fleet(
     finally:
         services.stop_all()
     assert services.errors() == [], services.tails()
+
+
+@pytest.fixture
+def services(tmp_path: Path, database_url: str, nats_url: str) -> Iterator[Services]:
+    """`deployx` services started by the test as child processes, all stopped at the end."""
+    running = Services(tmp_path, database_url, nats_url)
+    try:
+        yield running
+    finally:
+        running.stop_all()
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    created = await create_pool(database_url, max_size=10)
+    try:
+        yield created
+    finally:
+        await created.close()

@@ -7,9 +7,8 @@ import asyncio
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Iterator
+from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -20,7 +19,6 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from services.commands import TASKS, handle
-from services.db import create_pool
 from services.domain.task import CreateTask
 from services.domain.task_spec import TaskInput
 from services.relay import CHECKPOINT, STREAM
@@ -58,24 +56,6 @@ _EXPECTED = ["TaskCreated", "TaskDue"]
 _envelope = msgspec.json.Decoder(dict[str, Any])
 # One message of the stream: its subject, its Nats-Msg-Id header and its decoded envelope.
 Message = tuple[str, str | None, dict[str, Any]]
-
-
-@pytest.fixture
-def services(tmp_path: Path, database_url: str, nats_url: str) -> Iterator[Services]:
-    running = Services(tmp_path, database_url, nats_url)
-    try:
-        yield running
-    finally:
-        running.stop_all()
-
-
-@pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    created = await create_pool(database_url, max_size=10)
-    try:
-        yield created
-    finally:
-        await created.close()
 
 
 def command_task(run_at: datetime) -> TaskInput:

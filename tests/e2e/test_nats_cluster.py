@@ -19,7 +19,6 @@ import msgspec
 import pytest
 
 from services.commands import TASKS, handle
-from services.db import create_pool
 from services.domain.task import CreateTask
 from services.domain.task_spec import TaskInput
 from services.embedded import free_port
@@ -93,15 +92,6 @@ def services(tmp_path: Path, database_url: str, cluster: NatsCluster) -> Iterato
         yield running
     finally:
         running.stop_all()
-
-
-@pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    created = await create_pool(database_url, max_size=10)
-    try:
-        yield created
-    finally:
-        await created.close()
 
 
 @pytest.fixture

@@ -99,15 +99,6 @@ async def database_url(postgres: EmbeddedPostgres) -> str:
 
 
 @pytest.fixture
-def services(tmp_path: Path, database_url: str, nats_url: str) -> Iterator[Services]:
-    running = Services(tmp_path, database_url, nats_url)
-    try:
-        yield running
-    finally:
-        running.stop_all()
-
-
-@pytest.fixture
 async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
     # min_size 0: no connection the pool insists on reopening while the server is down.
     created = await asyncpg.create_pool(database_url, min_size=0, max_size=4)
