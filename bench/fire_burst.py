@@ -57,7 +57,7 @@ from services.domain.task_spec import TaskInput
 from services.embedded import log_tail
 from services.embedded_cluster import nats_cluster
 from services.embedded_nats import EmbeddedNats
-from services.embedded_postgres import EmbeddedPostgres
+from services.embedded_postgres import EmbeddedPostgres, child_pids
 from services.relay import CHECKPOINT as RELAY_CHECKPOINT
 from services.store import StreamAppend, append_many, new_event_id
 
@@ -352,15 +352,6 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def children(pid: int) -> list[int]:
-    found = []
-    for stat_file in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            if int(stat_file.read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(stat_file.parent.name))
-    return found
-
-
 def replica_names(name: str, replicas: int) -> list[str]:
     """`name` for a single process, else `name-1`, `name-2` ..."""
     return [name] if replicas == 1 else [f"{name}-{index}" for index in range(1, replicas + 1)]
@@ -447,7 +438,7 @@ class Services:
 
     def cpu(self) -> dict[str, float]:
         seconds = {name: cpu_seconds(proc.pid) for name, proc in self.procs.items()}
-        backends = [self.postgres_pid, *children(self.postgres_pid)]
+        backends = [self.postgres_pid, *child_pids(self.postgres_pid)]
         seconds["postgres"] = sum(cpu_seconds(pid) for pid in backends)
         seconds["nats-server"] = sum(cpu_seconds(pid) for pid in self.nats_pids)
         seconds["this process"] = cpu_seconds(os.getpid())

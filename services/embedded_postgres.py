@@ -68,7 +68,7 @@ def _open_to(user: str, data_dir: Path, bin_dir: Path) -> None:
         os.chown(data_dir, account.pw_uid, account.pw_gid)
 
 
-def _children(pid: int) -> list[int]:
+def child_pids(pid: int) -> list[int]:
     """The process ids whose parent is `pid` (Linux /proc; elsewhere none are found)."""
     found = []
     for stat_file in Path("/proc").glob("[0-9]*/stat"):
@@ -164,7 +164,7 @@ class EmbeddedPostgres(ServerProcess):
         # A crash takes the backends along: freeze the postmaster so that it forks no more,
         # then kill it and its children, so that a restart finds port and shared memory free.
         os.kill(proc.pid, signal.SIGSTOP)
-        children = _children(proc.pid)
+        children = child_pids(proc.pid)
         proc.kill()
         for pid in children:
             with contextlib.suppress(ProcessLookupError):
