@@ -43,6 +43,22 @@ export function openDialog({ title, className = '', build, initialFocus = null }
   });
 }
 
+/** A dialog's row of buttons: Cancel (closing it with `cancelValue`), then `buttons`. */
+export function dialogActions(close, cancelValue, ...buttons) {
+  return h(
+    'div',
+    { class: 'dialog-actions' },
+    h('button', {
+      type: 'button',
+      class: 'button ghost',
+      text: 'Cancel',
+      'data-cancel': true,
+      onclick: () => close(cancelValue),
+    }),
+    ...buttons,
+  );
+}
+
 /** Resolves true when the user confirms. */
 export function confirmDialog({ title, message, confirmLabel = 'Confirm', danger = false }) {
   return openDialog({
@@ -54,16 +70,9 @@ export function confirmDialog({ title, message, confirmLabel = 'Confirm', danger
         'div',
         { class: 'dialog-body' },
         h('p', { text: message }),
-        h(
-          'div',
-          { class: 'dialog-actions' },
-          h('button', {
-            type: 'button',
-            class: 'button ghost',
-            text: 'Cancel',
-            'data-cancel': true,
-            onclick: () => close(false),
-          }),
+        dialogActions(
+          close,
+          false,
           h('button', {
             type: 'button',
             class: `button ${danger ? 'danger' : 'primary'}`,

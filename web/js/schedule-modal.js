@@ -3,7 +3,7 @@
 // runs from POST /api/schedule/preview, with every error beside the field it concerns.
 
 import { api } from './api.js';
-import { openDialog } from './dialog.js';
+import { dialogActions, openDialog } from './dialog.js';
 import { debounce, field, h, replaceChildren, setFieldError, uid } from './dom.js';
 import { FieldErrors } from './field-errors.js';
 import { browserTimeZone, formatInstant, typeLabel } from './format.js';
@@ -118,17 +118,7 @@ function scheduleForm({ type, task, payload, targets, close }) {
       ),
       h('div', { class: 'form-column' }, when.element, preview.element),
     ),
-    h(
-      'div',
-      { class: 'dialog-actions' },
-      h('button', {
-        type: 'button',
-        class: 'button ghost',
-        text: 'Cancel',
-        onclick: () => close(undefined),
-      }),
-      submit,
-    ),
+    dialogActions(close, undefined, submit),
   );
 
   function showError(error) {

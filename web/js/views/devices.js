@@ -2,7 +2,7 @@
 // groups: create, rename, change members, delete.
 
 import { api } from '../api.js';
-import { confirmDialog, openDialog } from '../dialog.js';
+import { confirmDialog, dialogActions, openDialog } from '../dialog.js';
 import { field, h, keepingFocus, replaceChildren } from '../dom.js';
 import { FieldErrors } from '../field-errors.js';
 import { fleet } from '../fleet.js';
@@ -233,17 +233,7 @@ async function editGroup(group) {
         formError,
         name.wrapper,
         picker.element,
-        h(
-          'div',
-          { class: 'dialog-actions' },
-          h('button', {
-            type: 'button',
-            class: 'button ghost',
-            text: 'Cancel',
-            onclick: () => close(undefined),
-          }),
-          submit,
-        ),
+        dialogActions(close, undefined, submit),
       );
       form.addEventListener('submit', async (event) => {
         event.preventDefault();
