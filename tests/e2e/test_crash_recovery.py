@@ -18,6 +18,7 @@ import pytest
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
+from services.bus import NATS_UNAVAILABLE
 from services.commands import TASKS, handle
 from services.domain.task import CreateTask
 from services.domain.task_spec import TaskInput
@@ -109,7 +110,22 @@ async def stream_count(nats_url: str) -> int:
 
 async def stream_messages(nats_url: str) -> tuple[int, list[Message]]:
     """The stream's message count and every message in it as (subject, Nats-Msg-Id, envelope),
-    read with an ephemeral consumer from the first message."""
+    read with an ephemeral consumer from the first message.
+
+    Right after a cluster restarts, a new consumer may answer 503 until its leader is elected:
+    the whole read is then tried again, for up to 30 s.
+    """
+    for attempt in range(30):
+        try:
+            return await _read_stream(nats_url)
+        except NATS_UNAVAILABLE:
+            if attempt == 29:
+                raise
+            await asyncio.sleep(1.0)
+    raise AssertionError("unreachable")
+
+
+async def _read_stream(nats_url: str) -> tuple[int, list[Message]]:
     nc = await nats.connect(nats_url)
     try:
         js = nc.jetstream()
