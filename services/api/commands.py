@@ -13,7 +13,7 @@ from events.codec import RecordedEvent
 from services.api.keys import POOL, SETTINGS, WATCHER, principal_of
 from services.api.responses import ApiError
 from services.auth import Principal
-from services.idempotency import Handler, IdempotentCall, StoredResponse, run_once
+from services.idempotency import IdempotentCall, StoredResponse, run_once
 from services.read_your_writes import ProjectionLagging
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -66,8 +66,7 @@ async def respond_once(
     """Runs handler, or replays the first answer when the Idempotency-Key was seen before."""
     key = request.headers.get(IDEMPOTENCY_HEADER)
     fingerprint = f"{request.method} {request.path}\n".encode() + body
-    handle: Handler = handler
-    stored = await run_once(request.app[POOL], principal.user, key, fingerprint, handle)
+    stored = await run_once(request.app[POOL], principal.user, key, fingerprint, handler)
     if not stored.body:
         return web.Response(status=stored.status)
     return web.Response(body=stored.body, status=stored.status, content_type="application/json")

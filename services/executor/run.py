@@ -21,8 +21,7 @@ from services.domain.task import TaskState
 from services.executor.results import ResultRouter
 from services.executor.targets import (
     job_timeout,
-    last_seen,
-    online_devices,
+    presence,
     resolve_targets,
     task_as_fired,
 )
@@ -145,19 +144,18 @@ class ExecutionRun:
 
     async def _dispatch(self, started: ExecutionStarted, pending: list[str]) -> None:
         now = self._clock.now()
-        online = await online_devices(self._db, pending, now)
-        offline = [device for device in pending if device not in online]
-        if offline:
-            seen = await last_seen(self._db, offline)
-            for device in offline:
-                when = seen.get(device)
-                reason = (
-                    f"the device is offline: no heartbeat since {when.isoformat()}"
-                    if when
-                    else "the device has never connected"
-                )
-                self._result(device, "unreachable", error=reason)
-        reachable = [device for device in pending if device in online]
+        heard = await presence(self._db, pending, now)
+        for device in pending:
+            if device in heard.online:
+                continue
+            when = heard.last_seen.get(device)
+            reason = (
+                f"the device is offline: no heartbeat since {when.isoformat()}"
+                if when
+                else "the device has never connected"
+            )
+            self._result(device, "unreachable", error=reason)
+        reachable = [device for device in pending if device in heard.online]
         if not reachable:
             return
         task = self._task or await task_as_fired(self._db, self._due.task_id, self._due_version)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+import msgspec
+
 from events.task import TaskCreated
 from services.domain.task import TaskState, evolve
 from services.domain.task_spec import unique
@@ -36,8 +38,14 @@ async def resolve_targets(db: Executor, spec: TaskCreated) -> list[str]:
     return unique([*spec.device_ids, *members])
 
 
-async def online_devices(db: Executor, device_ids: list[str], now: datetime) -> dict[str, datetime]:
-    """The devices among device_ids whose agent is heartbeating, with when it was last seen.
+class Presence(msgspec.Struct, frozen=True):
+    online: set[str]
+    # When each device among those asked about was last heard from, online or not.
+    last_seen: dict[str, datetime]
+
+
+async def presence(db: Executor, device_ids: list[str], now: datetime) -> Presence:
+    """Which of device_ids have a heartbeating agent, and when each was last seen.
 
     Missed heartbeats count from the freshest one recorded of any device, not from `now`: while
     the database was away no heartbeat was recorded, and right after it is back every agent
@@ -45,29 +53,22 @@ async def online_devices(db: Executor, device_ids: list[str], now: datetime) -> 
     agent does not accept the job in time.)
     """
     if not device_ids:
-        return {}
+        return Presence(online=set(), last_seen={})
     rows = await db.fetch(
         "SELECT device_id, last_seen, interval_seconds, "
         "(SELECT max(last_seen) FROM device_presence) AS freshest FROM device_presence "
         "WHERE device_id = ANY ($1::text[])",
         device_ids,
     )
-    return {
-        row["device_id"]: row["last_seen"]
+    online = {
+        row["device_id"]
         for row in rows
         if min(now, row["freshest"]) - row["last_seen"]
         <= timedelta(seconds=row["interval_seconds"] * MISSED_HEARTBEATS)
     }
+    return Presence(online=online, last_seen={row["device_id"]: row["last_seen"] for row in rows})
 
 
 def job_timeout(spec: TaskCreated) -> int:
     payload: dict[str, Any] = next(iter(spec.task_payload.values()), {})
     return int(payload.get("timeout_seconds", 300))
-
-
-async def last_seen(db: Executor, device_ids: list[str]) -> dict[str, datetime]:
-    rows = await db.fetch(
-        "SELECT device_id, last_seen FROM device_presence WHERE device_id = ANY ($1::text[])",
-        device_ids,
-    )
-    return {row["device_id"]: row["last_seen"] for row in rows}
