@@ -14,7 +14,7 @@ from prometheus_client import Counter, Histogram
 from services.api.keys import PRINCIPAL, TOKENS
 from services.api.responses import ApiError, error_response
 from services.db import UNAVAILABLE, describe
-from services.domain.errors import Conflict, DomainError, NotFound, ValidationFailed
+from services.domain.errors import Conflict, DomainError, NotFound, TooLarge, ValidationFailed
 from services.read_your_writes import ProjectionLagging
 
 log = structlog.get_logger("deployx.api")
@@ -25,7 +25,12 @@ LATENCY = Histogram(
 )
 
 _REQUEST_ID = re.compile(r"[!-~]{1,128}")
-_DOMAIN_STATUS: dict[type[DomainError], int] = {ValidationFailed: 422, Conflict: 409, NotFound: 404}
+_DOMAIN_STATUS: dict[type[DomainError], int] = {
+    ValidationFailed: 422,
+    Conflict: 409,
+    NotFound: 404,
+    TooLarge: 413,
+}
 
 
 @web.middleware

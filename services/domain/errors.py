@@ -37,3 +37,9 @@ class NotFound(DomainError):
     """The aggregate does not exist, was deleted, or is not visible to the caller."""
 
     code = "not_found"
+
+
+class TooLarge(DomainError):
+    """Input whose size the system refuses to store or carry (an event over the log's bound)."""
+
+    code = "too_large"
