@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, TypeVar
 
 import msgspec
@@ -48,30 +49,41 @@ def decode_body(body: bytes, shape: type[T]) -> T:
         raise ApiError(400, "malformed_body", "the request body is empty; send a JSON object")
     try:
         decoded: T = decoder.decode(body)
+        # JSON can only carry U+0000 escaped; PostgreSQL's text and jsonb cannot store it.
+        field = _nul_at(msgspec.json.decode(body)) if b"\\u0000" in body else None
     except msgspec.ValidationError as exc:
         raise from_msgspec_error(exc) from None
     except msgspec.DecodeError as exc:
         raise ApiError(
             400, "malformed_body", f"the request body is not valid JSON: {exc}"
         ) from None
-    # JSON can only carry U+0000 escaped; PostgreSQL's text and jsonb cannot store it at all.
-    if b"\\u0000" in body and (field := _nul_at(msgspec.json.decode(body), "")) is not None:
+    except RecursionError:
+        # msgspec recurses per level of nesting, on the interpreter's stack.
+        raise ApiError(
+            400, "malformed_body", "the request body is JSON nested too deeply to read"
+        ) from None
+    if field is not None:
         raise ValidationFailed(field, NUL_REASON)
     return decoded
 
 
-def _nul_at(value: Any, path: str) -> str | None:
+def _nul_at(value: Any) -> str | None:
     """The first field of a decoded JSON value whose text (a string or a key) holds U+0000."""
-    if isinstance(value, str):
-        return (path or "body") if NUL in value else None
-    if isinstance(value, list):
-        value = dict(enumerate(value))
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if NUL in str(key):
+    # A loop, not recursion: the value may be nested as deep as the decoder goes.
+    pending: list[tuple[Any, str]] = [(value, "")]
+    while pending:
+        item, path = pending.pop()
+        if isinstance(item, str) and NUL in item:
+            return path or "body"
+        children: Iterable[tuple[Any, Any]] = ()
+        if isinstance(item, list):
+            children = enumerate(item)
+        elif isinstance(item, dict):
+            if any(NUL in key for key in item):
                 return path or "body"
-            if (found := _nul_at(item, f"{path}.{key}" if path else str(key))) is not None:
-                return found
+            children = item.items()
+        found = [(child, f"{path}.{key}" if path else str(key)) for key, child in children]
+        pending.extend(reversed(found))
     return None
 
 
