@@ -30,6 +30,18 @@ class UnknownEventType(Exception):
     """The log holds a type this code does not know: an older binary reading a newer log."""
 
 
+class Undecodable(Event, frozen=True, kw_only=True, tag="Undecodable"):
+    """A stored event this code cannot read (a newer type, a shape it cannot upcast).
+
+    Never appended: readers of the log get it in place of the event, so that one such row
+    is set aside as a dead letter instead of failing every read of the log after it.
+    """
+
+    event_type: str
+    error: str
+    data: str
+
+
 class RecordedEvent(msgspec.Struct, frozen=True, kw_only=True):
     """An event as it stands in the log, with its place there."""
 
@@ -63,6 +75,15 @@ class Envelope(msgspec.Struct, frozen=True, kw_only=True):
 
 def encode_data(event: Event) -> bytes:
     return _encoder.encode(event)
+
+
+def decode_or_undecodable(event_type: str, data: str, schema_version: int = 1) -> Event:
+    """decode_data, or an Undecodable that says why not."""
+    try:
+        return decode_data(event_type, data, schema_version)
+    except (UnknownEventType, msgspec.DecodeError, KeyError, ValueError, TypeError) as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        return Undecodable(event_type=event_type, error=reason, data=data)
 
 
 def decode_data(event_type: str, data: bytes | str, schema_version: int = 1) -> Event:

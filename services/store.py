@@ -11,8 +11,8 @@ import msgspec
 from asyncpg.pool import PoolConnectionProxy
 
 from events.base import Event
-from events.codec import RecordedEvent, decode_data, encode_data
-from services.domain.errors import Conflict
+from events.codec import RecordedEvent, decode_or_undecodable, encode_data
+from services.domain.errors import Conflict, TooLarge
 
 # One statement, one round trip: the version check and the insert happen together, and the
 # UNIQUE (stream_id, version) constraint settles any race between two appenders.
@@ -49,6 +49,10 @@ _READ_STREAM = f"SELECT {_COLUMNS} FROM events WHERE stream_id = $1 ORDER BY ver
 # NOTIFY channels: schema.sql's trigger wakes log readers; the projector announces checkpoints.
 EVENTS_CHANNEL = "deployx_events"
 PROJECTED_CHANNEL = "deployx_projected"
+
+# An event's data is bounded when it is written, well under NATS's 1 MiB max_payload, so that
+# every event in the log can be published (relay) and carried (executors, live feed).
+MAX_EVENT_BYTES = 512 * 1024
 
 _metadata_encoder = msgspec.json.Encoder()
 _metadata_decoder = msgspec.json.Decoder(dict[str, Any])
@@ -130,7 +134,7 @@ async def _append_once(
             ids,
             [event.type for event in events],
             [event.schema_version for event in events],
-            [encode_data(event).decode() for event in events],
+            encode_bounded(events),
             expected_version,
         )
     except asyncpg.UniqueViolationError as exc:
@@ -156,6 +160,21 @@ async def _append_once(
         )
         for row, event in zip(rows, events, strict=True)
     ]
+
+
+def encode_bounded(events: Sequence[Event]) -> list[str]:
+    """Each event's stored JSON; TooLarge (nothing is written) if one exceeds MAX_EVENT_BYTES."""
+    encoded = []
+    for event in events:
+        data = encode_data(event)
+        if len(data) > MAX_EVENT_BYTES:
+            raise TooLarge(
+                f"{event.type} would take {len(data)} bytes in the log, more than its "
+                f"{MAX_EVENT_BYTES}: name fewer devices or send a smaller payload",
+                {"event_type": event.type, "size": len(data), "limit": MAX_EVENT_BYTES},
+            )
+        encoded.append(data.decode())
+    return encoded
 
 
 async def stream_version(db: Executor, stream_id: str) -> int:
@@ -184,9 +203,19 @@ def to_recorded(row: asyncpg.Record) -> RecordedEvent:
         tx_id=row["tx_id"],
         category=row["category"],
         recorded_at=row["recorded_at"],
-        event=decode_data(row["type"], row["data"], row["schema_version"]),
+        event=decode_or_undecodable(row["type"], row["data"], row["schema_version"]),
         metadata=_metadata_decoder.decode(row["metadata"]),
     )
+
+
+async def read_positions(db: Executor, positions: Sequence[int]) -> list[RecordedEvent]:
+    """The events at these positions, in log order."""
+    rows = await db.fetch(
+        f"SELECT {_COLUMNS} FROM events WHERE position = ANY($1::bigint[]) "
+        "ORDER BY tx_id, position",
+        list(positions),
+    )
+    return [to_recorded(row) for row in rows]
 
 
 async def has_events_after(db: Executor, cursor: LogCursor) -> bool:
@@ -263,7 +292,7 @@ async def append_many(
         [item.event.type for item in items],
         [item.category for item in items],
         [item.event.schema_version for item in items],
-        [encode_data(item.event).decode() for item in items],
+        encode_bounded([item.event for item in items]),
         _metadata_encoder.encode(meta).decode(),
     )
     by_id = {item.event_id: item for item in items}
