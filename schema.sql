@@ -176,3 +176,37 @@ CREATE TABLE IF NOT EXISTS device_presence (
 );
 -- Executors compare every device's heartbeat with the freshest one.
 CREATE INDEX IF NOT EXISTS device_presence_last_seen ON device_presence (last_seen DESC);
+
+-- Events a consumer of the log (a projection, the relay, an executor) could not handle: set
+-- aside so the consumer carries on, visible at GET /api/admin/dead-letters, retried on request.
+-- A projection also parks the later events of the same stream here, to keep each stream's order.
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id                 bigserial   PRIMARY KEY,
+    consumer           text        NOT NULL,
+    event_id           uuid        NOT NULL,
+    position           bigint      NOT NULL,
+    stream_id          text        NOT NULL,
+    event_type         text        NOT NULL,
+    error              text        NOT NULL,
+    attempts           integer     NOT NULL DEFAULT 1,
+    created_at         timestamptz NOT NULL DEFAULT now(),
+    updated_at         timestamptz NOT NULL DEFAULT now(),
+    retry_requested_at timestamptz,
+    resolved_at        timestamptz,
+    UNIQUE (consumer, event_id)
+);
+CREATE INDEX IF NOT EXISTS dead_letters_open ON dead_letters (consumer, stream_id, position)
+    WHERE resolved_at IS NULL;
+
+-- Messages from devices refused at the boundary (bad types, ranges, sizes, another device's
+-- id), counted per device, source and reason: what an operator sees of a misbehaving device.
+CREATE TABLE IF NOT EXISTS rejected_messages (
+    device_id  text        NOT NULL,
+    source     text        NOT NULL,
+    reason     text        NOT NULL,
+    sample     text        NOT NULL DEFAULT '',
+    count      bigint      NOT NULL DEFAULT 0,
+    first_seen timestamptz NOT NULL DEFAULT now(),
+    last_seen  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (device_id, source, reason)
+);

@@ -8,10 +8,12 @@ from collections.abc import Callable
 import asyncpg
 import structlog
 
-from events.codec import RecordedEvent
+from events.codec import RecordedEvent, Undecodable
 from projections import PROJECTIONS, Projection
+from services import dead_letters
 from services.clock import Backoff, wait_first
 from services.db import UNAVAILABLE, describe, reconnect_backoff
+from services.dead_letters import FailureCounter
 from services.listen import Listener
 from services.store import (
     EVENTS_CHANNEL,
@@ -21,28 +23,60 @@ from services.store import (
     has_events_after,
     load_checkpoint,
     read_after,
+    read_positions,
     save_checkpoint,
 )
 
 log = structlog.get_logger(__name__)
 
+# Errors that say nothing about the event: the same batch is simply tried again.
+TRANSIENT: tuple[type[Exception], ...] = (*UNAVAILABLE, asyncpg.TransactionRollbackError)
+WAITS_BEHIND = "waits behind an earlier event of its stream that was set aside"
+
+
+class UndecodableEvent(Exception):
+    """A row of the log this code cannot read: it must not be skipped silently."""
+
+
+async def apply_one(conn: Connection, projection: Projection, recorded: RecordedEvent) -> None:
+    if isinstance(recorded.event, Undecodable):
+        raise UndecodableEvent(recorded.event.error)
+    await projection.apply(conn, recorded)
+
+
+async def _lock(conn: Connection, projection: Projection) -> None:
+    # An advisory lock, not SELECT ... FOR UPDATE: it serialises replicas of the projector
+    # without giving this transaction an xid, which would hold back other readers' view.
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('projection:' || $1))", projection.name
+    )
+
 
 async def apply_batch(
-    conn: Connection, projection: Projection, batch_size: int
+    conn: Connection,
+    projection: Projection,
+    batch_size: int,
+    failures: FailureCounter | None = None,
 ) -> list[RecordedEvent]:
-    """One transaction: read the next batch after the checkpoint, apply it, move the checkpoint."""
+    """One transaction: read the next batch after the checkpoint, apply it, move the checkpoint.
+
+    With `failures`, each event is applied in its own savepoint, and one that has failed too
+    often is set aside as a dead letter (with the later events of its stream) instead.
+    """
     async with conn.transaction():
-        # An advisory lock, not SELECT ... FOR UPDATE: it serialises replicas of the projector
-        # without giving this transaction an xid, which would hold back other readers' view.
-        await conn.execute(
-            "SELECT pg_advisory_xact_lock(hashtext('projection:' || $1))", projection.name
-        )
+        await _lock(conn, projection)
         cursor = await load_checkpoint(conn, projection.name)
         events = await read_after(conn, cursor, batch_size)
         if not events:
             return events
-        for recorded in events:
-            await projection.apply(conn, recorded)
+        parked = await dead_letters.parked_streams(
+            conn, projection.name, (recorded.stream_id for recorded in events)
+        )
+        if failures is None and not parked:
+            for recorded in events:
+                await apply_one(conn, projection, recorded)
+        else:
+            await _apply_one_by_one(conn, projection, events, parked, failures)
         last = LogCursor.of(events[-1])
         await save_checkpoint(conn, projection.name, last)
         await conn.execute(
@@ -53,17 +87,64 @@ async def apply_batch(
         return events
 
 
+async def _apply_one_by_one(
+    conn: Connection,
+    projection: Projection,
+    events: list[RecordedEvent],
+    parked: set[str],
+    failures: FailureCounter | None,
+) -> None:
+    for recorded in events:
+        if recorded.stream_id in parked:
+            await dead_letters.set_aside(conn, projection.name, recorded, WAITS_BEHIND)
+            continue
+        try:
+            async with conn.transaction():  # a savepoint: a failure undoes this event only
+                await apply_one(conn, projection, recorded)
+        except TRANSIENT:
+            raise
+        except Exception as exc:
+            if failures is not None and not failures.failed(recorded.id):
+                raise
+            error = dead_letters.describe_failure(exc)
+            log.error(
+                "event_set_aside",
+                projection=projection.name,
+                position=recorded.position,
+                event_type=recorded.type,
+                stream_id=recorded.stream_id,
+                error=error,
+            )
+            await dead_letters.set_aside(conn, projection.name, recorded, error)
+            parked.add(recorded.stream_id)
+        else:
+            if failures is not None:
+                failures.forget(recorded.id)
+
+
 async def catch_up(
     conn: Connection,
     projections: tuple[Projection, ...] = PROJECTIONS,
     batch_size: int = 500,
     on_applied: Callable[[int], None] | None = None,
+    failures: FailureCounter | None = None,
 ) -> int:
-    """Applies every visible event to every projection; returns how many events were applied."""
+    """Applies every visible event to every projection; returns how many events were applied.
+
+    A batch that fails is tried again event by event, so that only a poison event is held up
+    (and set aside once `failures` says it has had its chances; without it, at once).
+    """
     applied = 0
     for projection in projections:
         while True:
-            events = await apply_batch(conn, projection, batch_size)
+            try:
+                events = await apply_batch(conn, projection, batch_size)
+            except TRANSIENT:
+                raise
+            except Exception:
+                events = await apply_batch(
+                    conn, projection, batch_size, failures or FailureCounter(1)
+                )
             applied += len(events)
             if on_applied is not None and events:
                 on_applied(len(events))
@@ -81,13 +162,15 @@ async def run_projector(
     await listener.start()
     retry = Backoff(first=0.002, limit=0.1)
     failures = Backoff(first=0.5, limit=30.0)
+    poison = FailureCounter()
     outage = reconnect_backoff()
     try:
         while not stop.is_set():
             wake.clear()
             try:
                 async with pool.acquire() as conn:
-                    applied = await catch_up(conn, projections)
+                    await retry_dead_letters(conn, projections)
+                    applied = await catch_up(conn, projections, failures=poison)
                     failures.reset()
                     outage.reset()
                     if applied:
@@ -103,8 +186,8 @@ async def run_projector(
                 await wait_first(stop, timeout=outage.next())
                 continue
             except Exception:
-                # Keep the projector alive through a bad event; the checkpoint did not move,
-                # so the same batch is tried again.
+                # The checkpoint did not move: the same batch is tried again, shortly, and an
+                # event that keeps failing is set aside (catch_up) so the rest carries on.
                 log.exception("projection_failed")
                 await wait_first(stop, timeout=failures.next())
                 continue
@@ -115,3 +198,37 @@ async def run_projector(
             await wait_first(wake, stop, timeout=5.0)
     finally:
         await listener.stop()
+
+
+async def retry_dead_letters(conn: Connection, projections: tuple[Projection, ...]) -> None:
+    """Applies again the streams whose dead letters an admin asked to retry, each in its order."""
+    by_name = {projection.name: projection for projection in projections}
+    requested = await dead_letters.retry_requested(conn, by_name)
+    for consumer, stream_id in dict.fromkeys((d.consumer, d.stream_id) for d in requested):
+        await _retry_stream(conn, by_name[consumer], stream_id)
+
+
+async def _retry_stream(conn: Connection, projection: Projection, stream_id: str) -> None:
+    async with conn.transaction():
+        await _lock(conn, projection)
+        letters = await dead_letters.open_in_stream(conn, projection.name, stream_id)
+        events = await read_positions(conn, [letter.position for letter in letters])
+        done: list[int] = []
+        for letter, recorded in zip(letters, events, strict=True):
+            try:
+                async with conn.transaction():
+                    await apply_one(conn, projection, recorded)
+            except TRANSIENT:
+                raise
+            except Exception as exc:
+                await dead_letters.failed_again(conn, letter.id, dead_letters.describe_failure(exc))
+                break
+            done.append(letter.id)
+        await dead_letters.resolve(conn, done)
+    log.info(
+        "dead_letters_retried",
+        projection=projection.name,
+        stream_id=stream_id,
+        applied=len(done),
+        left=len(letters) - len(done),
+    )

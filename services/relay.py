@@ -7,12 +7,14 @@ import contextlib
 from datetime import timedelta
 
 import asyncpg
+import nats.errors
 import structlog
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, StorageType, StreamConfig
-from nats.js.errors import BadRequestError
+from nats.js.errors import APIError, BadRequestError
 
-from events.codec import RecordedEvent, encode_envelope
+from events.codec import RecordedEvent, Undecodable, encode_envelope
+from services import dead_letters
 from services.clock import Backoff, wait_first
 from services.db import UNAVAILABLE
 from services.listen import Listener
@@ -22,6 +24,7 @@ from services.store import (
     has_events_after,
     load_checkpoint,
     read_after,
+    read_positions,
     save_checkpoint,
 )
 
@@ -42,6 +45,23 @@ ACK_STALL = 5.0
 # Only one relay publishes at a time: the others wait on this session-level advisory lock,
 # which PostgreSQL releases the moment the holder's connection dies.
 _LEADER_LOCK = 7_240_002
+# nats-server's JSStreamMessageExceedsMaximumErr: the stream refuses this message for its size.
+_MESSAGE_TOO_LARGE = 10054
+
+
+class Unpublishable(Exception):
+    """An event that no retry will get onto the stream: it is set aside, the relay goes on."""
+
+
+def unpublishable_reason(recorded: RecordedEvent, exc: BaseException | None = None) -> str | None:
+    """Why this event can never be published (an error about the event itself), or None."""
+    if isinstance(recorded.event, Undecodable):
+        return f"cannot be read by this version: {recorded.event.error}"
+    if isinstance(exc, nats.errors.MaxPayloadError):
+        return f"larger than the NATS server's max_payload: {exc}"
+    if isinstance(exc, APIError) and exc.err_code == _MESSAGE_TOO_LARGE:
+        return f"larger than the stream takes: {exc}"
+    return None
 
 
 def stream_config(replicas: int = 1) -> StreamConfig:
@@ -71,6 +91,9 @@ def subject_of(recorded: RecordedEvent) -> str:
 
 async def publish_batch(js: JetStreamContext, batch: list[RecordedEvent]) -> None:
     """Publishes a batch pipelined (no wait between messages) and returns once all are acked."""
+    for recorded in batch:
+        if unpublishable_reason(recorded) is not None:
+            raise Unpublishable(recorded.id)
     acks = [
         await js.publish_async(
             subject_of(recorded),
@@ -126,9 +149,15 @@ async def _relay_loop(
     held_back = Backoff(first=0.002, limit=0.1)
     while not stop.is_set():
         wake.clear()
+        await _retry_dead_letters(conn, js)
         batch = await read_after(conn, cursor, BATCH)
         if batch:
-            await publish_batch(js, batch)
+            try:
+                await publish_batch(js, batch)
+            except Exception as exc:
+                if not isinstance(exc, Unpublishable) and not _about_one_event(exc):
+                    raise
+                await _publish_one_by_one(conn, js, batch)
             cursor = LogCursor.of(batch[-1])
             await save_checkpoint(conn, CHECKPOINT, cursor)
             held_back.reset()
@@ -139,3 +168,51 @@ async def _relay_loop(
             continue
         held_back.reset()
         await wait_first(wake, stop, timeout=5.0)
+
+
+def _about_one_event(exc: BaseException) -> bool:
+    return isinstance(exc, nats.errors.MaxPayloadError) or (
+        isinstance(exc, APIError) and exc.err_code == _MESSAGE_TOO_LARGE
+    )
+
+
+async def _publish_one(js: JetStreamContext, recorded: RecordedEvent) -> str | None:
+    """Publishes one event and waits for its ack; the reason it cannot ever be, or None."""
+    reason = unpublishable_reason(recorded)
+    if reason is not None:
+        return reason
+    try:
+        await js.publish(
+            subject_of(recorded), encode_envelope(recorded), headers={"Nats-Msg-Id": recorded.id}
+        )
+    except Exception as exc:
+        reason = unpublishable_reason(recorded, exc)
+        if reason is None:
+            raise
+        return reason
+    return None
+
+
+async def _publish_one_by_one(
+    conn: asyncpg.pool.PoolConnectionProxy, js: JetStreamContext, batch: list[RecordedEvent]
+) -> None:
+    """A batch with an event the stream refuses: the others go out, that one is set aside."""
+    for recorded in batch:
+        reason = await _publish_one(js, recorded)
+        if reason is not None:
+            log.error("event_set_aside", position=recorded.position, error=reason)
+            await dead_letters.set_aside(conn, CHECKPOINT, recorded, reason)
+
+
+async def _retry_dead_letters(conn: asyncpg.pool.PoolConnectionProxy, js: JetStreamContext) -> None:
+    """Publishes again each event an admin asked to retry (e.g. after raising max_payload)."""
+    letters = await dead_letters.retry_requested(conn, [CHECKPOINT])
+    if not letters:
+        return
+    events = await read_positions(conn, [letter.position for letter in letters])
+    for letter, recorded in zip(letters, events, strict=True):
+        reason = await _publish_one(js, recorded)
+        if reason is None:
+            await dead_letters.resolve(conn, [letter.id])
+        else:
+            await dead_letters.failed_again(conn, letter.id, reason)

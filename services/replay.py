@@ -27,10 +27,10 @@ async def rebuild(database_url: str, on_progress: Callable[[int], None] | None =
                 )
             tables = ", ".join(table for p in PROJECTIONS for table in p.tables)
             await conn.execute(f"TRUNCATE {tables}")
-            await conn.execute(
-                "DELETE FROM checkpoints WHERE name = ANY ($1::text[])",
-                [p.name for p in PROJECTIONS],
-            )
+            names = [p.name for p in PROJECTIONS]
+            await conn.execute("DELETE FROM checkpoints WHERE name = ANY ($1::text[])", names)
+            # Rebuilt from nothing, a projection sets aside again whatever still fails.
+            await conn.execute("DELETE FROM dead_letters WHERE consumer = ANY ($1::text[])", names)
             applied = await catch_up(conn, PROJECTIONS, batch_size=2000, on_applied=on_progress)
         return applied // len(PROJECTIONS)
     finally:
