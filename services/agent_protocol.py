@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import msgspec
+from msgspec import Meta
 
 OUTPUT_LIMIT = 64 * 1024  # bytes of stdout and of stderr kept per job
+ERROR_LIMIT = 4 * 1024  # bytes of a job's error message kept
+TRUNCATED_MARKER = f"\n[... output truncated at {OUTPUT_LIMIT // 1024} KiB]"
 # A device id is one NATS subject token (deployx.agents.<id>.jobs): no dots, spaces, wildcards.
 DEVICE_ID_PATTERN = r"^[A-Za-z0-9_:\-]+$"
+DEVICE_ID_MAX = 128
+# What PostgreSQL's integer column and every exit code of a real process fit in.
+INT32 = Meta(ge=-(2**31), le=2**31 - 1)
 
 
 def jobs_subject(device_id: str) -> str:
@@ -41,28 +47,61 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     file_bucket: str | None = None
 
 
-class JobReport(msgspec.Struct, frozen=True, kw_only=True):
-    """An agent's word on a job: "accepted" when it starts, then "finished" with the result."""
+JobState = Literal["accepted", "finished"]
+JobStatus = Literal["success", "failed", "timeout"]
+AwareTime = Annotated[datetime, Meta(tz=True)]
 
-    job_id: str
-    state: str  # "accepted" | "finished"
-    status: str | None = None  # "success" | "failed" | "timeout", when finished
-    exit_code: int | None = None
+
+class JobReport(msgspec.Struct, frozen=True, kw_only=True):
+    """An agent's word on a job: "accepted" when it starts, then "finished" with the result.
+
+    Decoding checks types, enums and ranges (a device is not trusted); texts of any length are
+    accepted here and cut to size with storable() by whoever stores them.
+    """
+
+    job_id: Annotated[str, Meta(max_length=256)]
+    state: JobState
+    status: JobStatus | None = None  # when finished
+    exit_code: Annotated[int, INT32] | None = None
     stdout: str = ""
     stderr: str = ""
     error: str | None = None
     details: dict[str, Any] = {}
 
 
+class JobReference(msgspec.Struct, frozen=True):
+    """Just the job id of a report, read when the whole report does not decode: the run that
+    sent the job can then record why its device failed instead of waiting for it in vain."""
+
+    job_id: str
+
+
 class Heartbeat(msgspec.Struct, frozen=True, kw_only=True):
-    device_id: str
-    hostname: str
-    os: str
-    agent_version: str
-    labels: dict[str, str] = {}
-    started_at: datetime
-    sent_at: datetime
-    interval_seconds: float
+    device_id: Annotated[str, Meta(pattern=DEVICE_ID_PATTERN, max_length=DEVICE_ID_MAX)]
+    hostname: Annotated[str, Meta(max_length=255)]
+    os: Annotated[str, Meta(max_length=255)]
+    agent_version: Annotated[str, Meta(max_length=64)]
+    labels: Annotated[
+        dict[Annotated[str, Meta(max_length=63)], Annotated[str, Meta(max_length=255)]],
+        Meta(max_length=64),
+    ] = {}
+    started_at: AwareTime
+    sent_at: AwareTime
+    # Presence counts missed heartbeats in these; an absurd one would make a device look
+    # online for ever (or, out of range of the column, fail every presence write).
+    interval_seconds: Annotated[float, Meta(ge=0.5, le=3600)]
+
+
+def storable(text: str, limit_bytes: int, marker: str = TRUNCATED_MARKER) -> str:
+    """text as PostgreSQL can store it, in at most limit_bytes of UTF-8 (plus the marker).
+
+    NUL, which a text column refuses, becomes U+FFFD; a lone surrogate, which UTF-8 cannot
+    encode, becomes "?"; a text cut short ends with the marker.
+    """
+    data = text.replace("\x00", "\ufffd").encode("utf-8", errors="replace")
+    if len(data) <= limit_bytes:
+        return data.decode("utf-8")
+    return data[:limit_bytes].decode("utf-8", errors="ignore") + marker
 
 
 class JobOutcome(msgspec.Struct, frozen=True, kw_only=True):
@@ -79,11 +118,11 @@ class JobOutcome(msgspec.Struct, frozen=True, kw_only=True):
         return JobReport(
             job_id=job_id,
             state="finished",
-            status=self.status,
+            status=self.status,  # type: ignore[arg-type]
             exit_code=self.exit_code,
-            stdout=self.stdout,
-            stderr=self.stderr,
-            error=self.error,
+            stdout=storable(self.stdout, OUTPUT_LIMIT),
+            stderr=storable(self.stderr, OUTPUT_LIMIT),
+            error=None if self.error is None else storable(self.error, ERROR_LIMIT, "…"),
             details=self.details,
         )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import msgspec
@@ -15,7 +16,8 @@ import structlog
 from events.device import DeviceRegistered
 from services.agent_protocol import Heartbeat, device_of
 from services.clock import wait_first
-from services.db import DATABASE_ERRORS, describe
+from services.db import DATABASE_ERRORS, UNAVAILABLE, describe
+from services.rejections import Rejections
 from services.store import DuplicateEvent, append
 
 log = structlog.get_logger("deployx.registry")
@@ -24,6 +26,16 @@ _IDS = uuid.UUID("5e0c7a52-61a4-4d0b-a0f4-6c2f3d8e9b17")
 ALL_HEARTBEATS = "deployx.agents.*.heartbeat"
 FLUSH_EVERY = 1.0
 METADATA = {"user": "registry", "service": "registry"}
+# A device's clock may be off; a start time further ahead than this is taken as "now".
+CLOCK_SKEW = timedelta(minutes=5)
+
+
+class Heard(msgspec.Struct, frozen=True):
+    """A heartbeat, and when this registry received it: presence is kept by our clock, since
+    a device's own (sent_at) may be wrong, or a lie that keeps it "online" for ever."""
+
+    beat: Heartbeat
+    received_at: datetime
 
 
 def registration_id(beat: Heartbeat) -> str:
@@ -34,8 +46,9 @@ def registration_id(beat: Heartbeat) -> str:
 class DeviceRegistry:
     def __init__(self, pool: asyncpg.Pool, client: nats.aio.client.Client) -> None:
         self._pool, self._nc = pool, client
-        self._latest: dict[str, Heartbeat] = {}
+        self._latest: dict[str, Heard] = {}
         self._registered: set[str] = set()
+        self.rejections = Rejections()
 
     async def run(self, stop: asyncio.Event) -> None:
         subscription = await self._nc.subscribe(ALL_HEARTBEATS, cb=self._on_heartbeat)
@@ -50,33 +63,41 @@ class DeviceRegistry:
             await subscription.unsubscribe()
 
     async def _on_heartbeat(self, msg: nats.aio.msg.Msg) -> None:
+        sender = device_of(msg.subject)
+        now = datetime.now(UTC)
         try:
             beat = _heartbeat.decode(msg.data)
-        except msgspec.DecodeError:
+        except msgspec.DecodeError as exc:
+            self.rejections.note(sender, "heartbeat", str(exc), msg.data)
             return
-        if beat.device_id != device_of(msg.subject):
-            log.warning("heartbeat_rejected", subject=msg.subject, claimed=beat.device_id)
+        if beat.device_id != sender:
+            self.rejections.note(sender, "heartbeat", "a heartbeat for another device", msg.data)
             return
-        self._latest[beat.device_id] = beat
+        if beat.started_at > now + CLOCK_SKEW:
+            self.rejections.note(
+                sender, "heartbeat", "started_at is in the future: taken as now", msg.data
+            )
+            beat = msgspec.structs.replace(beat, started_at=now)
+        self._latest[beat.device_id] = Heard(beat, now)
 
     async def flush(self) -> None:
         """Writes the presence of every agent heard since the last flush, in one statement."""
-        beats, self._latest = list(self._latest.values()), {}
-        if not beats:
-            return
+        heard, self._latest = list(self._latest.values()), {}
         try:
-            await self._write_presence(beats)
-        except BaseException:
+            await self.rejections.flush(self._pool, datetime.now(UTC))
+            if heard:
+                await self._write_presence(heard)
+        except UNAVAILABLE:
             # Kept for the next flush (unless a newer beat came meanwhile): an agent must not
             # look offline because the database was away for a few seconds.
-            self._latest = {beat.device_id: beat for beat in beats} | self._latest
+            self._latest = {h.beat.device_id: h for h in heard} | self._latest
             raise
-        for beat in beats:
+        for beat in (h.beat for h in heard):
             key = registration_id(beat)
             if key not in self._registered:
                 await self._register(beat, key)
 
-    async def _write_presence(self, beats: list[Heartbeat]) -> None:
+    async def _write_presence(self, heard: list[Heard]) -> None:
         await self._pool.execute(
             """
             INSERT INTO device_presence (device_id, last_seen, interval_seconds)
@@ -85,9 +106,9 @@ class DeviceRegistry:
                 last_seen = greatest(device_presence.last_seen, EXCLUDED.last_seen),
                 interval_seconds = EXCLUDED.interval_seconds
             """,
-            [beat.device_id for beat in beats],
-            [beat.sent_at for beat in beats],
-            [beat.interval_seconds for beat in beats],
+            [h.beat.device_id for h in heard],
+            [h.received_at for h in heard],
+            [h.beat.interval_seconds for h in heard],
         )
 
     async def _register(self, beat: Heartbeat, key: str) -> None:

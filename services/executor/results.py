@@ -10,10 +10,19 @@ import nats.aio.msg
 import nats.aio.subscription
 import structlog
 
-from services.agent_protocol import JobReport, device_of
+from services.agent_protocol import (
+    ERROR_LIMIT,
+    OUTPUT_LIMIT,
+    JobReference,
+    JobReport,
+    device_of,
+    storable,
+)
+from services.rejections import Rejections
 
 log = structlog.get_logger("deployx.executor")
 _report = msgspec.json.Decoder(JobReport)
+_reference = msgspec.json.Decoder(JobReference)
 ALL_RESULTS = "deployx.agents.*.results"
 
 OnReport = Callable[[str, JobReport], None]
@@ -22,8 +31,8 @@ OnReport = Callable[[str, JobReport], None]
 class ResultRouter:
     """One subscription for every result; each job id maps to the run that dispatched it."""
 
-    def __init__(self, client: nats.aio.client.Client) -> None:
-        self._nc = client
+    def __init__(self, client: nats.aio.client.Client, rejections: Rejections) -> None:
+        self._nc, self.rejections = client, rejections
         self._expected: dict[str, tuple[str, OnReport]] = {}
         self._subscription: nats.aio.subscription.Subscription | None = None
 
@@ -43,9 +52,9 @@ class ResultRouter:
     async def _on_message(self, msg: nats.aio.msg.Msg) -> None:
         sender = device_of(msg.subject)
         try:
-            report = _report.decode(msg.data)
-        except msgspec.DecodeError:
-            log.warning("bad_result", device_id=sender)
+            report = _sized(_report.decode(msg.data))
+        except msgspec.DecodeError as exc:
+            self._refused(sender, msg.data, str(exc))
             return
         expected = self._expected.get(report.job_id)
         if expected is None:
@@ -53,6 +62,32 @@ class ResultRouter:
         device_id, on_report = expected
         if device_id != sender:
             # Only that device's agent may speak for it (NATS permissions fix the subject).
-            log.warning("result_rejected", job_id=report.job_id, sender=sender, device=device_id)
+            self.rejections.note(sender, "result", "a result for another device's job", msg.data)
             return
         on_report(device_id, report)
+
+    def _refused(self, sender: str, data: bytes, reason: str) -> None:
+        """A report that does not decode; if it names a job of its sender's, the job fails."""
+        self.rejections.note(sender, "result", reason, data)
+        try:
+            job_id = _reference.decode(data).job_id
+        except msgspec.DecodeError:
+            return
+        expected = self._expected.get(job_id)
+        if expected is None or expected[0] != sender:
+            return
+        device_id, on_report = expected
+        refused = f"the agent's report was refused: {reason}"
+        on_report(
+            device_id, JobReport(job_id=job_id, state="finished", status="failed", error=refused)
+        )
+
+
+def _sized(report: JobReport) -> JobReport:
+    """The report with its texts cut to what is stored and made storable (no NUL)."""
+    return msgspec.structs.replace(
+        report,
+        stdout=storable(report.stdout, OUTPUT_LIMIT),
+        stderr=storable(report.stderr, OUTPUT_LIMIT),
+        error=None if report.error is None else storable(report.error, ERROR_LIMIT, "…"),
+    )

@@ -14,13 +14,16 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from events.codec import Envelope, decode_data
 from events.task import TaskDue
+from services import dead_letters
 from services.bus import NATS_UNAVAILABLE
 from services.clock import Clock, wait_first
 from services.db import UNAVAILABLE, describe
 from services.executor.reconciler import reconcile
 from services.executor.results import ResultRouter
 from services.executor.run import ExecutionRun
+from services.rejections import Rejections
 from services.relay import STREAM, ensure_stream
+from services.store import read_positions
 
 log = structlog.get_logger("deployx.executor")
 _envelope = msgspec.json.Decoder(Envelope)
@@ -31,6 +34,11 @@ ACK_WAIT = timedelta(seconds=60)
 PROGRESS_EVERY = 20.0
 MAX_RUNNING = 500
 RECONCILE_EVERY = 30.0
+# Refused device messages are written, and admins' retries of dead letters picked up, this often.
+HOUSEKEEPING_EVERY = 1.0
+# A TaskDue whose run failed this many deliveries in a row (not for an outage) is set aside:
+# its execution is finished by the reconciler, and an admin may retry it once the cause is fixed.
+MAX_DELIVERIES = 5
 
 
 def consumer_name(task_type: str) -> str:
@@ -48,7 +56,7 @@ async def run_executor(
 ) -> None:
     js = client.jetstream()
     await ensure_stream(js, stream_replicas)
-    router = ResultRouter(client)
+    router = ResultRouter(client, Rejections())
     await router.start()
     subscription = await js.pull_subscribe(
         f"deployx.events.{task_type}.TaskDue",
@@ -69,6 +77,9 @@ async def run_executor(
     slots = asyncio.Semaphore(MAX_RUNNING)
     running: set[asyncio.Task[None]] = set()
     reconciler = asyncio.create_task(_reconcile_forever(pool, task_type, clock, stop))
+    housekeeping = asyncio.create_task(
+        _housekeeping_forever(pool, client, router, clock, task_type, stop)
+    )
     log.info("executor_started", task_type=task_type, ack_wait=consumer_ack_wait)
     try:
         while not stop.is_set():
@@ -94,11 +105,19 @@ async def run_executor(
                 work.add_done_callback(lambda _: slots.release())
     finally:
         reconciler.cancel()
+        housekeeping.cancel()
         if running:
             # Finish what is in hand; anything left unacknowledged goes to another replica.
             await asyncio.wait(running, timeout=30)
         await subscription.unsubscribe()
         await router.stop()
+
+
+def _task_due(envelope: Envelope) -> TaskDue:
+    due = decode_data(envelope.type, bytes(envelope.data))
+    if not isinstance(due, TaskDue):
+        raise TypeError(f"expected a TaskDue, got {envelope.type}")
+    return due
 
 
 async def _handle(
@@ -110,9 +129,14 @@ async def _handle(
     message: nats.aio.msg.Msg,
     progress_every: float,
 ) -> None:
-    envelope = _envelope.decode(message.data)
-    due = decode_data(envelope.type, bytes(envelope.data))
-    assert isinstance(due, TaskDue)
+    try:
+        envelope = _envelope.decode(message.data)
+        due = _task_due(envelope)
+    except (msgspec.DecodeError, TypeError, ValueError, KeyError) as exc:
+        # Only services publish on the events stream; still, one such message must not stall.
+        log.error("task_due_unreadable", error=describe(exc), subject=message.subject)
+        await message.term()
+        return
     structlog.contextvars.bind_contextvars(execution_id=due.execution_id)
     progress = asyncio.create_task(_keep_in_progress(message, progress_every))
     try:
@@ -124,9 +148,21 @@ async def _handle(
         # The database is away: what is recorded holds, and the redelivery resumes from it.
         log.warning("execution_failed", error=describe(exc))
         await message.nak(delay=5)
-    except Exception:
+    except Exception as exc:
         log.exception("execution_failed")
-        await message.nak(delay=5)
+        if message.metadata.num_delivered < MAX_DELIVERIES:
+            await message.nak(delay=5)
+            return
+        await dead_letters.set_aside_at(
+            pool,
+            consumer_name(task_type),
+            event_id=envelope.id,
+            position=envelope.position,
+            stream_id=envelope.stream_id,
+            event_type=envelope.type,
+            error=dead_letters.describe_failure(exc),
+        )
+        await message.term()
     finally:
         progress.cancel()
 
@@ -135,6 +171,53 @@ async def _keep_in_progress(message: nats.aio.msg.Msg, every: float) -> None:
     while True:
         await asyncio.sleep(every)
         await message.in_progress()
+
+
+async def _housekeeping_forever(
+    pool: asyncpg.Pool,
+    client: nats.aio.client.Client,
+    router: ResultRouter,
+    clock: Clock,
+    task_type: str,
+    stop: asyncio.Event,
+) -> None:
+    while not stop.is_set():
+        try:
+            await router.rejections.flush(pool, clock.now())
+            await _retry_dead_letters(pool, client, router, clock, task_type)
+        except UNAVAILABLE as exc:
+            log.warning("housekeeping_failed", error=describe(exc))
+        except Exception:
+            log.exception("housekeeping_failed")
+        await wait_first(stop, timeout=HOUSEKEEPING_EVERY)
+
+
+async def _retry_dead_letters(
+    pool: asyncpg.Pool,
+    client: nats.aio.client.Client,
+    router: ResultRouter,
+    clock: Clock,
+    task_type: str,
+) -> None:
+    """Runs again each TaskDue an admin asked to retry; a run already finished stays as it is."""
+    letters = await dead_letters.retry_requested(pool, [consumer_name(task_type)])
+    if not letters:
+        return
+    events = await read_positions(pool, [letter.position for letter in letters])
+    for letter, recorded in zip(letters, events, strict=True):
+        try:
+            if not isinstance(recorded.event, TaskDue):
+                raise TypeError(f"expected a TaskDue, got {dead_letters.stored_type(recorded)}")
+            await ExecutionRun(
+                pool, client, router, clock, recorded.event, recorded.version, task_type
+            ).run()
+        except UNAVAILABLE:
+            raise
+        except Exception as exc:
+            log.exception("dead_letter_retry_failed", dead_letter=letter.id)
+            await dead_letters.failed_again(pool, letter.id, dead_letters.describe_failure(exc))
+        else:
+            await dead_letters.resolve(pool, [letter.id])
 
 
 async def _reconcile_forever(

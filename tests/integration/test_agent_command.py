@@ -8,8 +8,8 @@ import signal
 import time
 from pathlib import Path
 
-from services.agent.command import TRUNCATED_MARKER, run_command
-from services.agent_protocol import OUTPUT_LIMIT
+from services.agent.command import run_command
+from services.agent_protocol import OUTPUT_LIMIT, TRUNCATED_MARKER
 
 
 def gone(pid: int) -> bool:
