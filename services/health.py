@@ -12,16 +12,43 @@ from services.bus import connect_nats
 from services.db import create_pool
 from services.settings import Settings
 
+# The first event past each reader's checkpoint, if it has waited longer than $1 seconds.
+_STUCK = """
+SELECT c.name, extract(epoch FROM now() - e.recorded_at)::int AS waited, e.position
+FROM checkpoints c
+CROSS JOIN LATERAL (
+    SELECT recorded_at, position FROM events
+    WHERE (tx_id, position) > (c.tx_id, c.position)
+    ORDER BY tx_id, position LIMIT 1
+) e
+WHERE e.recorded_at < now() - make_interval(secs => $1)
+ORDER BY c.name
+"""
+
+
+async def stuck_readers(pool: asyncpg.Pool, stuck_after: float) -> list[str]:
+    """Readers of the log that have not moved past an event for stuck_after seconds, in words."""
+    rows = await pool.fetch(_STUCK, stuck_after, timeout=2)
+    return [
+        f"{row['name']} has not passed position {row['position']} for {row['waited']} s"
+        for row in rows
+    ]
+
 
 async def readiness(
-    pool: asyncpg.Pool, client: nats.aio.client.Client
+    pool: asyncpg.Pool, client: nats.aio.client.Client, stuck_after: float = 60.0
 ) -> tuple[bool, dict[str, object]]:
-    """Whether PostgreSQL answers and NATS is connected, with the reason for each that is not."""
-    checks = {"database": "ok", "nats": "ok"}
+    """Whether PostgreSQL answers, NATS is connected and no reader of the log is stuck, with
+    the reason for each that is not."""
+    checks = {"database": "ok", "nats": "ok", "consumers": "ok"}
     try:
-        await pool.fetchval("SELECT 1", timeout=2)
+        stuck = await stuck_readers(pool, stuck_after)
     except Exception as exc:  # any failure means not ready, and says why
         checks["database"] = f"unavailable: {exc}"
+        checks["consumers"] = "unknown: the database is unavailable"
+    else:
+        if stuck:
+            checks["consumers"] = "stuck: " + "; ".join(stuck)
     if not client.is_connected:
         checks["nats"] = "unavailable: not connected"
     ready = all(value == "ok" for value in checks.values())
@@ -37,7 +64,7 @@ async def serve_health(settings: Settings, stop: asyncio.Event) -> None:
         return web.json_response({"status": "ok"})
 
     async def readyz(_request: web.Request) -> web.Response:
-        ready, body = await readiness(pool, client)
+        ready, body = await readiness(pool, client, settings.stuck_after_seconds)
         return web.json_response(body, status=200 if ready else 503)
 
     app = web.Application()

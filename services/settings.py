@@ -13,9 +13,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     nats_url: str = "nats://127.0.0.1:4222"
     host: str = "127.0.0.1"
     port: int = 8080
+    # PEM files: with both set the API serves HTTPS only.
+    tls_cert: str | None = None
+    tls_key: str | None = None
     log_format: str = "auto"  # "json" | "console" | "auto" (console on a TTY)
     log_level: str = "info"
     max_body_bytes: int = 1024 * 1024
+    # Bytes of uploaded files (POST /api/files) each user may have stored, all files together.
+    files_quota_bytes: int = 10 * 1024**3
     # How long a write waits for the read tables to show it before answering 503.
     read_your_writes_timeout: float = 10.0
     db_pool_max: int = 20
@@ -27,6 +32,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     stream_replicas: int = 1
     # When set, every service answers GET /healthz and /readyz on this port (Kubernetes probes).
     health_port: int | None = None
+    # A reader of the log (projection, relay) whose next event has waited longer than this is
+    # reported stuck by /readyz.
+    stuck_after_seconds: float = 60.0
 
 
 _ENV = {
@@ -34,14 +42,18 @@ _ENV = {
     "nats_url": "DEPLOYX_NATS_URL",
     "host": "DEPLOYX_HOST",
     "port": "DEPLOYX_PORT",
+    "tls_cert": "DEPLOYX_TLS_CERT",
+    "tls_key": "DEPLOYX_TLS_KEY",
     "log_format": "DEPLOYX_LOG_FORMAT",
     "log_level": "DEPLOYX_LOG_LEVEL",
     "max_body_bytes": "DEPLOYX_MAX_BODY_BYTES",
+    "files_quota_bytes": "DEPLOYX_FILES_QUOTA_BYTES",
     "read_your_writes_timeout": "DEPLOYX_READ_YOUR_WRITES_TIMEOUT",
     "db_pool_max": "DEPLOYX_DB_POOL_MAX",
     "executor_ack_wait": "DEPLOYX_EXECUTOR_ACK_WAIT",
     "stream_replicas": "DEPLOYX_STREAM_REPLICAS",
     "health_port": "DEPLOYX_HEALTH_PORT",
+    "stuck_after_seconds": "DEPLOYX_STUCK_AFTER_SECONDS",
 }
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import structlog
 from aiohttp import web
 
-from services.api import files, groups, live, misc, tasks
+from services.api import admin, files, groups, live, misc, tasks
 from services.api.keys import LIVE, NATS, POOL, SETTINGS, TOKENS, WATCHER
 from services.api.middleware import access_log, authenticate, errors
 from services.api.openapi import openapi_document
@@ -40,6 +40,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(misc.routes)
     app.add_routes(files.routes)
     app.add_routes(live.routes)
+    app.add_routes(admin.routes)
     document = openapi_document()
 
     async def openapi(_request: web.Request) -> web.Response:

@@ -7,18 +7,23 @@ from typing import Annotated, Any
 
 import msgspec
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 
 from projections.stats import stats as read_stats
 from services.api.commands import now
-from services.api.keys import NATS, POOL, principal_of
+from services.api.keys import NATS, POOL, SETTINGS, principal_of
 from services.api.responses import decode_body, json_response
+from services.db import UNAVAILABLE
+from services.dead_letters import open_counts
 from services.domain.errors import ValidationFailed
 from services.domain.recurrence import PREVIEW_MAX, parse_schedule, preview, require_in_range
 from services.domain.task_spec import RecurrenceType
 from services.health import readiness
 
 routes = web.RouteTableDef()
+DEAD_LETTERS = Gauge(
+    "deployx_dead_letters_open", "Events set aside by a consumer, not yet resolved", ["consumer"]
+)
 
 
 class PreviewRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -62,12 +67,23 @@ async def healthz(_request: web.Request) -> web.Response:
 
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
-    ready, body = await readiness(request.app[POOL], request.app[NATS])
+    settings = request.app[SETTINGS]
+    ready, body = await readiness(
+        request.app[POOL], request.app[NATS], settings.stuck_after_seconds
+    )
     return json_response(body, status=200 if ready else 503)
 
 
 @routes.get("/metrics")
-async def metrics(_request: web.Request) -> web.Response:
+async def metrics(request: web.Request) -> web.Response:
+    try:
+        counts = await open_counts(request.app[POOL])
+    except UNAVAILABLE:
+        counts = None  # the rest of the metrics still answer
+    if counts is not None:
+        DEAD_LETTERS.clear()
+        for consumer, count in counts.items():
+            DEAD_LETTERS.labels(consumer).set(count)
     response = web.Response(body=generate_latest())
     response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
     return response

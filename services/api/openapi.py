@@ -11,10 +11,12 @@ from projections.device_views import DeviceGroup, DevicePage, GroupPage
 from projections.execution_views import ExecutionPage
 from projections.stats import Stats
 from projections.task_views import Task, TaskPage
+from services.api.admin import DeadLetterPage, RejectedMessagePage
 from services.api.files import StoredFile
 from services.api.misc import PreviewRequest, PreviewResponse
 from services.api.tasks import MAX_OFFSET, STATUSES, TASK_TYPES
 from services.auth import Principal
+from services.dead_letters import DeadLetter
 from services.domain.group import GroupInput, GroupPatch
 from services.domain.task_spec import MAX_GROUP_ID, TaskInput, TaskPatch
 from services.idempotency import MAX_KEY_LENGTH
@@ -46,7 +48,8 @@ class Health(msgspec.Struct):
 _TYPES: list[Any] = [
     TaskInput, TaskPatch, Task, TaskPage, ExecutionPage, EventList, ExecutionAccepted,
     PreviewRequest, PreviewResponse, Stats, DevicePage, GroupPage, GroupInput, GroupPatch,
-    DeviceGroup, ErrorBody, Health, Principal, StoredFile,
+    DeviceGroup, ErrorBody, Health, Principal, StoredFile, DeadLetterPage, RejectedMessagePage,
+    DeadLetter,
 ]  # fmt: skip
 
 _ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
@@ -78,6 +81,16 @@ _KEY = {
     "description": "A retried request with the same key gets the first answer again",
     "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH},
 }
+_DEAD_LETTER_ID = {
+    "name": "id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
+}
+_DEAD_LETTER_FILTERS = [
+    _query("open", {"type": "string", "enum": ["true", "false"]}),
+    _query("consumer", {"type": "string"}),
+]
 _FILE_NAME = {"name": "name", "in": "query", "schema": {"type": "string"}}
 _BINARY = {"type": "string", "format": "binary"}
 _FILE = {
@@ -122,6 +135,12 @@ _ROUTES: list[tuple[str, str, str, Any, int, Any, list[dict[str, Any]], bool]] =
      [_GROUP_ID, _KEY], False),
     ("post", "/api/files", "Store a file: the raw body, or a form's first part", _FILE, 201,
      StoredFile, [_FILE_NAME], False),
+    ("get", "/api/admin/dead-letters", "Events a consumer set aside (admin)", None, 200,
+     DeadLetterPage, _DEAD_LETTER_FILTERS + _PAGE, False),
+    ("post", "/api/admin/dead-letters/{id}/retry", "Ask its consumer to try it again (admin)",
+     None, 202, DeadLetter, [_DEAD_LETTER_ID], False),
+    ("get", "/api/admin/rejected-messages", "Device messages refused at the boundary (admin)",
+     None, 200, RejectedMessagePage, [_query("device_id", {"type": "string"}), *_PAGE], False),
     ("get", "/healthz", "Liveness", None, 200, Health, [], True),
     ("get", "/readyz", "Readiness: database and NATS reachable", None, 200, Health, [], True),
     ("get", "/metrics", "Prometheus metrics, in the text exposition format", None, 200, None, [],

@@ -326,7 +326,7 @@ async def test_health_and_readiness_need_no_token(shared_stack: Stack) -> None:
     assert (await anonymous.get("/healthz"))[0] == 200
     status, ready = await anonymous.get("/readyz")
     assert status == 200, ready
-    assert ready["checks"] == {"database": "ok", "nats": "ok"}
+    assert ready["checks"] == {"database": "ok", "nats": "ok", "consumers": "ok"}
 
 
 async def test_metrics_count_http_requests(shared_stack: Stack) -> None:

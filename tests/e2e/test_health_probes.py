@@ -39,5 +39,5 @@ async def test_a_background_service_answers_its_probes(
     assert answers["/healthz"] == (200, {"status": "ok"})
     assert answers["/readyz"] == (
         200,
-        {"status": "ready", "checks": {"database": "ok", "nats": "ok"}},
+        {"status": "ready", "checks": {"database": "ok", "nats": "ok", "consumers": "ok"}},
     )
