@@ -17,6 +17,7 @@ from events.execution import DeviceResultRecorded, ExecutionCompleted, Execution
 from events.task import TaskDue
 from services.agent_protocol import FILES_BUCKET, Job, JobReport, jobs_subject
 from services.clock import Backoff, Clock, wait_first
+from services.domain.errors import TooLarge
 from services.domain.task import TaskState
 from services.executor.results import ResultRouter
 from services.executor.targets import (
@@ -140,6 +141,14 @@ class ExecutionRun:
             await self._append([started])
         except ConcurrencyError:
             return await self._load()  # another replica started it a moment ago: resume
+        except TooLarge:
+            # More targets than one event may name: the run fails, saying so, on no device.
+            self._abandoned = f"not started: its {len(targets)} target devices are too many"
+            started = msgspec.structs.replace(started, device_ids=[])
+            try:
+                await self._append([started])
+            except ConcurrencyError:
+                return await self._load()
         return started
 
     async def _dispatch(self, started: ExecutionStarted, pending: list[str]) -> None:
@@ -297,7 +306,9 @@ class ExecutionRun:
         results = [self._done[device] for device in started.device_ids if device in self._done]
         succeeded = sum(1 for result in results if result.status == "success")
         failed = len(results) - succeeded
-        if not started.device_ids:
+        if self._abandoned is not None:
+            status, error = "failed", self._abandoned
+        elif not started.device_ids:
             status, error = (
                 "failed",
                 "no target devices: the task names none and its groups are empty",
