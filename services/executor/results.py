@@ -70,7 +70,8 @@ class ResultRouter:
         """A report that does not decode; if it names a job of its sender's, the job fails."""
         self.rejections.note(sender, "result", reason, data)
         try:
-            job_id = _reference.decode(data).job_id
+            # Invalid UTF-8 anywhere fails the whole document; the job id may still be read.
+            job_id = _reference.decode(data.decode("utf-8", errors="replace")).job_id
         except msgspec.DecodeError:
             return
         expected = self._expected.get(job_id)

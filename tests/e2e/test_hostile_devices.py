@@ -1,0 +1,171 @@
+"""Hostile devices, speaking the real protocol on their own subjects (issue 9, attacks 1-3):
+each bad message is refused at the boundary with a trace an admin can see, and a healthy
+device's run still succeeds within seconds."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.e2e.fleet import Fleet, command_task, run_now
+from tests.e2e.hostile import HostileDevice, finished, heartbeat
+from tests.e2e.processes import wait_until
+from tests.stack import Client
+
+pytestmark = pytest.mark.e2e
+
+
+async def rejections_of(api: Client, device_id: str) -> list[dict[str, Any]]:
+    status, page = await api.get(f"/api/admin/rejected-messages?device_id={device_id}")
+    assert status == 200, page
+    return list(page["items"])
+
+
+async def wait_for_rejection(fleet: Fleet, device_id: str) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+
+    async def refused() -> bool:
+        found[:] = await rejections_of(fleet.api, device_id)
+        return bool(found)
+
+    await wait_until(refused, 15, f"a message of {device_id} to be refused", fleet.watched)
+    return found
+
+
+async def results_of(fleet: Fleet, task_id: str, execution_id: str) -> dict[str, Any]:
+    execution = await fleet.finished(task_id, execution_id, timeout=30)
+    return dict(execution["result"]["execution_details"])
+
+
+async def a_healthy_run_succeeds(fleet: Fleet, device_id: str) -> None:
+    """The pipeline still moves for everyone else: a new task's run on a good device."""
+    task_id, execution_id = await run_now(fleet.api, command_task("echo fine", [device_id]))
+    execution = await fleet.finished(task_id, execution_id, timeout=15)
+    assert execution["status"] == "success", execution
+
+
+async def test_a_result_with_an_exit_code_out_of_range_fails_only_that_device(
+    fleet: Fleet, nats_url: str
+) -> None:
+    fleet.executor()
+    fleet.agent("good-1")
+
+    def huge_exit_code(job: dict[str, Any]) -> list[bytes]:
+        return finished(job, status="failed", exit_code=1099511627776)
+
+    async with HostileDevice(nats_url, "evil-1", huge_exit_code):
+        await fleet.wait_online(["good-1", "evil-1"])
+        task_id, execution_id = await run_now(
+            fleet.api, command_task("echo hello", ["good-1", "evil-1"])
+        )
+        details = await results_of(fleet, task_id, execution_id)
+
+        assert details["good-1"]["status"] == "success"
+        assert details["evil-1"]["status"] == "failed"
+        assert details["evil-1"]["exit_code"] is None
+        assert "the agent's report was refused" in details["evil-1"]["error"]
+        assert "exit_code" in details["evil-1"]["error"]
+        (rejected,) = await wait_for_rejection(fleet, "evil-1")
+        assert rejected["source"] == "result"
+        assert "exit_code" in rejected["reason"]
+        assert "1099511627776" in rejected["sample"]
+        await a_healthy_run_succeeds(fleet, "good-1")
+
+
+async def test_a_heartbeat_with_an_absurd_interval_is_refused_and_presence_goes_on(
+    fleet: Fleet, nats_url: str
+) -> None:
+    fleet.executor()
+    fleet.agent("good-1")
+    async with HostileDevice(nats_url, "evil-2") as evil:
+        evil.beat = heartbeat("evil-2", interval_seconds=1e300)
+        (rejected,) = await wait_for_rejection(fleet, "evil-2")
+        assert rejected["source"] == "heartbeat"
+        assert "interval_seconds" in rejected["reason"]
+
+        # Registry flushes go on: a device that connects now is online and runs a job.
+        fleet.agent("good-2")
+        await fleet.wait_online(["good-1", "good-2"])
+        await a_healthy_run_succeeds(fleet, "good-2")
+        _, devices = await fleet.api.get("/api/devices")
+        assert "evil-2" not in {device["id"] for device in devices["items"]}
+        assert (await rejections_of(fleet.api, "evil-2"))[0]["count"] >= 2  # still refused
+
+
+async def test_heartbeats_lying_about_time_or_another_device_are_refused(
+    fleet: Fleet, nats_url: str
+) -> None:
+    fleet.executor()
+    fleet.agent("good-1")
+    async with HostileDevice(nats_url, "evil-3") as evil:
+        evil.beat = json.dumps(heartbeat("good-1", hostname="not me")).encode()
+        (rejected,) = await wait_for_rejection(fleet, "evil-3")
+        assert rejected["reason"] == "a heartbeat for another device"
+
+        evil.beat = heartbeat("evil-3", started_at="2026-01-01T00:00:00")  # no zone
+        await wait_until(
+            lambda: _has_reason(fleet.api, "evil-3", "timezone"), 15, "a naive time refused", []
+        )
+    await fleet.wait_online(["good-1"])
+    _, devices = await fleet.api.get("/api/devices")
+    good = next(device for device in devices["items"] if device["id"] == "good-1")
+    assert good["hostname"] != "not me"
+    await a_healthy_run_succeeds(fleet, "good-1")
+
+
+async def _has_reason(api: Client, device_id: str, fragment: str) -> bool:
+    return any(fragment in item["reason"] for item in await rejections_of(api, device_id))
+
+
+async def test_output_with_nul_bytes_is_stored_and_invalid_utf8_is_refused(
+    fleet: Fleet, nats_url: str
+) -> None:
+    fleet.executor()
+    fleet.agent("good-1")
+
+    def with_nul(job: dict[str, Any]) -> list[bytes]:
+        # Valid JSON, not storable text: PostgreSQL refuses NUL in text and jsonb.
+        return finished(job, exit_code=0, stdout="x\u0000y", stderr="\u0000")
+
+    def invalid_utf8(job: dict[str, Any]) -> list[bytes]:
+        accepted, report = finished(job, exit_code=0)
+        return [accepted, report[:-1] + b', "stdout": "x\xff\xfey"}']
+
+    async with (
+        HostileDevice(nats_url, "evil-4", with_nul),
+        HostileDevice(nats_url, "evil-6", invalid_utf8),
+    ):
+        await fleet.wait_online(["good-1", "evil-4", "evil-6"])
+        task_id, execution_id = await run_now(
+            fleet.api, command_task("printf 'a\\000b'", ["good-1", "evil-4", "evil-6"])
+        )
+        details = await results_of(fleet, task_id, execution_id)
+
+    assert (details["good-1"]["status"], details["good-1"]["stdout"]) == ("success", "a\ufffdb")
+    assert details["evil-4"]["status"] == "success"
+    assert (details["evil-4"]["stdout"], details["evil-4"]["stderr"]) == ("x\ufffdy", "\ufffd")
+    assert details["evil-6"]["status"] == "failed"
+    assert "Invalid UTF-8" in details["evil-6"]["error"]
+    await a_healthy_run_succeeds(fleet, "good-1")
+
+
+async def test_an_output_larger_than_the_limit_is_cut_by_the_executor(
+    fleet: Fleet, nats_url: str
+) -> None:
+    fleet.executor()
+
+    def flood(job: dict[str, Any]) -> list[bytes]:
+        return finished(job, exit_code=0, stdout="é" * 100_000, error="e" * 100_000)
+
+    async with HostileDevice(nats_url, "evil-5", flood):
+        await fleet.wait_online(["evil-5"])
+        task_id, execution_id = await run_now(fleet.api, command_task("true", ["evil-5"]))
+        details = await results_of(fleet, task_id, execution_id)
+
+    stdout = details["evil-5"]["stdout"]
+    assert stdout.startswith("é" * 1000)
+    assert stdout.endswith("[... output truncated at 64 KiB]")
+    assert len(stdout.encode()) <= 64 * 1024 + 64
+    assert len(details["evil-5"]["error"].encode()) <= 4 * 1024 + 8
