@@ -9,10 +9,10 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 import structlog
-from aiohttp import web
 
 from services.agent.main import AgentConfig, run_agent
 from services.api.app import create_app
+from services.api.server import api_url, start_api
 from services.bus import NATS_UNAVAILABLE, connect_nats
 from services.clock import Backoff, SystemClock, wait_first
 from services.db import UNAVAILABLE, create_pool, describe, reconnect_backoff
@@ -38,11 +38,9 @@ def stop_on_signals(stop: asyncio.Event) -> None:
 async def serve_api(settings: Settings, stop: asyncio.Event) -> None:
     # On SIGTERM the API stops accepting, lets requests in flight finish for up to
     # SHUTDOWN_GRACE seconds, then closes: well inside Kubernetes' default 30 s.
-    runner = web.AppRunner(create_app(settings), access_log=None, shutdown_timeout=SHUTDOWN_GRACE)
-    await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port)
-    await site.start()
-    log.info("api_listening", url=f"http://{settings.host}:{settings.port}/")
+    app = create_app(settings)
+    runner = await start_api(app, settings, access_log=None, shutdown_timeout=SHUTDOWN_GRACE)
+    log.info("api_listening", url=api_url(settings))
     try:
         await stop.wait()
     finally:

@@ -10,9 +10,9 @@ from typing import Any
 
 import aiohttp
 import asyncpg
-from aiohttp import web
 
 from services.api.app import create_app
+from services.api.server import start_api
 from services.auth import create_token
 from services.db import create_pool
 from services.embedded import free_port
@@ -75,9 +75,7 @@ async def running_stack(database_url: str, nats_url: str, **settings: Any) -> As
     """The API (with its real middlewares and settings) and a projector, until the block ends."""
     port = free_port()
     config = Settings(database_url=database_url, nats_url=nats_url, port=port, **settings)
-    runner = web.AppRunner(create_app(config))
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    runner = await start_api(create_app(config), config)
     pool = await create_pool(database_url, max_size=4)
     stop = asyncio.Event()
     projector = asyncio.create_task(run_projector(pool, stop))

@@ -10,6 +10,7 @@ import structlog
 from aiohttp import web
 
 from services.api import admin, files, groups, live, misc, tasks
+from services.api.headers import add_security_headers
 from services.api.keys import LIVE, NATS, POOL, SETTINGS, TOKENS, WATCHER
 from services.api.middleware import access_log, authenticate, errors
 from services.api.openapi import openapi_document
@@ -51,6 +52,7 @@ def create_app(settings: Settings) -> web.Application:
     if WEB_DIR.is_dir():
         app.router.add_static("/web/", WEB_DIR)
     app.on_response_prepare.append(_revalidate_console)
+    app.on_response_prepare.append(add_security_headers)
     return app
 
 

@@ -3,6 +3,9 @@ contract's shape, and nothing is stored."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+
 import pytest
 
 from tests.e2e.api import (
@@ -79,3 +82,64 @@ async def test_json_nested_just_within_the_decoder_around_a_nul_is_refused(
     error = assert_error((status, answer), status)
     assert status == 400 or error["details"]["field"].startswith("recurrence_config.x"), error
     assert (await list_tasks(operator))["total"] == 0
+
+
+# --- requests aiohttp cannot read: answered before any view, still in the contract's shape --------
+
+
+async def raw_exchange(base_url: str, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Sends bytes as they are and reads the whole answer: status, headers, body."""
+    host, port = base_url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(request)
+        await writer.drain()
+        answer = await reader.read()  # the server closes after an error answer
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in header_lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return int(status_line.split()[1]), headers, body
+
+
+UNREADABLE = {
+    "a header value over 8 KB": (
+        b"GET /api/me HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n",
+        "headers",
+    ),
+    "a header name over 8 KB": (
+        b"GET /api/me HTTP/1.1\r\nHost: x\r\nX-" + b"a" * 9000 + b": 1\r\n\r\n",
+        "headers",
+    ),
+    "a request line over 8 KB": (
+        b"GET /api/" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+        "headers",
+    ),
+    "200 headers": (
+        b"GET /api/me HTTP/1.1\r\nHost: x\r\n"
+        + b"".join(b"X-%d: 1\r\n" % n for n in range(200))
+        + b"\r\n",
+        "headers",
+    ),
+    "not HTTP": (b"HELLO THERE\r\n\r\n", "request"),
+}
+
+
+@pytest.mark.parametrize(("request_bytes", "field"), UNREADABLE.values(), ids=UNREADABLE.keys())
+async def test_a_request_aiohttp_cannot_read_gets_a_json_400(
+    shared_stack: Stack, request_bytes: bytes, field: str
+) -> None:
+    status, headers, body = await raw_exchange(shared_stack.base_url, request_bytes)
+
+    assert status == 400, body
+    assert headers["content-type"].startswith("application/json"), headers
+    error = assert_error((status, json.loads(body)), 400, "malformed_request")
+    assert error["details"]["field"] == field, error
+    assert error["message"].startswith(f"{field}: "), error
+    assert headers["x-content-type-options"] == "nosniff", headers
+    assert headers["content-security-policy"].startswith("default-src 'self'"), headers

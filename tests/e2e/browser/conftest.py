@@ -141,11 +141,16 @@ async def new_context(browser: Browser, token: str | None, **options: Any) -> Br
 
 @pytest.fixture
 async def page(browser: Browser, console: Console) -> AsyncIterator[Page]:
-    """A signed-in admin's tab; fails the test if the page threw an uncaught error."""
+    """A signed-in admin's tab; fails the test if the page threw an uncaught error or the
+    content policy refused anything."""
     context = await new_context(browser, console.token)
     tab = await context.new_page()
     errors: list[str] = []
     tab.on("pageerror", lambda error: errors.append(str(error)))
+    tab.on(
+        "console",
+        lambda message: errors.extend([message.text] if "Content Security" in message.text else []),
+    )
     await tab.goto(console.base_url + "/")
     yield tab
     await context.close()
