@@ -22,7 +22,13 @@ def main(argv: list[str] | None = None) -> None:
         from services.up import read_env_file
 
         environ = read_env_file(args.stack_dir) | environ
-    settings = from_env(environ, host=getattr(args, "host", None), port=getattr(args, "port", None))
+    settings = from_env(
+        environ,
+        host=getattr(args, "host", None),
+        port=getattr(args, "port", None),
+        tls_cert=getattr(args, "tls_cert", None),
+        tls_key=getattr(args, "tls_key", None),
+    )
     configure_logging(settings.log_format, settings.log_level)
     args.run(args, settings)
 
@@ -36,12 +42,14 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--port", type=int, default=8080)
     up.add_argument("--data-dir", type=Path, default=Path(".deployx"))
     up.add_argument("--agents", type=int, default=3, help="local demo agents to start")
+    _tls_options(up)
     up.set_defaults(run=_up)
 
     api = commands.add_parser("api", help="the HTTP API and web console alone")
-    api.add_argument("--host")
+    api.add_argument("--host", help="address to listen on (default: DEPLOYX_HOST or 127.0.0.1)")
     api.add_argument("--port", type=int)
-    api.set_defaults(run=lambda _a, s: runtime.run_alone(s, runtime.serve_api))
+    _tls_options(api)
+    api.set_defaults(run=_api)
 
     projector = commands.add_parser("projector", help="keeps the read tables up to date")
     projector.set_defaults(run=lambda _a, s: runtime.run_alone(s, runtime.serve_projector))
@@ -107,6 +115,23 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _tls_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tls-cert", help="PEM certificate (chain): serve HTTPS")
+    parser.add_argument("--tls-key", help="PEM private key of --tls-cert")
+
+
+def _check_tls(settings: Settings) -> None:
+    """A wrong certificate or key stops the command before it starts anything."""
+    import ssl
+
+    from services.api.server import tls_context
+
+    try:
+        tls_context(settings)
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        raise SystemExit(f"TLS: {exc}") from None
+
+
 def _stack_dir_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data-dir",
@@ -120,7 +145,13 @@ def _stack_dir_option(parser: argparse.ArgumentParser) -> None:
 def _up(args: argparse.Namespace, settings: Settings) -> None:
     from services.up import up
 
+    _check_tls(settings)
     up(settings, args.data_dir, args.agents)
+
+
+def _api(_args: argparse.Namespace, settings: Settings) -> None:
+    _check_tls(settings)
+    runtime.run_alone(settings, runtime.serve_api)
 
 
 def _migrate(_args: argparse.Namespace, settings: Settings) -> None:

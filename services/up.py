@@ -15,6 +15,7 @@ from msgspec.structs import replace
 from events.base import TASK_TYPES
 from services import runtime
 from services.agent.main import AgentConfig
+from services.api.server import api_url
 from services.auth import create_token, hash_token
 from services.db import ensure_database, migrate
 from services.embedded_nats import EmbeddedNats
@@ -53,7 +54,7 @@ def up(settings: Settings, data_dir: Path, agents: int) -> None:
         token = asyncio.run(_prepare(settings, data_dir))
         write_env_file(data_dir, settings)
         print(
-            f"\nDeployX is up.\n  console and API: http://{settings.host}:{settings.port}/\n"
+            f"\nDeployX is up.\n  console and API: {api_url(settings)}\n"
             f"  admin token:     {token}\n  data directory:  {data_dir}\n"
             "Press Ctrl-C to stop everything.\n",
             flush=True,
