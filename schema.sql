@@ -210,3 +210,11 @@ CREATE TABLE IF NOT EXISTS rejected_messages (
     last_seen  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (device_id, source, reason)
 );
+
+-- Bytes of uploaded files (POST /api/files) stored per user, against DEPLOYX_FILES_QUOTA_BYTES.
+-- A file's bytes are reserved here before it is stored, so uploads racing cannot overshoot.
+CREATE TABLE IF NOT EXISTS file_usage (
+    user_name text    PRIMARY KEY,
+    bytes     bigint  NOT NULL DEFAULT 0 CHECK (bytes >= 0),
+    files     integer NOT NULL DEFAULT 0 CHECK (files >= 0)
+);
