@@ -209,6 +209,9 @@ async def retry_dead_letters(conn: Connection, projections: tuple[Projection, ..
 
 
 async def _retry_stream(conn: Connection, projection: Projection, stream_id: str) -> None:
+    # The fix may have been a schema change (a wider column): statements prepared before it
+    # would still encode for the old one.
+    await conn.reload_schema_state()
     async with conn.transaction():
         await _lock(conn, projection)
         letters = await dead_letters.open_in_stream(conn, projection.name, stream_id)
