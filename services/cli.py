@@ -215,7 +215,10 @@ def _nats_auth(args: argparse.Namespace, _settings: Settings) -> None:
     from services.nats_auth import write_auth_files
 
     devices = [device.strip() for device in args.agents.split(",") if device.strip()]
-    service = write_auth_files(args.out, devices)
+    try:
+        service = write_auth_files(args.out, devices)
+    except ValueError as exc:  # a bad device id, or a path leading out of --out
+        raise SystemExit(f"deployx nats-auth: {exc}; nothing was written") from None
     print(f"{args.out / 'auth.conf'}: include it in nats-server.conf, then reload the server")
     print(f"{args.out / 'agents'}/<device-id>.json: give each agent its own, as --creds")
     print(f"services: DEPLOYX_NATS_URL=nats://{service.user}:{service.password}@HOST:4222")

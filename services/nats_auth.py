@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from pathlib import Path
 
 import msgspec
 
-from services.agent_protocol import FILES_BUCKET, heartbeat_subject, jobs_subject, results_subject
+from services.agent_protocol import (
+    DEVICE_ID_PATTERN,
+    heartbeat_subject,
+    jobs_subject,
+    results_subject,
+)
+from services.file_protocol import files_subject
+from services.secret_files import private_dir, write_secret
 
 SERVICE_USER = "deployx-services"
-_FILES_STREAM = f"OBJ_{FILES_BUCKET}"
 
 
 class Login(msgspec.Struct, frozen=True):
@@ -21,33 +28,43 @@ class Login(msgspec.Struct, frozen=True):
     password: str
 
 
+class BadDeviceId(ValueError):
+    """A device id that is not one NATS subject token (a wildcard, a dot, a path ...)."""
+
+
+def check_device_id(device_id: str) -> str:
+    # fullmatch: the pattern's "$" alone would let a trailing newline through.
+    if not re.fullmatch(DEVICE_ID_PATTERN, device_id):
+        raise BadDeviceId(
+            f"bad device id {device_id!r}: use only letters, digits, _ : - "
+            "(an id is one NATS subject token and a file name)"
+        )
+    return device_id
+
+
 def agent_user(device_id: str) -> str:
     return f"agent-{device_id}"
 
 
 def agent_inbox_prefix(device_id: str) -> str:
-    """Replies to an agent (JetStream API answers, object chunks) come only to its own inbox."""
+    """Replies to an agent (the file server's chunks) come only to its own inbox."""
     return f"_INBOX_{device_id}"
 
 
 def agent_permissions(device_id: str) -> dict[str, dict[str, list[str]]]:
-    """Its own job, result and heartbeat subjects, and reading the files bucket; nothing else."""
+    """Its own job, result, heartbeat and file-request subjects and its inbox; nothing else.
+
+    Nothing of JetStream: a client allowed to create consumers could point one's delivery at
+    any subject (nats-server does not check deliver subjects), and one allowed to read the
+    files stream could read every device's files. Files come from the file server instead.
+    """
+    check_device_id(device_id)
     return {
         "publish": {
             "allow": [
                 results_subject(device_id),
                 heartbeat_subject(device_id),
-                # Reading an object: stream info, an ordered consumer, flow control replies.
-                "$JS.API.INFO",
-                "$JS.API.STREAM.NAMES",
-                f"$JS.API.STREAM.INFO.{_FILES_STREAM}",
-                f"$JS.API.STREAM.MSG.GET.{_FILES_STREAM}",
-                f"$JS.API.DIRECT.GET.{_FILES_STREAM}.>",
-                f"$JS.API.CONSUMER.CREATE.{_FILES_STREAM}",
-                f"$JS.API.CONSUMER.CREATE.{_FILES_STREAM}.>",
-                f"$JS.API.CONSUMER.DELETE.{_FILES_STREAM}.>",
-                f"$JS.API.CONSUMER.INFO.{_FILES_STREAM}.>",
-                "$JS.FC.>",
+                files_subject(device_id),
             ]
         },
         "subscribe": {"allow": [jobs_subject(device_id), f"{agent_inbox_prefix(device_id)}.>"]},
@@ -71,23 +88,47 @@ def new_login(user: str) -> Login:
 def write_auth_files(out_dir: Path, device_ids: list[str]) -> Login:
     """auth.conf for the server, agents/<id>.json for each agent; returns the services' login.
 
-    Logins already in out_dir are kept, so adding an agent does not rotate the others.
+    Logins already in out_dir are kept, so adding an agent does not rotate the others. Every
+    file is created readable by its owner only; a bad device id (one that is not a single
+    subject token, or would name a file outside out_dir) is refused before anything is written.
     """
-    agents_dir = out_dir / "agents"
-    agents_dir.mkdir(parents=True, exist_ok=True)
-    service = _load_or_create(out_dir / "service.json", SERVICE_USER)
+    bad = [device for device in device_ids if not re.fullmatch(DEVICE_ID_PATTERN, device)]
+    if bad:
+        raise BadDeviceId(
+            f"bad device id {', '.join(map(repr, bad))}: use only letters, digits, _ : - "
+            "(an id is one NATS subject token and a file name)"
+        )
+    agents_dir = private_dir(private_dir(out_dir) / "agents")
+    known = [path.stem for path in agents_dir.glob("*.json")]
+    for device in known:
+        check_device_id(device)
+    # Every path is checked before the first is written.
+    agent_files = {device: creds_path(out_dir, device) for device in sorted({*device_ids, *known})}
+    service_file, conf_file = _inside(out_dir, "service.json"), _inside(out_dir, "auth.conf")
+    service = _load_or_create(service_file, SERVICE_USER)
     agents = {
-        device: _load_or_create(agents_dir / f"{device}.json", agent_user(device))
-        for device in sorted({*device_ids, *(path.stem for path in agents_dir.glob("*.json"))})
+        device: _load_or_create(path, agent_user(device)) for device, path in agent_files.items()
     }
-    (out_dir / "auth.conf").write_text(render_authorization(service, agents))
+    write_secret(conf_file, render_authorization(service, agents))
     return service
+
+
+def creds_path(out_dir: Path, device_id: str) -> Path:
+    """Where write_auth_files keeps an agent's login."""
+    return _inside(out_dir, "agents", f"{check_device_id(device_id)}.json")
+
+
+def _inside(out_dir: Path, *parts: str) -> Path:
+    """out_dir/parts, refused if it would lead out of out_dir (through a symlink, say)."""
+    path = out_dir.joinpath(*parts)
+    if not path.parent.resolve().is_relative_to(out_dir.resolve()):
+        raise ValueError(f"{path} leads outside {out_dir}: refusing to write there")
+    return path
 
 
 def _load_or_create(path: Path, user: str) -> Login:
     if path.is_file():
         return msgspec.json.decode(path.read_bytes(), type=Login)
     login = new_login(user)
-    path.write_bytes(msgspec.json.encode(login))
-    path.chmod(0o600)
+    write_secret(path, msgspec.json.encode(login))
     return login

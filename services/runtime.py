@@ -16,6 +16,7 @@ from services.api.server import api_url, start_api
 from services.bus import NATS_UNAVAILABLE, connect_nats
 from services.clock import Backoff, SystemClock, wait_first
 from services.db import UNAVAILABLE, create_pool, describe, reconnect_backoff
+from services.executor.file_server import FileServer
 from services.executor.service import run_executor
 from services.health import serve_health
 from services.projector import run_projector
@@ -100,7 +101,11 @@ def executor_service(task_type: str) -> Service:
         pool = await create_pool(settings.database_url, max_size=10)
         client = await connect_nats(settings.nats_url, f"deployx-executor-{task_type}")
         failures = Backoff(first=0.5, limit=30.0)
+        # File deployments' executors also hand the files out: agents may not read the bucket.
+        files = FileServer(pool, client) if task_type == "file_deployment" else None
         try:
+            if files is not None:
+                await files.start()
             while not stop.is_set():
                 try:
                     await run_executor(
@@ -121,6 +126,8 @@ def executor_service(task_type: str) -> Service:
                     log.exception("executor_failed", task_type=task_type)
                     await wait_first(stop, timeout=failures.next())
         finally:
+            if files is not None:
+                await files.stop()
             await client.drain()
             await pool.close()
 

@@ -1,4 +1,5 @@
-"""Runs a file job: streams an Object Store object beside its destination, verifies, renames."""
+"""Runs a file job: streams the file from the file server beside its destination, verifies,
+renames."""
 
 from __future__ import annotations
 
@@ -6,43 +7,32 @@ import asyncio
 import base64
 import grp
 import hashlib
-import io
 import os
 import pwd
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import Any, BinaryIO
 
 import nats.errors
-from nats.js.errors import DigestMismatchError, ObjectNotFoundError
-from nats.js.object_store import ObjectStore
 
+from services.agent.file_fetch import FileFetcher, FileUnavailable
 from services.agent_protocol import JobOutcome
-
-if TYPE_CHECKING:
-    from _typeshed import ReadableBuffer
 
 DIGEST_PREFIX = "SHA-256="
 
 
-class _HashingWriter(io.BufferedIOBase):
-    """What ObjectStore.get(writeinto=) writes each chunk to: the temp file and a sha256."""
+class _HashingWriter:
+    """Where each chunk goes: the temp file (written off the event loop) and a sha256."""
 
     def __init__(self, target: BinaryIO) -> None:
-        super().__init__()
         self._target = target
         self.sha256 = hashlib.sha256()
         self.size = 0
 
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data: ReadableBuffer, /) -> int:
-        view = memoryview(data)
-        self._target.write(view)
-        self.sha256.update(view)
-        self.size += view.nbytes
-        return view.nbytes
+    async def write(self, data: bytes) -> None:
+        await asyncio.to_thread(self._target.write, data)
+        self.sha256.update(data)
+        self.size += len(data)
 
 
 def check_destination(destination: str, allow_roots: list[Path]) -> Path:
@@ -107,7 +97,7 @@ def _put_in_place(
 
 
 async def deploy_file(
-    payload: dict[str, Any], store: ObjectStore, allow_roots: list[Path]
+    payload: dict[str, Any], fetcher: FileFetcher, allow_roots: list[Path]
 ) -> JobOutcome:
     """Runs a file_payload: file_id (the object's name), destination, mode, owner.
 
@@ -120,15 +110,8 @@ async def deploy_file(
         real = check_destination(str(payload["destination"]), allow_roots)
         mode = int(str(payload.get("mode") or "0644"), 8)
         owner = parse_owner(payload.get("owner"))
-        info = await store.get_info(file_id)
     except ValueError as exc:
         return JobOutcome(status="failed", error=str(exc))
-    except ObjectNotFoundError:
-        return JobOutcome(status="failed", error=f"file {file_id!r} is not in the object store")
-    except nats.errors.Error as exc:
-        return JobOutcome(status="failed", error=f"object store: {exc!r}")
-    if info.is_link():
-        return JobOutcome(status="failed", error=f"file {file_id!r} is a link, not supported")
     try:
         target, tmp = await asyncio.to_thread(_open_temp, real)
     except OSError as exc:
@@ -138,18 +121,19 @@ async def deploy_file(
         with target:
             writer = _HashingWriter(target)
             try:
-                result = await asyncio.wait_for(store.get(file_id, writeinto=writer), timeout)
+                expected = await asyncio.wait_for(fetcher.download(file_id, writer.write), timeout)
             except TimeoutError:
                 error = f"download of {file_id!r} timed out after {timeout:g} s"
                 return JobOutcome(status="timeout", error=error)
-            except DigestMismatchError:
-                return JobOutcome(status="failed", error=f"file {file_id!r}: sha256 mismatch")
+            except FileUnavailable as exc:
+                return JobOutcome(status="failed", error=str(exc))
             except nats.errors.Error as exc:
                 return JobOutcome(status="failed", error=f"download of {file_id!r}: {exc!r}")
-            expected = _expected_sha256(result.info.digest)
-            if expected != writer.sha256.digest() or writer.size != (result.info.size or 0):
-                error = f"file {file_id!r}: sha256 or size mismatch (digest {result.info.digest})"
+            if writer.size != expected.size:
+                error = f"file {file_id!r}: {writer.size} bytes came, not {expected.size}"
                 return JobOutcome(status="failed", error=error)
+            if _expected_sha256(expected.digest) != writer.sha256.digest():
+                return JobOutcome(status="failed", error=f"file {file_id!r}: sha256 mismatch")
             await asyncio.to_thread(_put_in_place, target, tmp, real, mode, owner)
             placed = True
     except OSError as exc:

@@ -17,11 +17,11 @@ import nats.aio.msg
 import structlog
 
 from services.agent.command import run_command
+from services.agent.file_fetch import FileFetcher
 from services.agent.files import deploy_file
 from services.agent.journal import Journal
 from services.agent.software import load_driver_modules, run_software
 from services.agent_protocol import (
-    FILES_BUCKET,
     Heartbeat,
     Job,
     JobOutcome,
@@ -175,8 +175,8 @@ class Agent:
         if job.task_type == "software_deployment":
             return await run_software(payload["software_payload"])
         if job.task_type == "file_deployment":
-            store = await self._nc.jetstream().object_store(job.file_bucket or FILES_BUCKET)
-            return await deploy_file(payload["file_payload"], store, self._config.allow_roots)
+            fetcher = FileFetcher(self._nc, self._config.device_id, job.job_id)
+            return await deploy_file(payload["file_payload"], fetcher, self._config.allow_roots)
         return JobOutcome(status="failed", error=f"this agent cannot run {job.task_type} jobs")
 
     async def _publish(self, report: JobReport) -> None:

@@ -1,0 +1,220 @@
+"""Streams deployment files to agents, chunk by chunk, only for jobs sent to the asking device."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from typing import TypeVar
+
+import msgspec
+import nats.aio.client
+import nats.aio.msg
+import nats.aio.subscription
+import structlog
+from nats.js.api import ObjectInfo
+from nats.js.errors import BucketNotFoundError, NotFoundError, ObjectNotFoundError
+from nats.js.object_store import ObjectStore
+from prometheus_client import Counter
+
+from events.codec import decode_data
+from events.execution import ExecutionStarted
+from services.agent_protocol import FILES_BUCKET, device_of
+from services.bus import NATS_UNAVAILABLE
+from services.db import UNAVAILABLE, describe
+from services.executor.targets import task_as_fired
+from services.file_protocol import (
+    ALL_FILE_REQUESTS,
+    CHUNKS,
+    DIGEST,
+    FILE_SERVER_QUEUE,
+    SEQUENCE,
+    SIZE,
+    STATUS,
+    ChunkRequest,
+    Status,
+)
+from services.nats_auth import agent_inbox_prefix
+from services.store import Executor
+
+log = structlog.get_logger("deployx.files")
+_request = msgspec.json.Decoder(ChunkRequest)
+REQUESTS = Counter(
+    "deployx_file_requests_total",
+    "Agents' file chunk requests, by answer (dropped: a reply subject not the agent's inbox)",
+    ["outcome"],
+)
+PARALLEL = 32  # requests answered at once by one server; more wait in NATS' queue
+CACHED = 4096  # executions (and objects) whose facts are kept in memory
+K = TypeVar("K")
+V = TypeVar("V")
+
+_STARTED = (
+    "SELECT type, schema_version, data::text FROM events WHERE stream_id = $1 AND version = 1"
+)
+_DUE_VERSION = (
+    "SELECT version FROM events WHERE stream_id = $1 AND type = 'TaskDue' "
+    "AND data ->> 'execution_id' = $2"
+)
+
+
+class Grant(msgspec.Struct, frozen=True):
+    """What an execution lets its devices read: the file of its task as fired (None: nothing)."""
+
+    file_id: str | None
+    devices: frozenset[str]
+
+
+class FileServer:
+    """Answers ChunkRequests on every agent's files subject, in a queue group of all replicas."""
+
+    def __init__(
+        self, db: Executor, client: nats.aio.client.Client, bucket: str = FILES_BUCKET
+    ) -> None:
+        self._db, self._nc, self._bucket = db, client, bucket
+        self._js = client.jetstream()
+        self._store: ObjectStore | None = None
+        # An execution's targets and task never change once it started: safe to keep.
+        self._grants: OrderedDict[str, Grant] = OrderedDict()
+        self._objects: OrderedDict[str, ObjectInfo] = OrderedDict()
+        self._slots = asyncio.Semaphore(PARALLEL)
+        self._answering: set[asyncio.Task[None]] = set()
+        self._subscription: nats.aio.subscription.Subscription | None = None
+
+    async def start(self) -> None:
+        self._subscription = await self._nc.subscribe(
+            ALL_FILE_REQUESTS, queue=FILE_SERVER_QUEUE, cb=self._on_request
+        )
+
+    async def stop(self) -> None:
+        if self._subscription is not None:
+            await self._subscription.unsubscribe()
+        if self._answering:
+            await asyncio.wait(self._answering, timeout=10)
+
+    async def _on_request(self, msg: nats.aio.msg.Msg) -> None:
+        await self._slots.acquire()  # holding up this callback holds up the subscription
+        task = asyncio.create_task(self._answer(msg))
+        self._answering.add(task)
+        task.add_done_callback(self._answering.discard)
+        task.add_done_callback(lambda _: self._slots.release())
+
+    async def _answer(self, msg: nats.aio.msg.Msg) -> None:
+        device = device_of(msg.subject)
+        # Only to the asking agent's own inbox: a reply subject is the sender's choice, and
+        # another device's jobs subject would have us deliver to it.
+        if not msg.reply.startswith(f"{agent_inbox_prefix(device)}."):
+            log.warning("file_request_dropped", device_id=device, reply=msg.reply[:200])
+            REQUESTS.labels("dropped").inc()
+            return
+        try:
+            request = _request.decode(msg.data)
+        except msgspec.DecodeError as exc:
+            log.warning("file_request_refused", device_id=device, reason=str(exc)[:200])
+            await self._reply(msg.reply, "refused")
+            return
+        try:
+            await self._serve(msg.reply, device, request)
+        except (*UNAVAILABLE, *NATS_UNAVAILABLE) as exc:
+            log.warning("file_request_failed", device_id=device, error=describe(exc))
+            await self._reply(msg.reply, "unavailable")
+        except Exception:
+            log.exception("file_request_failed", device_id=device, job_id=request.job_id)
+            await self._reply(msg.reply, "unavailable")
+
+    async def _serve(self, reply: str, device: str, request: ChunkRequest) -> None:
+        grant = await self._grant(request.job_id, device)
+        if grant is None or device not in grant.devices or grant.file_id != request.file_id:
+            log.warning(
+                "file_request_refused",
+                device_id=device,
+                job_id=request.job_id,
+                file_id=request.file_id,
+            )
+            await self._reply(reply, "refused")
+            return
+        info = await self._object(request.file_id)
+        if info is None:
+            await self._reply(reply, "missing")
+            return
+        about = {
+            SIZE: str(info.size or 0),
+            CHUNKS: str(info.chunks or 0),
+            DIGEST: info.digest or "",
+        }
+        if not info.chunks:
+            await self._reply(reply, "ok", {**about, SEQUENCE: "0"})
+            return
+        try:
+            chunk = await self._js.get_msg(
+                f"OBJ_{self._bucket}",
+                seq=request.after + 1,
+                subject=f"$O.{self._bucket}.C.{info.nuid}",
+                next=True,
+            )
+        except NotFoundError:  # the object is recorded, its chunks are gone
+            await self._reply(reply, "missing", about)
+            return
+        await self._reply(reply, "ok", {**about, SEQUENCE: str(chunk.seq)}, chunk.data or b"")
+
+    async def _reply(
+        self, reply: str, status: Status, headers: dict[str, str] | None = None, data: bytes = b""
+    ) -> None:
+        await self._nc.publish(reply, data, headers={STATUS: status, **(headers or {})})
+        REQUESTS.labels(status).inc()
+
+    async def _grant(self, job_id: str, device: str) -> Grant | None:
+        """The grant of the job's execution; None if the job id is not one of this device's."""
+        suffix = f":{device}"
+        if not job_id.endswith(suffix):
+            return None
+        execution_id = job_id.removesuffix(suffix)
+        grant = self._grants.get(execution_id)
+        if grant is not None:
+            self._grants.move_to_end(execution_id)
+        else:
+            grant = await self._load_grant(execution_id)
+            if grant is None:
+                return None  # not kept: anyone may make up ids, and they must not evict
+            _remember(self._grants, execution_id, grant)
+        return grant
+
+    async def _load_grant(self, execution_id: str) -> Grant | None:
+        row = await self._db.fetchrow(_STARTED, execution_id)
+        if row is None or row["type"] != "ExecutionStarted":
+            return None
+        started = decode_data(row["type"], row["data"], row["schema_version"])
+        assert isinstance(started, ExecutionStarted)
+        devices = frozenset(started.device_ids)
+        due_version = await self._db.fetchval(_DUE_VERSION, started.task_id, execution_id)
+        if due_version is None:
+            return Grant(file_id=None, devices=devices)
+        spec = (await task_as_fired(self._db, started.task_id, due_version)).spec
+        if spec is None or spec.task_type != "file_deployment":
+            return Grant(file_id=None, devices=devices)
+        file_id = (spec.task_payload.get("file_payload") or {}).get("file_id")
+        return Grant(file_id=None if file_id is None else str(file_id), devices=devices)
+
+    async def _object(self, file_id: str) -> ObjectInfo | None:
+        """The object's info (its chunks' subject, size, digest); None if it is not stored."""
+        info = self._objects.get(file_id)
+        if info is not None:
+            return info
+        try:
+            if self._store is None:
+                self._store = await self._js.object_store(self._bucket)
+            info = await self._store.get_info(file_id)
+        except (BucketNotFoundError, ObjectNotFoundError):
+            return None
+        if info.is_link() or not info.nuid:
+            log.warning("file_not_servable", file_id=file_id, reason="a link, not an object")
+            return None
+        # An object's name is a fresh uuid per upload and never rewritten: safe to keep.
+        _remember(self._objects, file_id, info)
+        return info
+
+
+def _remember(cache: OrderedDict[K, V], key: K, value: V) -> None:
+    cache[key] = value
+    cache.move_to_end(key)
+    while len(cache) > CACHED:
+        cache.popitem(last=False)

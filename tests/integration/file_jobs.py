@@ -1,0 +1,80 @@
+"""File jobs as the executor records them, and the file server that hands out their files."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+
+import asyncpg
+import nats
+import nats.aio.client
+
+from events.execution import ExecutionStarted
+from events.task import TaskCreated, TaskDue
+from services.agent.file_fetch import FileFetcher
+from services.executor.file_server import FileServer
+from services.executor.run import job_id
+from services.nats_auth import agent_inbox_prefix
+from services.store import append
+
+
+async def file_job(
+    db: asyncpg.Pool,
+    device_ids: list[str],
+    file_id: str,
+    task_type: str = "file_deployment",
+) -> str:
+    """A run of a file task deploying file_id, started on device_ids; its execution id."""
+    task_id, execution_id, now = str(uuid.uuid4()), str(uuid.uuid4()), datetime.now(UTC)
+    payload = {"file_payload": {"file_id": file_id, "destination": "/tmp/x"}}
+    if task_type == "command":
+        payload = {"command_payload": {"command": f"echo {file_id}"}}
+    created = TaskCreated(
+        task_id=task_id,
+        user_id="ops",
+        name="ship a file",
+        task_type=task_type,
+        recurrence_type="daily",
+        recurrence_config={"time": "03:00"},
+        device_ids=device_ids,
+        task_payload=payload,
+        created_at=now,
+    )
+    due = TaskDue(
+        task_id=task_id, execution_id=execution_id, scheduled_for=now, trigger="manual", due_at=now
+    )
+    await append(db, task_id, task_type, [created, due], expected_version=0)
+    started = ExecutionStarted(
+        execution_id=execution_id,
+        task_id=task_id,
+        trigger="manual",
+        scheduled_for=now,
+        started_at=now,
+        device_ids=device_ids,
+    )
+    await append(db, execution_id, task_type, [started], expected_version=0)
+    return execution_id
+
+
+def fetcher(client: nats.aio.client.Client, device_id: str, execution_id: str) -> FileFetcher:
+    """What the agent of device_id uses for its job of that execution."""
+    return FileFetcher(client, device_id, job_id(execution_id, device_id))
+
+
+async def agent_connection(url: str, device_id: str) -> nats.aio.client.Client:
+    """A client with the agent's inbox, as an agent connects (no login: an open server)."""
+    return await nats.connect(url, inbox_prefix=agent_inbox_prefix(device_id))
+
+
+@asynccontextmanager
+async def file_server(
+    db: asyncpg.Pool, client: nats.aio.client.Client, bucket: str
+) -> AsyncIterator[FileServer]:
+    server = FileServer(db, client, bucket)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
