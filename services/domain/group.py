@@ -12,19 +12,19 @@ from msgspec.structs import replace
 from events.base import Event
 from events.device import GroupCreated, GroupDeleted, GroupUpdated
 from services.domain.errors import Conflict, NotFound
-from services.domain.task_spec import DeviceId, unique
+from services.domain.task_spec import MAX_TARGETS, DeviceId, unique
 
 GroupName = Annotated[str, Meta(min_length=1, max_length=200)]
 
 
 class GroupInput(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     name: GroupName
-    device_ids: Annotated[list[DeviceId], Meta(max_length=100_000)] = []
+    device_ids: Annotated[list[DeviceId], Meta(max_length=MAX_TARGETS)] = []
 
 
 class GroupPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     name: GroupName | UnsetType = UNSET
-    device_ids: Annotated[list[DeviceId], Meta(max_length=100_000)] | UnsetType = UNSET
+    device_ids: Annotated[list[DeviceId], Meta(max_length=MAX_TARGETS)] | UnsetType = UNSET
 
 
 class GroupState(msgspec.Struct, kw_only=True):

@@ -10,10 +10,11 @@ from msgspec import UNSET, Meta, UnsetType
 from events.base import TASK_TYPES
 from services.agent_protocol import DEVICE_ID_PATTERN
 from services.domain.errors import ValidationFailed
+from services.domain.payload_rules import check_payload
 
 Name = Annotated[str, Meta(min_length=1, max_length=200)]
 Description = Annotated[str, Meta(max_length=5000)]
-DeviceId = Annotated[str, Meta(min_length=1, max_length=200, pattern=DEVICE_ID_PATTERN)]
+DeviceId = Annotated[str, Meta(min_length=1, max_length=128, pattern=DEVICE_ID_PATTERN)]
 MAX_GROUP_ID = 2**31 - 1  # device_groups.id is a PostgreSQL integer
 GroupId = Annotated[int, Meta(ge=1, le=MAX_GROUP_ID)]
 Seconds = Annotated[int, Meta(ge=0, le=366 * 86400)]
@@ -21,7 +22,8 @@ TaskType = Literal["command", "software_deployment", "file_deployment"]
 RecurrenceType = Literal["once", "daily", "weekly", "monthly", "custom", "interval"]
 OverlapPolicy = Literal["skip", "allow"]
 
-MAX_TARGETS = 100_000
+MAX_TARGETS = 10_000  # device ids of one task or group
+MAX_GROUPS = 1_000  # group ids of one task
 
 
 class CommandPayload(msgspec.Struct, forbid_unknown_fields=True):
@@ -29,22 +31,22 @@ class CommandPayload(msgspec.Struct, forbid_unknown_fields=True):
     shell: Literal["bash", "sh", "zsh", "powershell", "pwsh", "cmd", "python3"] = "bash"
     timeout_seconds: Annotated[int, Meta(ge=1, le=86400)] = 300
     env: dict[str, str] = {}
-    working_dir: str | None = None
+    working_dir: Annotated[str, Meta(max_length=4096)] | None = None
 
 
 class SoftwarePayload(msgspec.Struct, forbid_unknown_fields=True):
     package: Annotated[str, Meta(min_length=1, max_length=256)]
-    version: str | None = None
+    version: Annotated[str, Meta(min_length=1, max_length=128)] | None = None
     action: Literal["install", "upgrade", "uninstall"] = "install"
-    manager: str | None = None
+    manager: Annotated[str, Meta(max_length=32)] | None = None
     timeout_seconds: Annotated[int, Meta(ge=1, le=86400)] = 1800
 
 
 class FilePayload(msgspec.Struct, forbid_unknown_fields=True):
     file_id: Annotated[str, Meta(min_length=1, max_length=200)]
-    destination: Annotated[str, Meta(min_length=1, max_length=4096, pattern=r"^/")]
+    destination: Annotated[str, Meta(min_length=1, max_length=4096)]
     mode: Annotated[str, Meta(pattern=r"^0?[0-7]{3,4}$")] = "0644"
-    owner: str | None = None
+    owner: Annotated[str, Meta(max_length=65)] | None = None
     timeout_seconds: Annotated[int, Meta(ge=1, le=86400)] = 600
 
 
@@ -64,7 +66,7 @@ class TaskInput(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     recurrence_type: RecurrenceType
     recurrence_config: dict[str, Any] = {}
     device_ids: Annotated[list[DeviceId], Meta(max_length=MAX_TARGETS)] = []
-    group_ids: Annotated[list[GroupId], Meta(max_length=10_000)] = []
+    group_ids: Annotated[list[GroupId], Meta(max_length=MAX_GROUPS)] = []
     task_payload: dict[str, Any] = {}
     misfire_grace_seconds: Seconds = 3600
     overlap_policy: OverlapPolicy = "skip"
@@ -79,7 +81,7 @@ class TaskPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     recurrence_type: RecurrenceType | UnsetType = UNSET
     recurrence_config: dict[str, Any] | UnsetType = UNSET
     device_ids: Annotated[list[DeviceId], Meta(max_length=MAX_TARGETS)] | UnsetType = UNSET
-    group_ids: Annotated[list[GroupId], Meta(max_length=10_000)] | UnsetType = UNSET
+    group_ids: Annotated[list[GroupId], Meta(max_length=MAX_GROUPS)] | UnsetType = UNSET
     task_payload: dict[str, Any] | UnsetType = UNSET
     misfire_grace_seconds: Seconds | UnsetType = UNSET
     overlap_policy: OverlapPolicy | UnsetType = UNSET
@@ -103,7 +105,9 @@ def canonical_payload(task_type: str, payload: dict[str, Any]) -> dict[str, Any]
         parsed = msgspec.convert(payload[key], shape)
     except msgspec.ValidationError as exc:
         raise from_msgspec_error(exc, prefix=f"task_payload.{key}") from None
-    return {key: msgspec.to_builtins(parsed)}
+    canonical: dict[str, Any] = msgspec.to_builtins(parsed)
+    check_payload(key, canonical)
+    return {key: canonical}
 
 
 def unique(values: list[Any]) -> list[Any]:

@@ -388,7 +388,7 @@ def test_create_with_a_bad_recurrence_config_names_the_field() -> None:
             "file_deployment",
             {"file_payload": {"file_id": "f-1", "destination": "etc/motd"}},
             "task_payload.file_payload.destination",
-            "expected `str` matching regex '^/'",
+            "must be an absolute path, starting with /",
             id="relative-destination",
         ),
     ],
