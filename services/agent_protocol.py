@@ -14,6 +14,9 @@ TRUNCATED_MARKER = f"\n[... output truncated at {OUTPUT_LIMIT // 1024} KiB]"
 # A device id is one NATS subject token (deployx.agents.<id>.jobs): no dots, spaces, wildcards.
 DEVICE_ID_PATTERN = r"^[A-Za-z0-9_:\-]+$"
 DEVICE_ID_MAX = 128
+# What decoding a device's message may raise: msgspec gives up on deep nesting (of a field it
+# would skip, say) with RecursionError, not DecodeError.
+DECODE_ERRORS = (msgspec.DecodeError, RecursionError)
 # What PostgreSQL's integer column and every exit code of a real process fit in.
 INT32 = Meta(ge=-(2**31), le=2**31 - 1)
 

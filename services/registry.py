@@ -14,7 +14,7 @@ import nats.aio.msg
 import structlog
 
 from events.device import DeviceRegistered
-from services.agent_protocol import Heartbeat, device_of
+from services.agent_protocol import DECODE_ERRORS, Heartbeat, device_of
 from services.clock import wait_first
 from services.db import DATABASE_ERRORS, UNAVAILABLE, describe
 from services.rejections import Rejections
@@ -67,8 +67,8 @@ class DeviceRegistry:
         now = datetime.now(UTC)
         try:
             beat = _heartbeat.decode(msg.data)
-        except msgspec.DecodeError as exc:
-            self.rejections.note(sender, "heartbeat", str(exc), msg.data)
+        except DECODE_ERRORS as exc:
+            self.rejections.note(sender, "heartbeat", str(exc) or type(exc).__name__, msg.data)
             return
         if beat.device_id != sender:
             self.rejections.note(sender, "heartbeat", "a heartbeat for another device", msg.data)

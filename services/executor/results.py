@@ -11,6 +11,7 @@ import nats.aio.subscription
 import structlog
 
 from services.agent_protocol import (
+    DECODE_ERRORS,
     ERROR_LIMIT,
     OUTPUT_LIMIT,
     JobReference,
@@ -53,8 +54,8 @@ class ResultRouter:
         sender = device_of(msg.subject)
         try:
             report = _sized(_report.decode(msg.data))
-        except msgspec.DecodeError as exc:
-            self._refused(sender, msg.data, str(exc))
+        except DECODE_ERRORS as exc:
+            self._refused(sender, msg.data, str(exc) or type(exc).__name__)
             return
         expected = self._expected.get(report.job_id)
         if expected is None:
@@ -72,7 +73,7 @@ class ResultRouter:
         try:
             # Invalid UTF-8 anywhere fails the whole document; the job id may still be read.
             job_id = _reference.decode(data.decode("utf-8", errors="replace")).job_id
-        except msgspec.DecodeError:
+        except DECODE_ERRORS:
             return
         expected = self._expected.get(job_id)
         if expected is None or expected[0] != sender:

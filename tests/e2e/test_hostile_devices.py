@@ -5,13 +5,17 @@ device's run still succeeds within seconds."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 import pytest
 
+from services.agent_protocol import DECODE_ERRORS, Heartbeat, JobReport, heartbeat_subject
 from tests.e2e.fleet import Fleet, command_task, run_now
 from tests.e2e.hostile import HostileDevice, finished, heartbeat
 from tests.e2e.processes import wait_until
+from tests.e2e.protocol_fuzz import examples, messages
 from tests.stack import Client
 
 pytestmark = pytest.mark.e2e
@@ -37,6 +41,16 @@ async def wait_for_rejection(fleet: Fleet, device_id: str) -> list[dict[str, Any
 async def results_of(fleet: Fleet, task_id: str, execution_id: str) -> dict[str, Any]:
     execution = await fleet.finished(task_id, execution_id, timeout=30)
     return dict(execution["result"]["execution_details"])
+
+
+def _refused_or_clamped(data: bytes) -> bool:
+    """What the registry must refuse or correct: undecodable, another device's, or a start
+    time in the future (the test runs well within the registry's 5 minutes of skew)."""
+    try:
+        beat = msgspec.json.decode(data, type=Heartbeat)
+    except DECODE_ERRORS:
+        return True
+    return beat.device_id != "fuzz-1" or beat.started_at > datetime.now(UTC)
 
 
 async def a_healthy_run_succeeds(fleet: Fleet, device_id: str) -> None:
@@ -169,3 +183,44 @@ async def test_an_output_larger_than_the_limit_is_cut_by_the_executor(
     assert stdout.endswith("[... output truncated at 64 KiB]")
     assert len(stdout.encode()) <= 64 * 1024 + 64
     assert len(details["evil-5"]["error"].encode()) <= 4 * 1024 + 8
+
+
+async def test_a_fuzzed_agent_protocol_stalls_nothing(fleet: Fleet, nats_url: str) -> None:
+    """Results and heartbeats drawn from the protocol's own msgspec types, with fields broken,
+    dropped or replaced by edge values, and raw non-JSON: every run still completes."""
+    fleet.executor()
+    fleet.agent("good-1")
+    reports_per_job = 100
+
+    def fuzzed_then_honest(job: dict[str, Any]) -> list[bytes]:
+        fuzzed = examples(messages(JobReport, {"job_id": job["job_id"]}), reports_per_job)
+        return [*fuzzed, *finished(job, exit_code=0)]
+
+    async with HostileDevice(nats_url, "fuzz-1", fuzzed_then_honest) as fuzz:
+        await fleet.wait_online(["good-1", "fuzz-1"])
+        beats = examples(messages(Heartbeat, {"device_id": "fuzz-1"}), 300)
+        for beat in beats:
+            await fuzz.publish(heartbeat_subject("fuzz-1"), beat)
+        # Each one refused (or clamped) is counted where an admin sees it, none more.
+        expected = sum(1 for beat in beats if _refused_or_clamped(beat))
+        counted: list[int] = []
+
+        async def all_refused() -> bool:
+            items = await rejections_of(fleet.api, "fuzz-1")
+            counted[:] = [sum(i["count"] for i in items if i["source"] == "heartbeat")]
+            return counted[0] >= expected
+
+        await wait_until(all_refused, 15, "every bad heartbeat refused", fleet.watched)
+        assert counted == [expected]
+        for run in range(3):
+            task_id, execution_id = await run_now(
+                fleet.api, command_task(f"echo run {run}", ["good-1", "fuzz-1"])
+            )
+            details = await results_of(fleet, task_id, execution_id)
+            assert details["good-1"]["status"] == "success", details
+            assert details["fuzz-1"]["status"] in ("success", "failed", "timeout"), details
+
+        sources = {item["source"] for item in await rejections_of(fleet.api, "fuzz-1")}
+        assert sources == {"heartbeat", "result"}
+        await fleet.wait_online(["good-1", "fuzz-1"])  # valid heartbeats still count
+    await a_healthy_run_succeeds(fleet, "good-1")
