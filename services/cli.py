@@ -6,12 +6,17 @@ import argparse
 import asyncio
 import os
 import re
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from events.base import TASK_TYPES
 from services import runtime
 from services.logs import configure_logging
 from services.settings import Settings, from_env
+
+if TYPE_CHECKING:
+    import asyncpg
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -108,6 +113,18 @@ def _parser() -> argparse.ArgumentParser:
     events.add_argument("--after", type=int, help="only events after this position")
     _stack_dir_option(events)
     events.set_defaults(run=_events)
+    revoke = token_commands.add_parser(
+        "revoke", help="revoke a token (read from stdin), --token, all of --user's, or --hash"
+    )
+    which = revoke.add_mutually_exclusive_group()
+    which.add_argument("--token", help="the token itself (default: read from stdin)")
+    which.add_argument("--user", help="every token of this user")
+    which.add_argument("--hash", dest="sha256_prefix", help="the hash prefix `token list` shows")
+    _stack_dir_option(revoke)
+    revoke.set_defaults(run=_token_revoke)
+    listing = token_commands.add_parser("list", help="every token: user, role, created, hash")
+    _stack_dir_option(listing)
+    listing.set_defaults(run=_token_list)
 
     replay = commands.add_parser("replay", help="rebuild every read table from the log")
     _stack_dir_option(replay)
@@ -184,6 +201,56 @@ def _events(args: argparse.Namespace, settings: Settings) -> None:
     from services.audit import print_events
 
     asyncio.run(print_events(settings.database_url, args.task, args.after))
+
+
+def _token_revoke(args: argparse.Namespace, settings: Settings) -> None:
+    from services.auth import revoke_tokens
+
+    token = args.token
+    if token is None and args.user is None and args.sha256_prefix is None:
+        token = sys.stdin.readline().strip()
+        if not token:
+            raise SystemExit("give the token on stdin, or --token, --user or --hash")
+
+    async def run() -> int:
+        conn = await _connect(settings)
+        try:
+            return await revoke_tokens(
+                conn, token=token, user=args.user, sha256_prefix=args.sha256_prefix
+            )
+        finally:
+            await conn.close()
+
+    try:
+        revoked = asyncio.run(run())
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
+    print(f"revoked {revoked} token{'' if revoked == 1 else 's'}")
+    if revoked == 0:
+        raise SystemExit(1)
+
+
+def _token_list(_args: argparse.Namespace, settings: Settings) -> None:
+    from services.auth import list_tokens
+
+    async def run() -> list[str]:
+        conn = await _connect(settings)
+        try:
+            tokens = await list_tokens(conn)
+        finally:
+            await conn.close()
+        return [
+            f"{t.user}\t{t.role}\t{t.created_at.isoformat(timespec='seconds')}\t{t.sha256_prefix}"
+            for t in tokens
+        ]
+
+    print("user\trole\tcreated\tsha256", *asyncio.run(run()), sep="\n")
+
+
+async def _connect(settings: Settings) -> asyncpg.Connection:
+    import asyncpg
+
+    return await asyncpg.connect(settings.database_url)
 
 
 def _replay(_args: argparse.Namespace, settings: Settings) -> None:

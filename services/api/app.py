@@ -75,8 +75,11 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     pool = await create_pool(settings.database_url, settings.db_pool_max)
     watcher = ProjectionWatcher(pool)
     await watcher.start()
-    app[POOL], app[WATCHER], app[TOKENS] = pool, watcher, TokenCache(pool)
+    tokens = TokenCache(pool)
+    await tokens.start()
+    app[POOL], app[WATCHER], app[TOKENS] = pool, watcher, tokens
     yield
+    await tokens.stop()
     await watcher.stop()
     await pool.close()
 
