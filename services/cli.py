@@ -108,11 +108,6 @@ def _parser() -> argparse.ArgumentParser:
     _stack_dir_option(create)
     create.set_defaults(run=_token_create)
 
-    events = commands.add_parser("events", help="the audit log as JSON lines, in log order")
-    events.add_argument("--task", help="only this task's events")
-    events.add_argument("--after", type=int, help="only events after this position")
-    _stack_dir_option(events)
-    events.set_defaults(run=_events)
     revoke = token_commands.add_parser(
         "revoke", help="revoke a token (read from stdin), --token, all of --user's, or --hash"
     )
@@ -125,6 +120,12 @@ def _parser() -> argparse.ArgumentParser:
     listing = token_commands.add_parser("list", help="every token: user, role, created, hash")
     _stack_dir_option(listing)
     listing.set_defaults(run=_token_list)
+
+    events = commands.add_parser("events", help="the audit log as JSON lines, in log order")
+    events.add_argument("--task", help="only this task's events")
+    events.add_argument("--after", type=int, help="only events after this position")
+    _stack_dir_option(events)
+    events.set_defaults(run=_events)
 
     replay = commands.add_parser("replay", help="rebuild every read table from the log")
     _stack_dir_option(replay)
@@ -197,12 +198,6 @@ def _token_create(args: argparse.Namespace, settings: Settings) -> None:
     print(asyncio.run(run()))
 
 
-def _events(args: argparse.Namespace, settings: Settings) -> None:
-    from services.audit import print_events
-
-    asyncio.run(print_events(settings.database_url, args.task, args.after))
-
-
 def _token_revoke(args: argparse.Namespace, settings: Settings) -> None:
     from services.auth import revoke_tokens
 
@@ -251,6 +246,12 @@ async def _connect(settings: Settings) -> asyncpg.Connection:
     import asyncpg
 
     return await asyncpg.connect(settings.database_url)
+
+
+def _events(args: argparse.Namespace, settings: Settings) -> None:
+    from services.audit import print_events
+
+    asyncio.run(print_events(settings.database_url, args.task, args.after))
 
 
 def _replay(_args: argparse.Namespace, settings: Settings) -> None:
