@@ -74,6 +74,9 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return error_response(status, exc.code, exc.message, exc.details)
     except web.HTTPRequestEntityTooLarge as exc:
         return error_response(413, "body_too_large", exc.text or "the request body is too large")
+    except web.RequestPayloadError as exc:  # e.g. a Content-Encoding that does not decode
+        reason = str(exc).splitlines()[-1].strip()[:200]
+        return error_response(400, "malformed_body", f"the request body cannot be read: {reason}")
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

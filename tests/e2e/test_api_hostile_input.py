@@ -143,3 +143,14 @@ async def test_a_request_aiohttp_cannot_read_gets_a_json_400(
     assert error["message"].startswith(f"{field}: "), error
     assert headers["x-content-type-options"] == "nosniff", headers
     assert headers["content-security-policy"].startswith("default-src 'self'"), headers
+
+
+@pytest.mark.parametrize("path", [TASKS, "/api/files"])
+async def test_a_body_that_does_not_decompress_is_400_not_500(operator: Client, path: str) -> None:
+    headers = json_headers() | {"Content-Encoding": "gzip"}
+
+    response = await operator.call("POST", path, data=b"this is not gzip", headers=headers)
+
+    error = assert_error(response, 400, "malformed_body")
+    assert "content-encoding" in error["message"].lower(), error
+    assert (await list_tasks(operator))["total"] == 0
