@@ -86,6 +86,17 @@ async def agent_client(server: Server, device_id: str, errors: list[str]) -> nat
     )
 
 
+async def settled(client: nats.aio.client.Client) -> None:
+    """Until the server has everything the client sent so far (its subscriptions in place).
+
+    nats-py 2.16 writes a flush's PING straight to the socket, ahead of commands still queued
+    for its flusher: one flush may come back before a SUB sent earlier reached the server. The
+    second PING leaves after the flusher ran (it was woken before the first PONG could come).
+    """
+    await client.flush()
+    await client.flush()
+
+
 async def refusal(errors: list[str], text: str) -> None:
     """The server's -ERR reaches the client's error callback a moment after the refusal."""
     for _ in range(500):
@@ -110,10 +121,10 @@ async def test_an_agent_cannot_read_another_agents_jobs(
 
     await rogue.subscribe(jobs_subject("dev-b"), cb=on_message)
     await rogue.subscribe(jobs_subject("dev-a"), cb=on_message)
-    await rogue.flush()
+    await settled(rogue)
     await services_client.publish(jobs_subject("dev-b"), b"secret work for dev-b")
     await services_client.publish(jobs_subject("dev-a"), b"work for dev-a")
-    await services_client.flush()
+    await settled(services_client)
     async with asyncio.timeout(5):
         await own_job.wait()  # sent after dev-b's: had dev-b's come, it came first
 
@@ -136,10 +147,10 @@ async def test_an_agent_cannot_publish_a_result_as_another_device(
             own_result.set()
 
     await services_client.subscribe("deployx.agents.*.results", cb=on_result)
-    await services_client.flush()
+    await settled(services_client)
     await rogue.publish(results_subject("dev-b"), b'{"job_id": "x", "state": "finished"}')
     await rogue.publish(results_subject("dev-a"), b'{"job_id": "y", "state": "accepted"}')
-    await rogue.flush()
+    await settled(rogue)
     async with asyncio.timeout(5):
         await own_result.wait()
 
@@ -223,7 +234,7 @@ async def test_an_agent_cannot_get_a_file_of_another_devices_job(
     # dev-b's own subjects: its jobs, and its inbox, where its file chunks come.
     await victim.subscribe(jobs_subject("dev-b"), cb=on_message)
     await victim.subscribe(f"{agent_inbox_prefix('dev-b')}.>", cb=on_message)
-    await victim.flush()
+    await settled(victim)
 
     # Through the agent's own download: the job of dev-b's run, as if it were dev-a's.
     destination = tmp_path / "stolen.bin"
@@ -250,7 +261,7 @@ async def test_an_agent_cannot_get_a_file_of_another_devices_job(
     await rogue.publish(
         files_subject("dev-b"), msgspec.json.encode(request), reply="_INBOX_dev-a.x"
     )
-    await rogue.flush()
+    await settled(rogue)
     await refusal(errors, f'permissions violation for publish to "{files_subject("dev-b")}"')
 
     # Its own job, with the answer sent to dev-b's jobs subject: the file server drops it.
@@ -259,14 +270,14 @@ async def test_an_agent_cannot_get_a_file_of_another_devices_job(
     await rogue.publish(
         files_subject("dev-a"), msgspec.json.encode(request), reply=jobs_subject("dev-b")
     )
-    await rogue.flush()
+    await settled(rogue)
     for _ in range(500):
         if answered() > before:
             break
         await asyncio.sleep(0.01)
     assert dropped() == dropped_before + 1
-    await services_client.flush()
-    await victim.flush()
+    await settled(services_client)
+    await settled(victim)
     assert stolen == []
     await rogue.close()
     await victim.close()
@@ -296,10 +307,10 @@ async def test_an_agent_cannot_publish_a_heartbeat_as_another_device(
             own_beat.set()
 
     await services_client.subscribe("deployx.agents.*.heartbeat", cb=on_beat)
-    await services_client.flush()
+    await settled(services_client)
     await rogue.publish(heartbeat_subject("dev-b"), b"{}")
     await rogue.publish(heartbeat_subject("dev-a"), b"{}")
-    await rogue.flush()
+    await settled(rogue)
     async with asyncio.timeout(5):
         await own_beat.wait()
 
@@ -384,7 +395,7 @@ async def test_an_agent_cannot_use_jetstream_at_all(
         delivered.append(msg.data)
 
     await victim.subscribe(jobs_subject("dev-b"), cb=on_job)
-    await victim.flush()
+    await settled(victim)
 
     for param in FORBIDDEN_PUBLISHES:
         subject, payload = param.values
@@ -392,7 +403,7 @@ async def test_an_agent_cannot_use_jetstream_at_all(
         await rogue.publish(subject, payload, reply=f"{agent_inbox_prefix('dev-a')}.r")
     # The server answers in order: once the last is refused, every refusal has come.
     await rogue.publish("deployx.last")
-    await rogue.flush()
+    await settled(rogue)
     await refusal(errors, 'permissions violation for publish to "deployx.last"')
 
     allowed = [
@@ -406,7 +417,7 @@ async def test_an_agent_cannot_use_jetstream_at_all(
         assert names == ["keeper"], (stream, names)
     after = {name: (await js.stream_info(name)).state for name in (FILES_STREAM, STREAM)}
     assert after == before
-    await victim.flush()
+    await settled(victim)
     assert delivered == []
     await rogue.close()
     await victim.close()
@@ -419,6 +430,6 @@ async def test_an_agent_cannot_subscribe_to_stored_subjects(server: Server, subj
     errors: list[str] = []
     rogue = await agent_client(server, "dev-a", errors)
     await rogue.subscribe(subject)
-    await rogue.flush()
+    await settled(rogue)
     await refusal(errors, f'permissions violation for subscription to "{subject}"'.lower())
     await rogue.close()
