@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 import secrets
@@ -120,6 +121,7 @@ class TokenCache:
         self._known: dict[bytes, tuple[float, Principal | None]] = {}
         # Bumped on every revocation: a lookup that began before one must not be remembered.
         self._generation = 0
+        self._changed = asyncio.Event()
         self._listener = Listener(pool, REVOKED_CHANNEL, lambda _: self.forget(), self.forget)
 
     async def start(self) -> None:
@@ -131,6 +133,18 @@ class TokenCache:
     def forget(self) -> None:
         self._generation += 1
         self._known.clear()
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    @property
+    def generation(self) -> int:
+        """How many times the cache was told to forget: a stream compares it across a wait."""
+        return self._generation
+
+    @property
+    def changed(self) -> asyncio.Event:
+        """Set at the next revocation: long-lived streams wait on it to check their token."""
+        return self._changed
 
     async def principal(self, token: str) -> Principal | None:
         digest = hash_token(token)

@@ -18,6 +18,7 @@ WATCHER = web.AppKey("watcher", ProjectionWatcher)
 NATS = web.AppKey("nats", nats.aio.client.Client)
 LIVE = web.AppKey("live", LiveFeed)
 PRINCIPAL = web.RequestKey("principal", Principal)  # set by the auth middleware
+BEARER = web.RequestKey("bearer", str)  # the token itself, for streams that re-check it
 
 
 def principal_of(request: web.Request) -> Principal:

@@ -11,7 +11,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from prometheus_client import Counter, Histogram
 
-from services.api.keys import PRINCIPAL, TOKENS
+from services.api.keys import BEARER, PRINCIPAL, TOKENS
 from services.api.responses import ApiError, error_response
 from services.db import UNAVAILABLE, describe
 from services.domain.errors import Conflict, DomainError, NotFound, TooLarge, ValidationFailed
@@ -108,5 +108,5 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     principal = await request.app[TOKENS].principal(token) if token.isascii() else None
     if principal is None:
         raise ApiError(401, "unauthorized", "the token is not valid")
-    request[PRINCIPAL] = principal
+    request[PRINCIPAL], request[BEARER] = principal, token
     return await handler(request)

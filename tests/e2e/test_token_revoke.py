@@ -3,6 +3,7 @@ processes: a revoked token stops working on every API within a second."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import subprocess
 from collections.abc import AsyncIterator
@@ -134,3 +135,33 @@ async def test_revoke_without_a_token_refuses_to_guess(apis: Apis) -> None:
 
     assert done.returncode != 0
     assert "stdin" in done.stderr, done.stderr
+
+
+async def test_a_live_stream_opened_with_a_token_ends_when_it_is_revoked(apis: Apis) -> None:
+    token, other = apis.create("mallory"), apis.create("alice")
+    streams = [
+        await apis.session.get(f"{url}/api/live", headers={"Authorization": f"Bearer {t}"})
+        for url in apis.urls
+        for t in (token, other)
+    ]
+    try:
+        for stream in streams:
+            assert stream.status == 200
+            assert await stream.content.readline() == b"retry: 2000\n"
+
+        done = apis.deployx("token", "revoke", "--token", token)
+
+        assert done.returncode == 0, done.stderr
+        revoked, kept = streams[0::2], streams[1::2]
+
+        async def ended() -> None:
+            for stream in revoked:
+                while await stream.content.read(4096):
+                    pass
+
+        # Both APIs end the revoked token's streams, and only those.
+        await asyncio.wait_for(ended(), REVOKED_WITHIN)
+        assert not any(stream.content.at_eof() for stream in kept)
+    finally:
+        for stream in streams:
+            stream.close()
