@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ssl
+
 import nats
 import nats.aio.client
 import nats.errors
@@ -24,11 +26,17 @@ NATS_UNAVAILABLE: tuple[type[Exception], ...] = (
 )
 
 
-async def connect_nats(url: str, name: str) -> nats.aio.client.Client:
+async def connect_nats(url: str, name: str, ca_file: str | None = None) -> nats.aio.client.Client:
+    """ca_file (DEPLOYX_NATS_CA): the CA that signed the servers' TLS certificates; with it the
+    connection is TLS whatever the URL's scheme. tls:// URLs without it trust the system's CAs."""
+
     async def report(exc: Exception) -> None:
         log.warning("nats_error", client=name, error=str(exc))
 
-    return await nats.connect(servers(url), name=name, max_reconnect_attempts=-1, error_cb=report)
+    tls = ssl.create_default_context(cafile=ca_file) if ca_file else None
+    return await nats.connect(
+        servers(url), name=name, max_reconnect_attempts=-1, error_cb=report, tls=tls
+    )
 
 
 def servers(url: str) -> list[str]:

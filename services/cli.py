@@ -75,6 +75,12 @@ def _parser() -> argparse.ArgumentParser:
     agent.add_argument("--device-id", required=True)
     agent.add_argument("--nats", help="NATS URL (default: DEPLOYX_NATS_URL)")
     agent.add_argument("--creds", type=Path, help="NATS credentials: a .creds file or JSON")
+    agent.add_argument(
+        "--tls-ca", type=Path, help="CA file for the server's TLS certificate (DEPLOYX_NATS_CA)"
+    )
+    agent.add_argument(
+        "--run-as", metavar="USER", help="started as root: run jobs as USER (after reading --creds)"
+    )
     agent.add_argument("--state-dir", type=Path, help="where the agent remembers its jobs")
     agent.add_argument(
         "--allow-root",
@@ -271,6 +277,8 @@ def _agent(args: argparse.Namespace, settings: Settings) -> None:
         device_id=args.device_id,
         nats_url=args.nats or settings.nats_url,
         creds=args.creds,
+        tls_ca=args.tls_ca or (Path(settings.nats_ca) if settings.nats_ca else None),
+        run_as=args.run_as,
         state_dir=args.state_dir or default_state_dir(),
         allow_roots=args.allow_root,
         labels=labels,

@@ -58,7 +58,7 @@ async def readiness(
 async def serve_health(settings: Settings, stop: asyncio.Event) -> None:
     """Live while the event loop answers; ready while PostgreSQL and NATS are reachable."""
     pool = await create_pool(settings.database_url, max_size=1)
-    client = await connect_nats(settings.nats_url, "deployx-health")
+    client = await connect_nats(settings.nats_url, "deployx-health", settings.nats_ca)
 
     async def healthz(_request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})

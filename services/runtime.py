@@ -71,7 +71,7 @@ async def serve_ticker(settings: Settings, stop: asyncio.Event) -> None:
 
 async def serve_relay(settings: Settings, stop: asyncio.Event) -> None:
     pool = await create_pool(settings.database_url, max_size=2)
-    client = await connect_nats(settings.nats_url, "deployx-relay")
+    client = await connect_nats(settings.nats_url, "deployx-relay", settings.nats_ca)
     failures, outage = Backoff(first=0.5, limit=30.0), reconnect_backoff()
     try:
         while not stop.is_set():
@@ -99,7 +99,9 @@ async def serve_relay(settings: Settings, stop: asyncio.Event) -> None:
 def executor_service(task_type: str) -> Service:
     async def serve_executor(settings: Settings, stop: asyncio.Event) -> None:
         pool = await create_pool(settings.database_url, max_size=10)
-        client = await connect_nats(settings.nats_url, f"deployx-executor-{task_type}")
+        client = await connect_nats(
+            settings.nats_url, f"deployx-executor-{task_type}", settings.nats_ca
+        )
         failures = Backoff(first=0.5, limit=30.0)
         # File deployments' executors also hand the files out: agents may not read the bucket.
         files = FileServer(pool, client) if task_type == "file_deployment" else None

@@ -11,6 +11,8 @@ import msgspec
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     database_url: str = "postgresql://postgres@127.0.0.1:5432/deployx"
     nats_url: str = "nats://127.0.0.1:4222"
+    # A CA file to verify NATS servers' TLS certificates with (tls:// URLs); None: the system's.
+    nats_ca: str | None = None
     host: str = "127.0.0.1"
     port: int = 8080
     # PEM files: with both set the API serves HTTPS only.
@@ -40,6 +42,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 _ENV = {
     "database_url": "DEPLOYX_DATABASE_URL",
     "nats_url": "DEPLOYX_NATS_URL",
+    "nats_ca": "DEPLOYX_NATS_CA",
     "host": "DEPLOYX_HOST",
     "port": "DEPLOYX_PORT",
     "tls_cert": "DEPLOYX_TLS_CERT",

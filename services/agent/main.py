@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import platform
 import socket
+import ssl
+from collections.abc import Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,7 @@ from services.agent.command import run_command
 from services.agent.file_fetch import FileFetcher
 from services.agent.files import deploy_file
 from services.agent.journal import Journal
+from services.agent.privileges import become
 from services.agent.software import load_driver_modules, run_software
 from services.agent_protocol import (
     Heartbeat,
@@ -49,18 +53,33 @@ class AgentConfig(msgspec.Struct, frozen=True, kw_only=True):
     heartbeat_seconds: float = 5.0
     max_parallel_jobs: int = 8
     driver_modules: list[str] = []
+    # A CA file to verify the server's TLS certificate with (the system's CAs otherwise).
+    tls_ca: Path | None = None
+    # Started as root: the user to become once the credentials are read.
+    run_as: str | None = None
 
 
-async def connect(config: AgentConfig) -> nats.aio.client.Client:
-    """Connects, retrying forever with backoff: an agent outlives any outage of the server."""
+def connect_options(config: AgentConfig) -> dict[str, Any]:
+    """The login and TLS settings, read from their files now (before any change of user)."""
     options: dict[str, Any] = {}
     if config.creds is not None:
         text = config.creds.read_text()
         if "BEGIN NATS USER JWT" in text:
-            options["user_credentials"] = str(config.creds)
+            options["user_credentials"] = nats.aio.client.RawCredentials(text)
         else:
             login = msgspec.json.decode(text, type=dict[str, str])
             options["user"], options["password"] = login["user"], login["password"]
+    if config.tls_ca is not None:
+        options["tls"] = ssl.create_default_context(cafile=str(config.tls_ca))
+    return options
+
+
+async def connect(
+    config: AgentConfig, options: dict[str, Any] | None = None
+) -> nats.aio.client.Client:
+    """Connects, retrying forever with backoff: an agent outlives any outage of the server."""
+    if options is None:
+        options = connect_options(config)
 
     async def report(exc: Exception) -> None:
         log.warning("nats_error", error=str(exc))
@@ -184,11 +203,33 @@ class Agent:
 
 
 async def run_agent(config: AgentConfig, stop: asyncio.Event) -> None:
-    client = await connect(config)
+    options = connect_options(config)
+    if config.run_as is not None:
+        become(config.run_as, config.state_dir)
+        log.info("agent_user", user=config.run_as, uid=os.getuid())
+    client = await _until_stopped(connect(config, options), stop)
+    if client is None:
+        return  # told to stop before any server let us in (wrong address, CA, login ...)
     try:
         await Agent(config, client).run(stop)
     finally:
         await client.drain()
+
+
+async def _until_stopped(
+    connecting: Coroutine[Any, Any, nats.aio.client.Client], stop: asyncio.Event
+) -> nats.aio.client.Client | None:
+    """The connection, or None if stop is set first: connecting retries for ever."""
+    attempt = asyncio.ensure_future(connecting)
+    stopped = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({attempt, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    if attempt.done():
+        return attempt.result()
+    attempt.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await attempt
+    return None
 
 
 def default_state_dir() -> Path:

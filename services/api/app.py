@@ -85,7 +85,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _nats(app: web.Application) -> AsyncIterator[None]:
-    client = await connect_nats(app[SETTINGS].nats_url, "deployx-api")
+    client = await connect_nats(app[SETTINGS].nats_url, "deployx-api", app[SETTINGS].nats_ca)
     app[NATS] = client
     yield
     await client.drain()
