@@ -204,7 +204,8 @@ async def test_an_event_too_large_for_nats_is_set_aside_by_the_relay(
         task_id, execution_id = await run_now(admin, command_task("echo ok", ["dev-1"]))
 
         async def succeeded() -> bool:
-            return (await _execution(admin, task_id, execution_id))["status"] == "success"
+            execution = await _execution(admin, task_id, execution_id)
+            return bool(execution["status"] == "success")
 
         await wait_until(succeeded, 20, "the run after the huge event", services.all)
         status, ready = await stack.anonymous().get("/readyz")
@@ -259,6 +260,5 @@ async def _relay_caught_up(pool: asyncpg.Pool) -> bool:
         WHERE c.name = 'relay' AND (e.tx_id, e.position) > (c.tx_id, c.position)
         """
     )
-    return await pool.fetchval("SELECT count(*) FROM checkpoints WHERE name = 'relay'") == 1 and (
-        behind == 0
-    )
+    has_checkpoint = await pool.fetchval("SELECT count(*) FROM checkpoints WHERE name = 'relay'")
+    return bool(has_checkpoint == 1 and behind == 0)
