@@ -284,6 +284,9 @@ def _agent(args: argparse.Namespace, settings: Settings) -> None:
         labels=labels,
         driver_modules=args.driver_module,
     )
+    # Jobs inherit the agent's environment: not the connection settings it was started with.
+    for name in ("DEPLOYX_NATS_URL", "DEPLOYX_DATABASE_URL"):
+        os.environ.pop(name, None)
     runtime.run_alone(settings, runtime.agent_service(config))
 
 

@@ -59,7 +59,9 @@ class EmbeddedNats(ServerProcess):
         if self.running:
             return self.url
         binary = nats_server_binary()
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        # JetStream's files (events, uploaded files) are for the server's user alone.
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.data_dir.chmod(0o700)
         argv = [str(binary), "--addr", "127.0.0.1", "--port", str(self.port), "--jetstream"]
         argv += ["--store_dir", str(self.data_dir), "--server_name", self.server_name]
         self._spawn([*argv, *self.extra_args])

@@ -6,11 +6,15 @@ import contextlib
 import importlib.util
 import os
 import pwd
+import shutil
 import signal
 import stat
 import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 from services.embedded import ServerProcess, as_user
 
@@ -68,6 +72,59 @@ def _open_to(user: str, data_dir: Path, bin_dir: Path) -> None:
         os.chown(data_dir, account.pw_uid, account.pw_gid)
 
 
+# Every login, local or TCP, must give the password (for `postgres` set by initdb --pwfile).
+SCRAM_HBA = """# Written by deployx: every login needs its password.
+local all all scram-sha-256
+host all all 127.0.0.1/32 scram-sha-256
+host all all ::1/128 scram-sha-256
+local replication all scram-sha-256
+host replication all 127.0.0.1/32 scram-sha-256
+host replication all ::1/128 scram-sha-256
+"""
+
+
+@contextlib.contextmanager
+def password_file(password: str | None, user: str | None) -> Iterator[Path | None]:
+    """The password in a file only `user` (the server's account) may read, for initdb --pwfile;
+    removed afterwards. None without a password."""
+    if password is None:
+        yield None
+        return
+    directory = Path(tempfile.mkdtemp(prefix="deployx-pw-"))  # 0700, ours
+    try:
+        path = directory / "pwfile"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as file:
+            file.write(password + "\n")
+        if user is not None:
+            account = pwd.getpwnam(user)
+            os.chown(directory, account.pw_uid, account.pw_gid)
+            os.chown(path, account.pw_uid, account.pw_gid)
+        yield path
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def set_password(bin_dir: Path, data_dir: Path, password: str, user: str | None) -> None:
+    """Gives `postgres` a password and makes every login need it, on a stopped server whose
+    data directory was made with trust auth (by an earlier `deployx up`)."""
+    # Single-user mode reads the statement from stdin: no login, so trust is not needed for it.
+    literal = "'" + password.replace("'", "''") + "'"
+    done = subprocess.run(
+        [str(bin_dir / "postgres"), "--single", "-D", str(data_dir), "postgres"],
+        input=f"ALTER ROLE postgres PASSWORD {literal};\n",
+        capture_output=True,
+        text=True,
+        cwd=data_dir,
+        check=False,
+        **as_user(user),
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"setting the password failed:\n{done.stdout}{done.stderr}")
+    hba = data_dir / "pg_hba.conf"
+    hba.write_text(SCRAM_HBA)  # an existing file: it keeps its owner and mode
+
+
 def child_pids(pid: int) -> list[int]:
     """The process ids whose parent is `pid` (Linux /proc; elsewhere none are found)."""
     found = []
@@ -95,7 +152,11 @@ def _wait_gone(pids: list[int], timeout: float = 5.0) -> None:
 
 
 class EmbeddedPostgres(ServerProcess):
-    """PostgreSQL on 127.0.0.1:port, trust auth, user `postgres`; initdb on the first start.
+    """PostgreSQL on 127.0.0.1:port, user `postgres`; initdb on the first start.
+
+    With a password, every login (TCP and socket) needs it (scram-sha-256); a data directory
+    made earlier with trust auth is switched over on start. Without one, any local login is
+    let in (trust): fine for tests, not for anything else.
 
     With fsync=False commits are not flushed at all (synchronous_commit=off), so kill() may
     lose the last fraction of a second of commits: crash tests want the default fsync=True.
@@ -105,13 +166,22 @@ class EmbeddedPostgres(ServerProcess):
     log_name = "postgres.log"
     stop_signal = signal.SIGINT  # "fast" shutdown: roll back open sessions, checkpoint, exit
 
-    def __init__(self, data_dir: Path, port: int | None = None, *, fsync: bool = True) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        *,
+        fsync: bool = True,
+        password: str | None = None,
+    ) -> None:
         super().__init__(data_dir, port)
         self.fsync = fsync
+        self.password = password
 
     @property
     def dsn(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        login = f"postgres:{quote(self.password, safe='')}" if self.password else "postgres"
+        return f"postgresql://{login}@127.0.0.1:{self.port}/postgres"
 
     def start(self, timeout: float = 60.0) -> str:
         """Start (after initdb if the data directory is new), wait until ready; the DSN."""
@@ -124,21 +194,39 @@ class EmbeddedPostgres(ServerProcess):
             _open_to(user, self.data_dir, bin_dir)
         if not (self.data_dir / "PG_VERSION").exists():
             self._initdb(bin_dir, user)
+        elif self.password is not None and self._trusting():
+            set_password(bin_dir, self.data_dir, self.password, user)
         argv = [str(bin_dir / "postgres"), "-D", str(self.data_dir), "-p", str(self.port)]
         proc = self._spawn([*argv, *self._settings()], user=user)
         self._wait_until(lambda: self._ready(proc.pid), timeout)
         return self.dsn
 
     def _initdb(self, bin_dir: Path, user: str | None) -> None:
-        argv = [str(bin_dir / "initdb"), "-D", str(self.data_dir), "-U", "postgres", "-A", "trust"]
+        argv = [str(bin_dir / "initdb"), "-D", str(self.data_dir), "-U", "postgres"]
         argv += ["-E", "UTF8", "--no-locale", "--no-instructions"]
         if not self.fsync:
             argv.append("--no-sync")
-        done = subprocess.run(
-            argv, capture_output=True, text=True, cwd=self.data_dir, check=False, **as_user(user)
-        )
+        with password_file(self.password, user) as pwfile:
+            if pwfile is None:
+                argv += ["--auth", "trust"]
+            else:
+                argv += ["--auth", "scram-sha-256", "--pwfile", str(pwfile)]
+            done = subprocess.run(
+                argv,
+                capture_output=True,
+                text=True,
+                cwd=self.data_dir,
+                check=False,
+                **as_user(user),
+            )
         if done.returncode != 0:
             raise RuntimeError(f"initdb failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+
+    def _trusting(self) -> bool:
+        """Whether pg_hba.conf lets any login in without a password (an initdb -A trust)."""
+        hba = (self.data_dir / "pg_hba.conf").read_text()
+        rules = (line.split() for line in hba.splitlines() if not line.lstrip().startswith("#"))
+        return any(rule and rule[-1] == "trust" for rule in rules)
 
     def _settings(self) -> list[str]:
         settings = {

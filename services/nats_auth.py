@@ -6,6 +6,7 @@ import json
 import re
 import secrets
 from pathlib import Path
+from urllib.parse import quote
 
 import msgspec
 
@@ -79,6 +80,14 @@ def render_authorization(service: Login, agents: dict[str, Login]) -> str:
         for device, login in sorted(agents.items())
     ]
     return "authorization " + json.dumps({"users": users}, indent=2) + "\n"
+
+
+def login_url(url: str, login: Login) -> str:
+    """nats://host:port as nats://user:password@host:port (each of a comma-separated list)."""
+    return ",".join(
+        part.replace("://", f"://{quote(login.user, safe='')}:{quote(login.password, safe='')}@", 1)
+        for part in url.split(",")
+    )
 
 
 def new_login(user: str) -> Login:

@@ -110,3 +110,51 @@ async def test_nats_keeps_streams_across_restart(tmp_path: Path) -> None:
         assert info.state.messages == 1
         await nc.close()
     assert not server.running and not port_open(server.port)
+
+
+async def refused_without_password(dsn: str) -> str:
+    """The server's answer to a login as `postgres` with no password (or a wrong one)."""
+    for attempt in (without_password(dsn), dsn.replace("postgres:", "postgres:wrong", 1)):
+        with pytest.raises(asyncpg.InvalidPasswordError) as refused:
+            await asyncpg.connect(attempt)
+    return str(refused.value)
+
+
+def without_password(dsn: str) -> str:
+    login, _, rest = dsn.partition("@")
+    return f"{login.split(':')[0]}:{login.split(':')[1]}@{rest}"  # postgresql://postgres@...
+
+
+async def test_postgres_with_a_password_lets_no_login_in_without_it(tmp_path: Path) -> None:
+    server = EmbeddedPostgres(tmp_path / "pg", password="s3cret'pass word")
+    with server:
+        assert "s3cret" in server.dsn and without_password(server.dsn) != server.dsn
+        assert "password authentication failed" in await refused_without_password(server.dsn)
+        conn = await asyncpg.connect(server.dsn)
+        try:
+            assert await conn.fetchval("select 1") == 1
+            methods = await conn.fetch("select distinct auth_method from pg_hba_file_rules")
+            assert [row["auth_method"] for row in methods] == ["scram-sha-256"]
+        finally:
+            await conn.close()
+
+
+async def test_a_trusting_data_directory_gets_the_password_when_started_with_one(
+    tmp_path: Path,
+) -> None:
+    """A data directory of an earlier `deployx up` (trust auth) is closed on its next start."""
+    port = free_port()
+    old = EmbeddedPostgres(tmp_path / "pg", port)
+    with old:
+        conn = await asyncpg.connect(old.dsn)  # anyone gets in
+        await conn.execute("create table kept (n int); insert into kept values (7)")
+        await conn.close()
+
+    new = EmbeddedPostgres(tmp_path / "pg", port, password="fresh-password")
+    with new:
+        assert "password authentication failed" in await refused_without_password(new.dsn)
+        conn = await asyncpg.connect(new.dsn)
+        try:
+            assert await conn.fetchval("select n from kept") == 7
+        finally:
+            await conn.close()

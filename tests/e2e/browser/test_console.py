@@ -70,7 +70,8 @@ async def test_a_file_is_uploaded_with_progress_and_deployed_to_a_device(
     page: Page, console: Console
 ) -> None:
     content = b"".join(b"setting_%05d = on\n" % n for n in range(20_000))  # ~370 KB
-    destination = console.data_dir / "deployed" / tag() / "app.conf"
+    # Into the demo agent's own directory: under root it runs as an unprivileged user.
+    destination = console.data_dir / "agents" / "local-1" / "deployed" / tag() / "app.conf"
     panel = page.locator("[data-panel=file_deployment]")
     await panel.get_by_label("File", exact=True).set_input_files(
         {"name": "app.conf", "mimeType": "text/plain", "buffer": content}
