@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import pwd
@@ -21,6 +22,7 @@ PRELOAD = (
     "sqlite3.dbapi2",
     "uuid",
 )
+OPTIONAL = ("nkeys",)  # nats-py imports it at connect time for .creds (JWT) logins
 
 
 def become(user: str, state_dir: Path) -> None:
@@ -45,6 +47,9 @@ def become(user: str, state_dir: Path) -> None:
     _hand_over(state_dir, account.pw_uid, account.pw_gid)
     for module in PRELOAD:
         importlib.import_module(module)
+    for module in OPTIONAL:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(module)
     os.setgroups([])
     os.setgid(account.pw_gid)
     os.setuid(account.pw_uid)
