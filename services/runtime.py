@@ -21,6 +21,7 @@ from services.executor.service import run_executor
 from services.health import serve_health
 from services.projector import run_projector
 from services.read_your_writes import ProjectionWatcher
+from services.rejections import Rejections
 from services.relay import ensure_stream, run_relay
 from services.settings import Settings
 from services.ticker import Ticker
@@ -104,7 +105,9 @@ def executor_service(task_type: str) -> Service:
         )
         failures = Backoff(first=0.5, limit=30.0)
         # File deployments' executors also hand the files out: agents may not read the bucket.
-        files = FileServer(pool, client) if task_type == "file_deployment" else None
+        # Device messages refused by either are written by the executor's housekeeping.
+        rejections = Rejections()
+        files = FileServer(pool, client, rejections) if task_type == "file_deployment" else None
         try:
             if files is not None:
                 await files.start()
@@ -118,6 +121,7 @@ def executor_service(task_type: str) -> Service:
                         stop,
                         ack_wait=timedelta(seconds=settings.executor_ack_wait),
                         stream_replicas=settings.stream_replicas,
+                        rejections=rejections,
                     )
                 except NATS_UNAVAILABLE as exc:
                     # JetStream electing a leader, or NATS away while starting: again soon.

@@ -18,7 +18,7 @@ from prometheus_client import Counter
 
 from events.codec import decode_data
 from events.execution import ExecutionStarted
-from services.agent_protocol import FILES_BUCKET, device_of
+from services.agent_protocol import DECODE_ERRORS, FILES_BUCKET, device_of
 from services.bus import NATS_UNAVAILABLE
 from services.db import UNAVAILABLE, describe
 from services.executor.targets import task_as_fired
@@ -34,6 +34,7 @@ from services.file_protocol import (
     Status,
 )
 from services.nats_auth import agent_inbox_prefix
+from services.rejections import Rejections
 from services.store import Executor
 
 log = structlog.get_logger("deployx.files")
@@ -68,9 +69,14 @@ class FileServer:
     """Answers ChunkRequests on every agent's files subject, in a queue group of all replicas."""
 
     def __init__(
-        self, db: Executor, client: nats.aio.client.Client, bucket: str = FILES_BUCKET
+        self,
+        db: Executor,
+        client: nats.aio.client.Client,
+        rejections: Rejections,
+        bucket: str = FILES_BUCKET,
     ) -> None:
         self._db, self._nc, self._bucket = db, client, bucket
+        self._rejections = rejections
         self._js = client.jetstream()
         self._store: ObjectStore | None = None
         # An execution's targets and task never change once it started: safe to keep.
@@ -108,8 +114,8 @@ class FileServer:
             return
         try:
             request = _request.decode(msg.data)
-        except msgspec.DecodeError as exc:
-            log.warning("file_request_refused", device_id=device, reason=str(exc)[:200])
+        except DECODE_ERRORS as exc:
+            self._rejections.note(device, "file_request", str(exc) or type(exc).__name__, msg.data)
             await self._reply(msg.reply, "refused")
             return
         try:
@@ -124,12 +130,8 @@ class FileServer:
     async def _serve(self, reply: str, device: str, request: ChunkRequest) -> None:
         grant = await self._grant(request.job_id, device)
         if grant is None or device not in grant.devices or grant.file_id != request.file_id:
-            log.warning(
-                "file_request_refused",
-                device_id=device,
-                job_id=request.job_id,
-                file_id=request.file_id,
-            )
+            reason = "a file not deployed to this device by that job"
+            self._rejections.note(device, "file_request", reason, msgspec.json.encode(request))
             await self._reply(reply, "refused")
             return
         info = await self._object(request.file_id)

@@ -53,10 +53,11 @@ async def run_executor(
     stop: asyncio.Event,
     ack_wait: timedelta = ACK_WAIT,
     stream_replicas: int = 1,
+    rejections: Rejections | None = None,
 ) -> None:
     js = client.jetstream()
     await ensure_stream(js, stream_replicas)
-    router = ResultRouter(client, Rejections())
+    router = ResultRouter(client, rejections or Rejections())
     await router.start()
     subscription = await js.pull_subscribe(
         f"deployx.events.{task_type}.TaskDue",

@@ -17,6 +17,7 @@ from services.agent.file_fetch import FileFetcher
 from services.executor.file_server import FileServer
 from services.executor.run import job_id
 from services.nats_auth import agent_inbox_prefix
+from services.rejections import Rejections
 from services.store import append
 
 
@@ -72,7 +73,7 @@ async def agent_connection(url: str, device_id: str) -> nats.aio.client.Client:
 async def file_server(
     db: asyncpg.Pool, client: nats.aio.client.Client, bucket: str
 ) -> AsyncIterator[FileServer]:
-    server = FileServer(db, client, bucket)
+    server = FileServer(db, client, Rejections(), bucket)
     await server.start()
     try:
         yield server
