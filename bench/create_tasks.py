@@ -22,7 +22,7 @@ from pathlib import Path
 
 import aiohttp
 
-from services.embedded import free_port
+from services.infra.embedded import free_port
 
 TASK = {
     "name": "bench",

@@ -62,7 +62,7 @@ from bench.fire_burst import (
     whole_second_after,
 )
 from events.task import TaskCreated
-from services.agent_protocol import (
+from services.agent.protocol import (
     Heartbeat,
     Job,
     JobReport,
@@ -70,15 +70,15 @@ from services.agent_protocol import (
     heartbeat_subject,
     results_subject,
 )
-from services.auth import create_token
-from services.bus import servers
-from services.clock import wait_first
-from services.db import create_pool, ensure_database, migrate
 from services.domain import task
 from services.domain.task_spec import TaskInput
-from services.embedded import free_port
-from services.embedded_postgres import EmbeddedPostgres
-from services.store import StreamAppend, append_many, new_event_id
+from services.infra.auth import create_token
+from services.infra.bus import servers
+from services.infra.clock import wait_first
+from services.infra.db import create_pool, ensure_database, migrate
+from services.infra.embedded import free_port
+from services.infra.embedded_postgres import EmbeddedPostgres
+from services.infra.store import StreamAppend, append_many, new_event_id
 
 TASKS = "/api/schedule/tasks"
 METADATA = {"user": "bench", "service": "fanout"}

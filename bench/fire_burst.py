@@ -50,16 +50,16 @@ from bench.create_tasks import percentile
 from events.codec import Envelope, decode_data
 from events.task import TaskCreated, TaskDue
 from projections import PROJECTIONS
-from services.bus import servers
-from services.db import create_pool, ensure_database, migrate
 from services.domain import task
 from services.domain.task_spec import TaskInput
-from services.embedded import log_tail
-from services.embedded_cluster import nats_cluster
-from services.embedded_nats import EmbeddedNats
-from services.embedded_postgres import EmbeddedPostgres, child_pids
-from services.relay import CHECKPOINT as RELAY_CHECKPOINT
-from services.store import StreamAppend, append_many, new_event_id
+from services.engine.relay import CHECKPOINT as RELAY_CHECKPOINT
+from services.infra.bus import servers
+from services.infra.db import create_pool, ensure_database, migrate
+from services.infra.embedded import log_tail
+from services.infra.embedded_cluster import nats_cluster
+from services.infra.embedded_nats import EmbeddedNats
+from services.infra.embedded_postgres import EmbeddedPostgres, child_pids
+from services.infra.store import StreamAppend, append_many, new_event_id
 
 SERVICES = ("projector", "ticker", "relay")
 # --cluster: nodes of the NATS cluster, replicas of its streams, processes of each service.

@@ -12,8 +12,8 @@ import asyncpg
 import nats
 import pytest
 
-from services.embedded_nats import EmbeddedNats
-from services.embedded_postgres import EmbeddedPostgres
+from services.infra.embedded_nats import EmbeddedNats
+from services.infra.embedded_postgres import EmbeddedPostgres
 from tests.stack import Stack, running_stack
 
 SCHEMA = Path(__file__).parents[1] / "schema.sql"

@@ -13,11 +13,11 @@ import asyncpg
 
 from services.api.app import create_app
 from services.api.server import start_api
-from services.auth import create_token
-from services.db import create_pool
-from services.embedded import free_port
-from services.projector import run_projector
-from services.settings import Settings
+from services.engine.projector import run_projector
+from services.infra.auth import create_token
+from services.infra.db import create_pool
+from services.infra.embedded import free_port
+from services.infra.settings import Settings
 
 
 class Client:

@@ -10,7 +10,7 @@ import signal
 from dataclasses import dataclass
 from typing import Any
 
-from services.agent_protocol import OUTPUT_LIMIT, TRUNCATED_MARKER, JobOutcome
+from services.agent.protocol import OUTPUT_LIMIT, TRUNCATED_MARKER, JobOutcome
 
 KILL_GRACE_SECONDS = 2.0  # between SIGTERM and SIGKILL to the process group
 DRAIN_GRACE = 2.0  # seconds of reading on after the exit, while a background child holds a pipe

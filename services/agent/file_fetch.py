@@ -10,8 +10,7 @@ import nats.aio.client
 import nats.aio.msg
 import nats.errors
 
-from services.clock import Backoff
-from services.file_protocol import (
+from services.agent.file_protocol import (
     CHUNKS,
     DIGEST,
     SEQUENCE,
@@ -20,6 +19,7 @@ from services.file_protocol import (
     ChunkRequest,
     files_subject,
 )
+from services.infra.clock import Backoff
 
 # One chunk (128 KiB by default) should come back in well under this; a server that died
 # while answering is asked again, and another replica of its queue group answers.

@@ -16,7 +16,7 @@ from typing import Any, BinaryIO
 import nats.errors
 
 from services.agent.file_fetch import FileFetcher, FileUnavailable
-from services.agent_protocol import JobOutcome
+from services.agent.protocol import JobOutcome
 
 DIGEST_PREFIX = "SHA-256="
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import msgspec
 
-from services.agent_protocol import JobReport
+from services.agent.protocol import JobReport
 
 KEEP_JOBS = 10_000
 _report = msgspec.json.Decoder(JobReport)

@@ -24,8 +24,7 @@ from services.agent.file_fetch import FileFetcher
 from services.agent.files import deploy_file
 from services.agent.journal import Journal
 from services.agent.privileges import become
-from services.agent.software import load_driver_modules, run_software
-from services.agent_protocol import (
+from services.agent.protocol import (
     Heartbeat,
     Job,
     JobOutcome,
@@ -34,8 +33,9 @@ from services.agent_protocol import (
     jobs_subject,
     results_subject,
 )
-from services.bus import servers
-from services.nats_auth import agent_inbox_prefix
+from services.agent.software import load_driver_modules, run_software
+from services.infra.bus import servers
+from services.infra.nats_auth import agent_inbox_prefix
 
 AGENT_VERSION = "0.1.0"
 log = structlog.get_logger("deployx.agent")

@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from typing import Any, ClassVar, TypeVar
 
 from services.agent.command import ProcessResult, run_process
-from services.agent_protocol import JobOutcome
+from services.agent.protocol import JobOutcome
 
 DETECTION_ORDER = ("apt", "dnf", "pip")
 

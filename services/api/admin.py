@@ -8,12 +8,12 @@ from datetime import datetime
 import msgspec
 from aiohttp import web
 
-from services import dead_letters
-from services.api.commands import admin
 from services.api.keys import POOL
 from services.api.responses import NUL, NUL_REASON, ApiError, json_response, query_int
-from services.dead_letters import DeadLetter
+from services.api.writes import admin
 from services.domain.errors import NotFound, ValidationFailed
+from services.infra import dead_letters
+from services.infra.dead_letters import DeadLetter
 
 routes = web.RouteTableDef()
 MAX_OFFSET = 10_000_000

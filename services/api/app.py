@@ -15,13 +15,13 @@ from services.api.keys import LIVE, NATS, POOL, SETTINGS, TOKENS, WATCHER
 from services.api.middleware import access_log, authenticate, errors
 from services.api.openapi import openapi_document
 from services.api.responses import json_response
-from services.auth import TokenCache
-from services.bus import connect_nats
-from services.db import create_pool
-from services.live_feed import LiveFeed
-from services.read_your_writes import ProjectionWatcher
-from services.registry import DeviceRegistry
-from services.settings import Settings
+from services.engine.live_feed import LiveFeed
+from services.engine.read_your_writes import ProjectionWatcher
+from services.engine.registry import DeviceRegistry
+from services.infra.auth import TokenCache
+from services.infra.bus import connect_nats
+from services.infra.db import create_pool
+from services.infra.settings import Settings
 
 WEB_DIR = Path(__file__).resolve().parents[2] / "web"
 log = structlog.get_logger(__name__)

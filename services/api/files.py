@@ -18,11 +18,11 @@ from nats.js.api import ObjectMeta, ObjectStoreConfig
 from nats.js.errors import BucketNotFoundError
 from nats.js.object_store import ObjectStore
 
-from services import file_quota
-from services.agent_protocol import FILES_BUCKET
-from services.api.commands import writer
+from services.agent.protocol import FILES_BUCKET
+from services.api import file_quota
 from services.api.keys import NATS, POOL, SETTINGS
 from services.api.responses import ApiError, json_response
+from services.api.writes import writer
 
 MAX_FILE_BYTES = 1024**3
 CHUNK = 256 * 1024

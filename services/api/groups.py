@@ -5,10 +5,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from projections.device_views import get_group, list_devices, list_groups
-from services.api.commands import admin, metadata, now, respond_once, settled
+from services.api.idempotency import IdempotentCall, StoredResponse
 from services.api.keys import POOL, principal_of
 from services.api.responses import decode_body, encode, json_response
-from services.commands import GROUPS, handle
+from services.api.writes import admin, metadata, now, respond_once, settled
 from services.domain.errors import NotFound
 from services.domain.group import (
     CreateGroup,
@@ -20,7 +20,7 @@ from services.domain.group import (
     stream_id,
 )
 from services.domain.task_spec import MAX_GROUP_ID
-from services.idempotency import IdempotentCall, StoredResponse
+from services.engine.handler import GROUPS, handle
 
 routes = web.RouteTableDef()
 

@@ -6,10 +6,10 @@ import asyncpg
 import nats.aio.client
 from aiohttp import web
 
-from services.auth import Principal, TokenCache
-from services.live_feed import LiveFeed
-from services.read_your_writes import ProjectionWatcher
-from services.settings import Settings
+from services.engine.live_feed import LiveFeed
+from services.engine.read_your_writes import ProjectionWatcher
+from services.infra.auth import Principal, TokenCache
+from services.infra.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
 POOL = web.AppKey("pool", asyncpg.Pool)

@@ -8,7 +8,7 @@ from typing import Literal
 from aiohttp import web
 
 from services.api.keys import BEARER, LIVE, TOKENS, principal_of
-from services.live_feed import Item
+from services.engine.live_feed import Item
 
 routes = web.RouteTableDef()
 KEEP_ALIVE_SECONDS = 15.0

@@ -13,9 +13,9 @@ from prometheus_client import Counter, Histogram
 
 from services.api.keys import BEARER, PRINCIPAL, TOKENS
 from services.api.responses import ApiError, error_response
-from services.db import UNAVAILABLE, describe
 from services.domain.errors import Conflict, DomainError, NotFound, TooLarge, ValidationFailed
-from services.read_your_writes import ProjectionLagging
+from services.engine.read_your_writes import ProjectionLagging
+from services.infra.db import UNAVAILABLE, describe
 
 log = structlog.get_logger("deployx.api")
 

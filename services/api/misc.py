@@ -10,15 +10,15 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 
 from projections.stats import stats as read_stats
-from services.api.commands import now
 from services.api.keys import NATS, POOL, SETTINGS, principal_of
 from services.api.responses import decode_body, json_response
-from services.db import UNAVAILABLE
-from services.dead_letters import open_counts
+from services.api.writes import now
 from services.domain.errors import ValidationFailed
 from services.domain.recurrence import PREVIEW_MAX, parse_schedule, preview, require_in_range
 from services.domain.task_spec import RecurrenceType
-from services.health import readiness
+from services.infra.db import UNAVAILABLE
+from services.infra.dead_letters import open_counts
+from services.infra.health import readiness
 
 routes = web.RouteTableDef()
 DEAD_LETTERS = Gauge(

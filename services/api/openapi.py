@@ -13,13 +13,13 @@ from projections.stats import Stats
 from projections.task_views import Task, TaskPage
 from services.api.admin import DeadLetterPage, RejectedMessagePage
 from services.api.files import StoredFile
+from services.api.idempotency import MAX_KEY_LENGTH
 from services.api.misc import PreviewRequest, PreviewResponse
 from services.api.tasks import MAX_OFFSET, STATUSES, TASK_TYPES
-from services.auth import Principal
-from services.dead_letters import DeadLetter
 from services.domain.group import GroupInput, GroupPatch
 from services.domain.task_spec import MAX_GROUP_ID, TaskInput, TaskPatch
-from services.idempotency import MAX_KEY_LENGTH
+from services.infra.auth import Principal
+from services.infra.dead_letters import DeadLetter
 
 
 class ErrorDetail(msgspec.Struct):

@@ -11,7 +11,7 @@ from aiohttp.http_exceptions import LineTooLong
 
 from services.api.headers import SECURITY_HEADERS
 from services.api.responses import error_response
-from services.settings import Settings
+from services.infra.settings import Settings
 
 log = structlog.get_logger("deployx.api")
 

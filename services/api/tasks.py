@@ -13,10 +13,10 @@ from events.task import TaskCreated
 from projections.device_views import missing_groups
 from projections.execution_views import list_executions
 from projections.task_views import Task, TaskFilter, get_task, list_tasks
-from services.api.commands import metadata, now, respond_once, settled, writer
+from services.api.idempotency import IdempotentCall, StoredResponse
 from services.api.keys import POOL, principal_of
 from services.api.responses import NUL, NUL_REASON, decode_body, encode, json_response, query_int
-from services.commands import TASKS, handle
+from services.api.writes import metadata, now, respond_once, settled, writer
 from services.domain.errors import NotFound, ValidationFailed
 from services.domain.task import (
     CreateTask,
@@ -28,8 +28,8 @@ from services.domain.task import (
     UpdateTask,
 )
 from services.domain.task_spec import WRITABLE_FIELDS, TaskInput, TaskPatch
-from services.idempotency import IdempotentCall, StoredResponse
-from services.store import read_task_history
+from services.engine.handler import TASKS, handle
+from services.infra.store import read_task_history
 
 STATUSES = ("pending", "running", "completed", "failed", "paused")
 TASK_TYPES = ("command", "software_deployment", "file_deployment")

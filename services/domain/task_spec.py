@@ -8,7 +8,7 @@ import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
 from events.base import TASK_TYPES
-from services.agent_protocol import DEVICE_ID_PATTERN
+from services.agent.protocol import DEVICE_ID_PATTERN
 from services.domain.errors import ValidationFailed
 from services.domain.payload_rules import check_payload
 

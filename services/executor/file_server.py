@@ -18,11 +18,7 @@ from prometheus_client import Counter
 
 from events.codec import decode_data
 from events.execution import ExecutionStarted
-from services.agent_protocol import DECODE_ERRORS, FILES_BUCKET, device_of
-from services.bus import NATS_UNAVAILABLE
-from services.db import UNAVAILABLE, describe
-from services.executor.targets import task_as_fired
-from services.file_protocol import (
+from services.agent.file_protocol import (
     ALL_FILE_REQUESTS,
     CHUNKS,
     DIGEST,
@@ -33,9 +29,13 @@ from services.file_protocol import (
     ChunkRequest,
     Status,
 )
-from services.nats_auth import agent_inbox_prefix
-from services.rejections import Rejections
-from services.store import Executor
+from services.agent.protocol import DECODE_ERRORS, FILES_BUCKET, device_of
+from services.executor.targets import task_as_fired
+from services.infra.bus import NATS_UNAVAILABLE
+from services.infra.db import UNAVAILABLE, describe
+from services.infra.nats_auth import agent_inbox_prefix
+from services.infra.rejections import Rejections
+from services.infra.store import Executor
 
 log = structlog.get_logger("deployx.files")
 _request = msgspec.json.Decoder(ChunkRequest)

@@ -9,7 +9,7 @@ import structlog
 
 from events.base import Event
 from events.execution import DeviceResultRecorded, ExecutionCompleted, ExecutionStarted
-from services.store import ConcurrencyError, append, read_stream
+from services.infra.store import ConcurrencyError, append, read_stream
 
 log = structlog.get_logger("deployx.reconciler")
 

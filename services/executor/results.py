@@ -10,7 +10,7 @@ import nats.aio.msg
 import nats.aio.subscription
 import structlog
 
-from services.agent_protocol import (
+from services.agent.protocol import (
     DECODE_ERRORS,
     ERROR_LIMIT,
     OUTPUT_LIMIT,
@@ -19,7 +19,7 @@ from services.agent_protocol import (
     device_of,
     storable,
 )
-from services.rejections import Rejections
+from services.infra.rejections import Rejections
 
 log = structlog.get_logger("deployx.executor")
 _report = msgspec.json.Decoder(JobReport)

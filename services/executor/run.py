@@ -15,8 +15,7 @@ import structlog
 from events.base import Event
 from events.execution import DeviceResultRecorded, ExecutionCompleted, ExecutionStarted
 from events.task import TaskDue
-from services.agent_protocol import FILES_BUCKET, Job, JobReport, jobs_subject
-from services.clock import Backoff, Clock, wait_first
+from services.agent.protocol import FILES_BUCKET, Job, JobReport, jobs_subject
 from services.domain.errors import TooLarge
 from services.domain.task import TaskState
 from services.executor.results import ResultRouter
@@ -26,7 +25,8 @@ from services.executor.targets import (
     resolve_targets,
     task_as_fired,
 )
-from services.store import ConcurrencyError, Executor, append, read_stream, stream_version
+from services.infra.clock import Backoff, Clock, wait_first
+from services.infra.store import ConcurrencyError, Executor, append, read_stream, stream_version
 
 log = structlog.get_logger("deployx.executor")
 _encode = msgspec.json.Encoder().encode

@@ -14,16 +14,16 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from events.codec import Envelope, decode_data
 from events.task import TaskDue
-from services import dead_letters
-from services.bus import NATS_UNAVAILABLE
-from services.clock import Clock, wait_first
-from services.db import UNAVAILABLE, describe
+from services.engine.relay import STREAM, ensure_stream
 from services.executor.reconciler import reconcile
 from services.executor.results import ResultRouter
 from services.executor.run import ExecutionRun
-from services.rejections import Rejections
-from services.relay import STREAM, ensure_stream
-from services.store import read_positions
+from services.infra import dead_letters
+from services.infra.bus import NATS_UNAVAILABLE
+from services.infra.clock import Clock, wait_first
+from services.infra.db import UNAVAILABLE, describe
+from services.infra.rejections import Rejections
+from services.infra.store import read_positions
 
 log = structlog.get_logger("deployx.executor")
 _envelope = msgspec.json.Decoder(Envelope)

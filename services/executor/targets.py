@@ -10,7 +10,7 @@ import msgspec
 from events.task import TaskCreated
 from services.domain.task import TaskState, evolve
 from services.domain.task_spec import unique
-from services.store import Executor, read_stream
+from services.infra.store import Executor, read_stream
 
 # An agent that missed this many heartbeats in a row counts as offline.
 MISSED_HEARTBEATS = 3

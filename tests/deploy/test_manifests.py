@@ -12,7 +12,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from services.embedded_nats import nats_server_binary
+from services.infra.embedded_nats import nats_server_binary
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 KUBERNETES = DEPLOY / "kubernetes" / "base"

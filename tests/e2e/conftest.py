@@ -9,7 +9,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from services.db import create_pool
+from services.infra.db import create_pool
 from tests.conftest import with_database
 from tests.e2e.api import fresh_user
 from tests.e2e.fleet import Fleet

@@ -13,7 +13,7 @@ import nats
 import nats.aio.client
 import nats.aio.msg
 
-from services.agent_protocol import heartbeat_subject, jobs_subject, results_subject
+from services.agent.protocol import heartbeat_subject, jobs_subject, results_subject
 
 # What it sends in answer to a job: raw bytes, so that it can break any rule of the protocol.
 Answer = Callable[[dict[str, Any]], list[bytes]]

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from services.embedded import log_tail
+from services.infra.embedded import log_tail
 
 
 def deployx_command() -> list[str]:

@@ -16,7 +16,7 @@ import nats
 import nats.aio.msg
 import pytest
 
-from services.agent_protocol import Job, JobReport, jobs_subject, results_subject
+from services.agent.protocol import Job, JobReport, jobs_subject, results_subject
 from tests.e2e.processes import ServiceProcess, Services, wait_until
 
 USER = "nobody"

@@ -11,7 +11,7 @@ import nats
 import pytest
 from nats.js.errors import BucketNotFoundError, NotFoundError
 
-from services.agent_protocol import FILES_BUCKET
+from services.agent.protocol import FILES_BUCKET
 from tests.e2e.api import Response, assert_error
 from tests.stack import Client, Stack, running_stack
 

@@ -34,8 +34,8 @@ from events.codec import RecordedEvent
 from projections.device_views import GroupPage
 from projections.stats import Stats
 from projections.task_views import Task, TaskPage
-from services.replay import rebuild
-from services.store import LogCursor, read_after
+from services.engine.replay import rebuild
+from services.infra.store import LogCursor, read_after
 from tests.e2e.api import GROUPS, TASKS, command_task, create_task, software_task
 from tests.stack import Client, Stack
 

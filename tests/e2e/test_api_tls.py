@@ -10,8 +10,8 @@ import aiohttp
 import asyncpg
 import pytest
 
-from services.auth import create_token
-from services.embedded import free_port
+from services.infra.auth import create_token
+from services.infra.embedded import free_port
 from tests.e2e.processes import ServiceProcess, Services, deployx_command
 
 

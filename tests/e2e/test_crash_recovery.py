@@ -18,11 +18,11 @@ import pytest
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
-from services.bus import NATS_UNAVAILABLE
-from services.commands import TASKS, handle
 from services.domain.task import CreateTask
 from services.domain.task_spec import TaskInput
-from services.relay import CHECKPOINT, STREAM
+from services.engine.handler import TASKS, handle
+from services.engine.relay import CHECKPOINT, STREAM
+from services.infra.bus import NATS_UNAVAILABLE
 from tests.e2e.processes import ServiceProcess, Services, wait_until
 
 pytestmark = pytest.mark.e2e

@@ -15,7 +15,7 @@ import msgspec
 import nats
 import pytest
 
-from services.agent_protocol import JobReport, results_subject
+from services.agent.protocol import JobReport, results_subject
 from services.executor.run import job_id
 from tests.e2e.fleet import Fleet, command_task, run_now
 from tests.e2e.processes import ServiceProcess, wait_until

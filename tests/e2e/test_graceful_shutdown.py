@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from services.embedded import free_port
+from services.infra.embedded import free_port
 from tests.e2e.fleet import Fleet, command_task, run_now
 from tests.e2e.processes import ServiceProcess, Services
 

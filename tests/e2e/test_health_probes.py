@@ -7,7 +7,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from services.embedded import free_port
+from services.infra.embedded import free_port
 from tests.e2e.processes import Services, wait_until
 
 

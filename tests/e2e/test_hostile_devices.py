@@ -11,7 +11,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from services.agent_protocol import DECODE_ERRORS, Heartbeat, JobReport, heartbeat_subject
+from services.agent.protocol import DECODE_ERRORS, Heartbeat, JobReport, heartbeat_subject
 from tests.e2e.fleet import Fleet, command_task, run_now
 from tests.e2e.hostile import HostileDevice, finished, heartbeat
 from tests.e2e.processes import wait_until

@@ -10,8 +10,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from services.runtime import serve_relay
-from services.settings import Settings
+from services.cli.runtime import serve_relay
+from services.infra.settings import Settings
 from tests.e2e.api import TASKS, command_task
 from tests.stack import Client, Stack
 

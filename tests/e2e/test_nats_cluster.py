@@ -18,12 +18,12 @@ import asyncpg
 import msgspec
 import pytest
 
-from services.commands import TASKS, handle
 from services.domain.task import CreateTask
 from services.domain.task_spec import TaskInput
-from services.embedded import free_port
-from services.embedded_cluster import NatsCluster
-from services.relay import STREAM
+from services.engine.handler import TASKS, handle
+from services.engine.relay import STREAM
+from services.infra.embedded import free_port
+from services.infra.embedded_cluster import NatsCluster
 from tests.e2e.processes import ServiceProcess, Services, wait_until
 from tests.e2e.test_crash_recovery import assert_stream_matches_log, relay_caught_up
 

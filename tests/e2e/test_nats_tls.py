@@ -14,9 +14,9 @@ import nats.aio.msg
 import pytest
 from nats.js.errors import NotFoundError
 
-from services.agent_protocol import Heartbeat, heartbeat_subject
-from services.embedded_nats import EmbeddedNats
-from services.relay import STREAM
+from services.agent.protocol import Heartbeat, heartbeat_subject
+from services.engine.relay import STREAM
+from services.infra.embedded_nats import EmbeddedNats
 from tests.e2e.processes import Services, wait_until
 
 

@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 
 from events.execution import DeviceResultRecorded, ExecutionCompleted, ExecutionStarted
-from services.store import append
+from services.infra.store import append
 from tests.e2e.fleet import TASKS, command_task, run_now
 from tests.e2e.processes import Services, wait_until
 from tests.stack import Client, Stack, running_stack

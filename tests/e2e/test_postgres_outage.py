@@ -22,10 +22,10 @@ import asyncpg
 import msgspec
 import pytest
 
-from services.auth import create_token
-from services.db import ensure_database, migrate
-from services.embedded import free_port
-from services.embedded_postgres import EmbeddedPostgres
+from services.infra.auth import create_token
+from services.infra.db import ensure_database, migrate
+from services.infra.embedded import free_port
+from services.infra.embedded_postgres import EmbeddedPostgres
 from tests.conftest import with_database
 from tests.e2e.processes import ServiceProcess, Services, wait_until
 from tests.e2e.test_crash_recovery import assert_stream_matches_log, relay_caught_up

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import aiohttp
 import pytest
 
-from services.embedded import free_port
+from services.infra.embedded import free_port
 from tests.e2e.processes import ServiceProcess, Services, deployx_command, wait_until
 
 REVOKED_WITHIN = 1.0  # seconds, from the command's exit to a 401 on every API

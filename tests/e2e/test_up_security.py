@@ -21,10 +21,10 @@ import asyncpg
 import msgspec
 import pytest
 
-from services.demo_agents import AGENT_USERS, agent_user
-from services.embedded import free_port
-from services.nats_auth import Login, agent_permissions
-from services.up import read_env_file
+from services.cli.demo_agents import AGENT_USERS, agent_user
+from services.cli.up import read_env_file
+from services.infra.embedded import free_port
+from services.infra.nats_auth import Login, agent_permissions
 from tests.e2e.fleet import command_task, run_now
 from tests.e2e.processes import ServiceProcess, wait_until
 from tests.stack import Client

@@ -16,9 +16,9 @@ from events.task import TaskCreated, TaskDue
 from services.agent.file_fetch import FileFetcher
 from services.executor.file_server import FileServer
 from services.executor.run import job_id
-from services.nats_auth import agent_inbox_prefix
-from services.rejections import Rejections
-from services.store import append
+from services.infra.nats_auth import agent_inbox_prefix
+from services.infra.rejections import Rejections
+from services.infra.store import append
 
 
 async def file_job(

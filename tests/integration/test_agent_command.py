@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from services.agent.command import run_command
-from services.agent_protocol import OUTPUT_LIMIT, TRUNCATED_MARKER
+from services.agent.protocol import OUTPUT_LIMIT, TRUNCATED_MARKER
 
 
 def gone(pid: int) -> bool:

@@ -18,7 +18,7 @@ from nats.js.object_store import ObjectStore
 
 from services.agent.file_fetch import FileFetcher
 from services.agent.files import deploy_file
-from services.db import create_pool
+from services.infra.db import create_pool
 from tests.integration.file_jobs import agent_connection, fetcher, file_job, file_server
 
 BUCKET = "deployx-files-test"

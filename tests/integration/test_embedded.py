@@ -10,9 +10,9 @@ import asyncpg
 import nats
 import pytest
 
-from services.embedded import free_port
-from services.embedded_nats import EmbeddedNats
-from services.embedded_postgres import EmbeddedPostgres
+from services.infra.embedded import free_port
+from services.infra.embedded_nats import EmbeddedNats
+from services.infra.embedded_postgres import EmbeddedPostgres
 
 
 def port_open(port: int) -> bool:

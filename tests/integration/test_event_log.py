@@ -11,8 +11,8 @@ import asyncpg
 import pytest
 
 from events.task import TaskPaused
-from services.db import create_pool
-from services.store import (
+from services.infra.db import create_pool
+from services.infra.store import (
     ConcurrencyError,
     DuplicateEvent,
     LogCursor,

@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from services.db import create_pool
-from services.listen import Listener
+from services.infra.db import create_pool
+from services.infra.listen import Listener
 
 CHANNEL = "test_listen"
 

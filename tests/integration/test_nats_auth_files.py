@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from services.nats_auth import write_auth_files
+from services.infra.nats_auth import write_auth_files
 from tests.e2e.processes import deployx_command
 
 # The chmod calls the audit hook saw while a test watched (path or file descriptor, mode).

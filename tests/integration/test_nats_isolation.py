@@ -19,20 +19,20 @@ from nats.js.api import AckPolicy, ConsumerConfig
 from prometheus_client import REGISTRY
 
 from services.agent.file_fetch import FileFetcher
+from services.agent.file_protocol import STATUS, ChunkRequest, files_subject
 from services.agent.files import deploy_file
 from services.agent.main import AgentConfig, connect
-from services.agent_protocol import (
+from services.agent.protocol import (
     FILES_BUCKET,
     heartbeat_subject,
     jobs_subject,
     results_subject,
 )
-from services.db import create_pool
-from services.embedded_nats import EmbeddedNats
+from services.engine.relay import STREAM, ensure_stream
 from services.executor.run import job_id
-from services.file_protocol import STATUS, ChunkRequest, files_subject
-from services.nats_auth import Login, agent_inbox_prefix, write_auth_files
-from services.relay import STREAM, ensure_stream
+from services.infra.db import create_pool
+from services.infra.embedded_nats import EmbeddedNats
+from services.infra.nats_auth import Login, agent_inbox_prefix, write_auth_files
 from tests.integration.file_jobs import file_job, file_server
 
 FILES_STREAM = f"OBJ_{FILES_BUCKET}"

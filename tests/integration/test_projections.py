@@ -9,9 +9,9 @@ import asyncpg
 
 from events.execution import DeviceResultRecorded, ExecutionCompleted, ExecutionStarted
 from projections import PROJECTIONS
-from services.projector import catch_up
-from services.replay import rebuild
-from services.store import LogCursor, append, read_after
+from services.engine.projector import catch_up
+from services.engine.replay import rebuild
+from services.infra.store import LogCursor, append, read_after
 from tests.stack import Stack
 
 COMMAND_TASK = {

@@ -12,14 +12,14 @@ import asyncpg
 import msgspec
 import pytest
 
-from services.clock import ManualClock
-from services.commands import TASKS, handle
-from services.db import create_pool
 from services.domain.task import CreateTask, PauseTask, UpdateTask
 from services.domain.task_spec import TaskInput, TaskPatch
-from services.projector import run_projector
-from services.read_your_writes import ProjectionWatcher
-from services.ticker import Ticker
+from services.engine.handler import TASKS, handle
+from services.engine.projector import run_projector
+from services.engine.read_your_writes import ProjectionWatcher
+from services.engine.ticker import Ticker
+from services.infra.clock import ManualClock
+from services.infra.db import create_pool
 
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

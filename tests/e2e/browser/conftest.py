@@ -20,7 +20,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from services.embedded import free_port
+from services.infra.embedded import free_port
 from tests.e2e.processes import ServiceProcess, wait_until
 from tests.stack import Client
 

@@ -8,9 +8,9 @@ import asyncpg
 import nats.aio.client
 from aiohttp import web
 
-from services.bus import connect_nats
-from services.db import create_pool
-from services.settings import Settings
+from services.infra.bus import connect_nats
+from services.infra.db import create_pool
+from services.infra.settings import Settings
 
 # The first event past each reader's checkpoint, if it has waited longer than $1 seconds.
 _STUCK = """

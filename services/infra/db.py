@@ -6,9 +6,9 @@ from pathlib import Path
 
 import asyncpg
 
-from services.clock import Backoff
+from services.infra.clock import Backoff
 
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schema.sql"
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schema.sql"
 # Several services may start together; the lock makes their migrations take turns.
 _MIGRATION_LOCK = 7_240_001
 # Seconds a new connection may take: an unreachable host fails in this time, not in a minute.

@@ -14,11 +14,11 @@ import nats.aio.msg
 import structlog
 
 from events.device import DeviceRegistered
-from services.agent_protocol import DECODE_ERRORS, Heartbeat, device_of
-from services.clock import wait_first
-from services.db import DATABASE_ERRORS, UNAVAILABLE, describe
-from services.rejections import Rejections
-from services.store import DuplicateEvent, append
+from services.agent.protocol import DECODE_ERRORS, Heartbeat, device_of
+from services.infra.clock import wait_first
+from services.infra.db import DATABASE_ERRORS, UNAVAILABLE, describe
+from services.infra.rejections import Rejections
+from services.infra.store import DuplicateEvent, append
 
 log = structlog.get_logger("deployx.registry")
 _heartbeat = msgspec.json.Decoder(Heartbeat)

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from events.base import TASK_TYPES
-from services import runtime
-from services.logs import configure_logging
-from services.settings import Settings, from_env
+from services.cli import runtime
+from services.infra.logs import configure_logging
+from services.infra.settings import Settings, from_env
 
 if TYPE_CHECKING:
     import asyncpg
@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> None:
     environ = dict(os.environ)
     if getattr(args, "stack_dir", None) is not None:
         # Tools run beside `deployx up` find its embedded servers without any exports.
-        from services.up import read_env_file
+        from services.cli.up import read_env_file
 
         environ = read_env_file(args.stack_dir) | environ
     settings = from_env(
@@ -167,7 +167,7 @@ def _stack_dir_option(parser: argparse.ArgumentParser) -> None:
 
 
 def _up(args: argparse.Namespace, settings: Settings) -> None:
-    from services.up import up
+    from services.cli.up import up
 
     _check_tls(settings)
     up(settings, args.data_dir, args.agents)
@@ -179,7 +179,7 @@ def _api(_args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _migrate(_args: argparse.Namespace, settings: Settings) -> None:
-    from services.db import ensure_database, migrate
+    from services.infra.db import ensure_database, migrate
 
     async def run() -> None:
         await ensure_database(settings.database_url)
@@ -192,7 +192,7 @@ def _migrate(_args: argparse.Namespace, settings: Settings) -> None:
 def _token_create(args: argparse.Namespace, settings: Settings) -> None:
     import asyncpg
 
-    from services.auth import create_token
+    from services.infra.auth import create_token
 
     async def run() -> str:
         conn = await asyncpg.connect(settings.database_url)
@@ -205,7 +205,7 @@ def _token_create(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _token_revoke(args: argparse.Namespace, settings: Settings) -> None:
-    from services.auth import revoke_tokens
+    from services.infra.auth import revoke_tokens
 
     token = args.token
     if token is None and args.user is None and args.sha256_prefix is None:
@@ -232,7 +232,7 @@ def _token_revoke(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _token_list(_args: argparse.Namespace, settings: Settings) -> None:
-    from services.auth import list_tokens
+    from services.infra.auth import list_tokens
 
     async def run() -> list[str]:
         conn = await _connect(settings)
@@ -255,20 +255,20 @@ async def _connect(settings: Settings) -> asyncpg.Connection:
 
 
 def _events(args: argparse.Namespace, settings: Settings) -> None:
-    from services.audit import print_events
+    from services.cli.events import print_events
 
     asyncio.run(print_events(settings.database_url, args.task, args.after))
 
 
 def _replay(_args: argparse.Namespace, settings: Settings) -> None:
-    from services.replay import replay_command
+    from services.engine.replay import replay_command
 
     asyncio.run(replay_command(settings.database_url))
 
 
 def _agent(args: argparse.Namespace, settings: Settings) -> None:
     from services.agent.main import AgentConfig, default_state_dir
-    from services.agent_protocol import DEVICE_ID_PATTERN
+    from services.agent.protocol import DEVICE_ID_PATTERN
 
     if not re.match(DEVICE_ID_PATTERN, args.device_id):
         raise SystemExit(f"--device-id {args.device_id!r}: use letters, digits, _ : - (no dots)")
@@ -291,7 +291,7 @@ def _agent(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _nats_auth(args: argparse.Namespace, _settings: Settings) -> None:
-    from services.nats_auth import write_auth_files
+    from services.infra.nats_auth import write_auth_files
 
     devices = [device.strip() for device in args.agents.split(",") if device.strip()]
     try:

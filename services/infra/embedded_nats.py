@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
-from services.embedded import ServerProcess
+from services.infra.embedded import ServerProcess
 
 
 def nats_server_binary() -> Path:

@@ -12,7 +12,7 @@ from datetime import datetime
 import asyncpg
 import msgspec
 
-from services.listen import Listener
+from services.infra.listen import Listener
 
 ROLES = ("admin", "operator", "viewer")
 TOKEN_PREFIX = "dx_"

@@ -11,7 +11,7 @@ import asyncpg
 import msgspec
 
 from services.domain.errors import Conflict, ValidationFailed
-from services.store import ConcurrencyError, DuplicateEvent
+from services.infra.store import ConcurrencyError, DuplicateEvent
 
 _NAMESPACE = uuid.UUID("6f1f6a3e-3b1e-4a53-9b0f-5d2d8c1f0a7e")
 MAX_KEY_LENGTH = 255

@@ -11,16 +11,16 @@ from pathlib import Path
 
 import structlog
 
-from services.clock import Backoff, wait_first
-from services.runtime import Service
-from services.settings import Settings
+from services.cli.runtime import Service
+from services.infra.clock import Backoff, wait_first
+from services.infra.settings import Settings
 
 log = structlog.get_logger("deployx.up")
 # Under root the demo agents become the first of these that exists: a dedicated account if
 # the operator made one, else nobody. Their jobs then cannot read the data directory's secrets.
 AGENT_USERS = ("deployx-agent", "nobody")
 STOP_GRACE = 40.0  # an agent waits up to 30 s for its running jobs before it exits
-_AGENT_MAIN = "from services.cli import main; main()"
+_AGENT_MAIN = "from services.cli.main import main; main()"
 
 
 def agent_user() -> str | None:

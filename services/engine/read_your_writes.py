@@ -9,9 +9,9 @@ import asyncpg
 import structlog
 
 from events.codec import RecordedEvent
-from services.db import DATABASE_ERRORS, describe
-from services.listen import Listener
-from services.store import PROJECTED_CHANNEL, LogCursor
+from services.infra.db import DATABASE_ERRORS, describe
+from services.infra.listen import Listener
+from services.infra.store import PROJECTED_CHANNEL, LogCursor
 
 log = structlog.get_logger(__name__)
 

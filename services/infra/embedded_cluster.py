@@ -13,8 +13,8 @@ import nats
 import nats.errors
 from nats.js.errors import Error as JetStreamError
 
-from services.embedded import free_port, log_tail
-from services.embedded_nats import EmbeddedNats
+from services.infra.embedded import free_port, log_tail
+from services.infra.embedded_nats import EmbeddedNats
 
 CLUSTER_NAME = "deployx"
 

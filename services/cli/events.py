@@ -7,7 +7,7 @@ import sys
 import asyncpg
 
 from events.codec import encode_envelope
-from services.store import LogCursor, read_after, read_task_history
+from services.infra.store import LogCursor, read_after, read_task_history
 
 _CURSOR_OF = "SELECT tx_id::text::bigint AS tx_id, position FROM events WHERE position = $1"
 

@@ -8,7 +8,7 @@ from datetime import datetime
 import structlog
 from prometheus_client import Counter
 
-from services.store import Executor
+from services.infra.store import Executor
 
 log = structlog.get_logger("deployx.devices")
 

@@ -10,12 +10,12 @@ import structlog
 
 from events.codec import RecordedEvent, Undecodable
 from projections import PROJECTIONS, Projection
-from services import dead_letters
-from services.clock import Backoff, wait_first
-from services.db import UNAVAILABLE, describe, reconnect_backoff
-from services.dead_letters import FailureCounter
-from services.listen import Listener
-from services.store import (
+from services.infra import dead_letters
+from services.infra.clock import Backoff, wait_first
+from services.infra.db import UNAVAILABLE, describe, reconnect_backoff
+from services.infra.dead_letters import FailureCounter
+from services.infra.listen import Listener
+from services.infra.store import (
     EVENTS_CHANNEL,
     PROJECTED_CHANNEL,
     Connection,

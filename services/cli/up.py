@@ -15,16 +15,16 @@ import structlog
 from msgspec.structs import replace
 
 from events.base import TASK_TYPES
-from services import runtime
 from services.api.server import api_url
-from services.auth import create_token, hash_token
-from services.db import ensure_database, migrate
-from services.demo_agents import agent_argv, agent_environment, agent_user, demo_agent
-from services.embedded_nats import EmbeddedNats
-from services.embedded_postgres import EmbeddedPostgres
-from services.nats_auth import creds_path, login_url, write_auth_files
-from services.secret_files import write_secret
-from services.settings import Settings
+from services.cli import runtime
+from services.cli.demo_agents import agent_argv, agent_environment, agent_user, demo_agent
+from services.infra.auth import create_token, hash_token
+from services.infra.db import ensure_database, migrate
+from services.infra.embedded_nats import EmbeddedNats
+from services.infra.embedded_postgres import EmbeddedPostgres
+from services.infra.nats_auth import creds_path, login_url, write_auth_files
+from services.infra.secret_files import write_secret
+from services.infra.settings import Settings
 
 log = structlog.get_logger("deployx.up")
 AGENTS_DIR = "agents"  # the demo agents' working directories, one per agent

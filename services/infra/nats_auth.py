@@ -10,14 +10,14 @@ from urllib.parse import quote
 
 import msgspec
 
-from services.agent_protocol import (
+from services.agent.file_protocol import files_subject
+from services.agent.protocol import (
     DEVICE_ID_PATTERN,
     heartbeat_subject,
     jobs_subject,
     results_subject,
 )
-from services.file_protocol import files_subject
-from services.secret_files import private_dir, write_secret
+from services.infra.secret_files import private_dir, write_secret
 
 SERVICE_USER = "deployx-services"
 

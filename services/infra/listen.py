@@ -10,8 +10,8 @@ import asyncpg
 import structlog
 from asyncpg.pool import PoolConnectionProxy
 
-from services.clock import wait_first
-from services.db import UNAVAILABLE, describe, reconnect_backoff
+from services.infra.clock import wait_first
+from services.infra.db import UNAVAILABLE, describe, reconnect_backoff
 
 log = structlog.get_logger(__name__)
 

@@ -13,18 +13,18 @@ import structlog
 from services.agent.main import AgentConfig, run_agent
 from services.api.app import create_app
 from services.api.server import api_url, start_api
-from services.bus import NATS_UNAVAILABLE, connect_nats
-from services.clock import Backoff, SystemClock, wait_first
-from services.db import UNAVAILABLE, create_pool, describe, reconnect_backoff
+from services.engine.projector import run_projector
+from services.engine.read_your_writes import ProjectionWatcher
+from services.engine.relay import ensure_stream, run_relay
+from services.engine.ticker import Ticker
 from services.executor.file_server import FileServer
 from services.executor.service import run_executor
-from services.health import serve_health
-from services.projector import run_projector
-from services.read_your_writes import ProjectionWatcher
-from services.rejections import Rejections
-from services.relay import ensure_stream, run_relay
-from services.settings import Settings
-from services.ticker import Ticker
+from services.infra.bus import NATS_UNAVAILABLE, connect_nats
+from services.infra.clock import Backoff, SystemClock, wait_first
+from services.infra.db import UNAVAILABLE, create_pool, describe, reconnect_backoff
+from services.infra.health import serve_health
+from services.infra.rejections import Rejections
+from services.infra.settings import Settings
 
 log = structlog.get_logger("deployx")
 SHUTDOWN_GRACE = 15.0

@@ -11,11 +11,11 @@ import msgspec
 import structlog
 
 from events.codec import RecordedEvent
-from services.clock import Clock
-from services.db import DATABASE_ERRORS
 from services.domain.firing import DueTask, decide_fire, event_id, fire_at, schedule_of
-from services.read_your_writes import ProjectionWatcher
-from services.store import StreamAppend, append_many
+from services.engine.read_your_writes import ProjectionWatcher
+from services.infra.clock import Clock
+from services.infra.db import DATABASE_ERRORS
+from services.infra.store import StreamAppend, append_many
 
 log = structlog.get_logger("deployx.ticker")
 

@@ -9,7 +9,7 @@ import asyncpg
 import msgspec
 
 from events.codec import RecordedEvent, Undecodable
-from services.store import Executor
+from services.infra.store import Executor
 
 # Failing this many times in a row (each try alone in its savepoint), an event is set aside:
 # fewer would take a passing glitch for a poison event, more would stall everyone for longer.

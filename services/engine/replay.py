@@ -9,7 +9,7 @@ from collections.abc import Callable
 import asyncpg
 
 from projections import PROJECTIONS
-from services.projector import catch_up
+from services.engine.projector import catch_up
 
 
 async def rebuild(database_url: str, on_progress: Callable[[int], None] | None = None) -> int:

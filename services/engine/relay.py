@@ -14,11 +14,11 @@ from nats.js.api import DiscardPolicy, StorageType, StreamConfig
 from nats.js.errors import APIError, BadRequestError
 
 from events.codec import RecordedEvent, Undecodable, encode_envelope
-from services import dead_letters
-from services.clock import Backoff, wait_first
-from services.db import UNAVAILABLE
-from services.listen import Listener
-from services.store import (
+from services.infra import dead_letters
+from services.infra.clock import Backoff, wait_first
+from services.infra.db import UNAVAILABLE
+from services.infra.listen import Listener
+from services.infra.store import (
     EVENTS_CHANNEL,
     LogCursor,
     has_events_after,

@@ -11,7 +11,7 @@ from events.base import Event
 from events.codec import RecordedEvent
 from events.task import TaskCreated
 from services.domain import group, task
-from services.store import ConcurrencyError, Executor, append, read_stream
+from services.infra.store import ConcurrencyError, Executor, append, read_stream
 
 State = TypeVar("State")
 Command = TypeVar("Command")

@@ -10,11 +10,11 @@ import structlog
 from aiohttp import web
 
 from events.codec import RecordedEvent
+from services.api.idempotency import IdempotentCall, StoredResponse, run_once
 from services.api.keys import POOL, SETTINGS, WATCHER, principal_of
 from services.api.responses import ApiError
-from services.auth import Principal
-from services.idempotency import IdempotentCall, StoredResponse, run_once
-from services.read_your_writes import ProjectionLagging
+from services.engine.read_your_writes import ProjectionLagging
+from services.infra.auth import Principal
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 

@@ -1,0 +1,1 @@
+"""The `deployx` command: its subcommands, `deployx up`, and running services until stopped."""

@@ -1,0 +1,1 @@
+"""Adapters and plumbing: the event store, PostgreSQL, NATS, settings, logs, embedded servers."""
