@@ -11,7 +11,8 @@ from events.base import Event
 from events.codec import RecordedEvent
 from events.task import TaskCreated
 from services.domain import group, task
-from services.infra.store import ConcurrencyError, Executor, append, read_stream
+from services.infra.db import Db
+from services.infra.store import ConcurrencyError, append, read_stream
 
 State = TypeVar("State")
 Command = TypeVar("Command")
@@ -35,7 +36,7 @@ class Outcome(msgspec.Struct, Generic[State], frozen=True):
 
 
 async def handle(
-    db: Executor,
+    db: Db,
     aggregate: Aggregate[State, Command],
     stream_id: str,
     command: Command,

@@ -32,10 +32,9 @@ from services.agent.file_protocol import (
 from services.agent.protocol import DECODE_ERRORS, FILES_BUCKET, device_of
 from services.executor.targets import task_as_fired
 from services.infra.bus import NATS_UNAVAILABLE
-from services.infra.db import UNAVAILABLE, describe
+from services.infra.db import UNAVAILABLE, Db, describe
 from services.infra.nats_auth import agent_inbox_prefix
 from services.infra.rejections import Rejections
-from services.infra.store import Executor
 
 log = structlog.get_logger("deployx.files")
 _request = msgspec.json.Decoder(ChunkRequest)
@@ -70,7 +69,7 @@ class FileServer:
 
     def __init__(
         self,
-        db: Executor,
+        db: Db,
         client: nats.aio.client.Client,
         rejections: Rejections,
         bucket: str = FILES_BUCKET,

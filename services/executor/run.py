@@ -26,7 +26,8 @@ from services.executor.targets import (
     task_as_fired,
 )
 from services.infra.clock import Backoff, Clock, wait_first
-from services.infra.store import ConcurrencyError, Executor, append, read_stream, stream_version
+from services.infra.db import Db
+from services.infra.store import ConcurrencyError, append, read_stream, stream_version
 
 log = structlog.get_logger("deployx.executor")
 _encode = msgspec.json.Encoder().encode
@@ -54,7 +55,7 @@ def job_id(execution_id: str, device_id: str) -> str:
 class ExecutionRun:
     def __init__(
         self,
-        db: Executor,
+        db: Db,
         client: nats.aio.client.Client,
         router: ResultRouter,
         clock: Clock,

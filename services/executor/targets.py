@@ -10,13 +10,14 @@ import msgspec
 from events.task import TaskCreated
 from services.domain.task import TaskState, evolve
 from services.domain.task_spec import unique
-from services.infra.store import Executor, read_stream
+from services.infra.db import Db
+from services.infra.store import read_stream
 
 # An agent that missed this many heartbeats in a row counts as offline.
 MISSED_HEARTBEATS = 3
 
 
-async def task_as_fired(db: Executor, task_id: str, due_version: int) -> TaskState:
+async def task_as_fired(db: Db, task_id: str, due_version: int) -> TaskState:
     """The task as it stood when the TaskDue at due_version was appended."""
     state = TaskState(task_id=task_id)
     for recorded in await read_stream(db, task_id):
@@ -26,7 +27,7 @@ async def task_as_fired(db: Executor, task_id: str, due_version: int) -> TaskSta
     return state
 
 
-async def resolve_targets(db: Executor, spec: TaskCreated) -> list[str]:
+async def resolve_targets(db: Db, spec: TaskCreated) -> list[str]:
     """device_ids, then the members of group_ids at this moment; each device once."""
     members: list[str] = []
     if spec.group_ids:
@@ -44,7 +45,7 @@ class Presence(msgspec.Struct, frozen=True):
     last_seen: dict[str, datetime]
 
 
-async def presence(db: Executor, device_ids: list[str], now: datetime) -> Presence:
+async def presence(db: Db, device_ids: list[str], now: datetime) -> Presence:
     """Which of device_ids have a heartbeating agent, and when each was last seen.
 
     Missed heartbeats count from the freshest one recorded of any device, not from `now`: while

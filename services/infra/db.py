@@ -5,8 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from services.infra.clock import Backoff
+
+# Anything queries can run on: a pool, a connection, or a connection borrowed from a pool.
+# (projections/base.py spells the same alias, since projections import nothing of services.)
+Db = asyncpg.Pool | asyncpg.Connection | PoolConnectionProxy
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schema.sql"
 # Several services may start together; the lock makes their migrations take turns.

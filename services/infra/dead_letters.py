@@ -9,7 +9,7 @@ import asyncpg
 import msgspec
 
 from events.codec import RecordedEvent, Undecodable
-from services.infra.store import Executor
+from services.infra.db import Db
 
 # Failing this many times in a row (each try alone in its savepoint), an event is set aside:
 # fewer would take a passing glitch for a poison event, more would stall everyone for longer.
@@ -64,7 +64,7 @@ def stored_type(recorded: RecordedEvent) -> str:
     return event.event_type if isinstance(event, Undecodable) else recorded.type
 
 
-async def set_aside(db: Executor, consumer: str, recorded: RecordedEvent, error: str) -> None:
+async def set_aside(db: Db, consumer: str, recorded: RecordedEvent, error: str) -> None:
     await set_aside_at(
         db,
         consumer,
@@ -77,7 +77,7 @@ async def set_aside(db: Executor, consumer: str, recorded: RecordedEvent, error:
 
 
 async def set_aside_at(
-    db: Executor,
+    db: Db,
     consumer: str,
     *,
     event_id: str,
@@ -104,7 +104,7 @@ async def set_aside_at(
     )
 
 
-async def parked_streams(db: Executor, consumer: str, stream_ids: Iterable[str]) -> set[str]:
+async def parked_streams(db: Db, consumer: str, stream_ids: Iterable[str]) -> set[str]:
     """Those of stream_ids with an open dead letter of this consumer: their later events wait."""
     rows = await db.fetch(
         """
@@ -117,7 +117,7 @@ async def parked_streams(db: Executor, consumer: str, stream_ids: Iterable[str])
     return {row["stream_id"] for row in rows}
 
 
-async def retry_requested(db: Executor, consumers: Iterable[str]) -> list[DeadLetter]:
+async def retry_requested(db: Db, consumers: Iterable[str]) -> list[DeadLetter]:
     """Open dead letters of these consumers that an admin asked to try again, oldest first."""
     rows = await db.fetch(
         f"""
@@ -131,7 +131,7 @@ async def retry_requested(db: Executor, consumers: Iterable[str]) -> list[DeadLe
     return [_letter(row) for row in rows]
 
 
-async def open_in_stream(db: Executor, consumer: str, stream_id: str) -> list[DeadLetter]:
+async def open_in_stream(db: Db, consumer: str, stream_id: str) -> list[DeadLetter]:
     rows = await db.fetch(
         f"""
         SELECT {_COLUMNS} FROM dead_letters
@@ -143,13 +143,13 @@ async def open_in_stream(db: Executor, consumer: str, stream_id: str) -> list[De
     return [_letter(row) for row in rows]
 
 
-async def resolve(db: Executor, ids: list[int]) -> None:
+async def resolve(db: Db, ids: list[int]) -> None:
     await db.execute(
         "UPDATE dead_letters SET resolved_at = now(), updated_at = now() WHERE id = ANY($1)", ids
     )
 
 
-async def failed_again(db: Executor, letter_id: int, error: str) -> None:
+async def failed_again(db: Db, letter_id: int, error: str) -> None:
     await db.execute(
         """
         UPDATE dead_letters SET error = $2, attempts = attempts + 1, updated_at = now(),
@@ -161,7 +161,7 @@ async def failed_again(db: Executor, letter_id: int, error: str) -> None:
     )
 
 
-async def request_retry(db: Executor, letter_id: int) -> DeadLetter | None:
+async def request_retry(db: Db, letter_id: int) -> DeadLetter | None:
     """Marks an open dead letter for its consumer to try again; None if there is no such one."""
     row = await db.fetchrow(
         f"""
@@ -177,13 +177,13 @@ async def request_retry(db: Executor, letter_id: int) -> DeadLetter | None:
     return _letter(row) if row is not None else None
 
 
-async def get(db: Executor, letter_id: int) -> DeadLetter | None:
+async def get(db: Db, letter_id: int) -> DeadLetter | None:
     row = await db.fetchrow(f"SELECT {_COLUMNS} FROM dead_letters WHERE id = $1", letter_id)
     return _letter(row) if row is not None else None
 
 
 async def page(
-    db: Executor, *, open_only: bool, consumer: str | None, limit: int, offset: int
+    db: Db, *, open_only: bool, consumer: str | None, limit: int, offset: int
 ) -> tuple[list[DeadLetter], int]:
     where = "($1::bool IS FALSE OR resolved_at IS NULL) AND ($2::text IS NULL OR consumer = $2)"
     rows = await db.fetch(
@@ -199,7 +199,7 @@ async def page(
     return [_letter(row) for row in rows], int(total)
 
 
-async def open_counts(db: Executor) -> dict[str, int]:
+async def open_counts(db: Db) -> dict[str, int]:
     """Open dead letters per consumer, for /metrics and /readyz."""
     rows = await db.fetch(
         "SELECT consumer, count(*) AS n FROM dead_letters WHERE resolved_at IS NULL GROUP BY 1"

@@ -8,7 +8,7 @@ from datetime import datetime
 import structlog
 from prometheus_client import Counter
 
-from services.infra.store import Executor
+from services.infra.db import Db
 
 log = structlog.get_logger("deployx.devices")
 
@@ -52,7 +52,7 @@ class Rejections:
         log.warning("device_message_rejected", device_id=key[0], source=source, reason=key[2])
         self._pending[key] = _Noted(1, sample_of(data))
 
-    async def flush(self, db: Executor, now: datetime) -> None:
+    async def flush(self, db: Db, now: datetime) -> None:
         """Adds what was noted since the last flush to rejected_messages, in one statement."""
         if not self._pending:
             return

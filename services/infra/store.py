@@ -13,6 +13,7 @@ from asyncpg.pool import PoolConnectionProxy
 from events.base import Event
 from events.codec import RecordedEvent, decode_or_undecodable, encode_data
 from services.domain.errors import Conflict, TooLarge
+from services.infra.db import Db
 
 # One statement, one round trip: the version check and the insert happen together, and the
 # UNIQUE (stream_id, version) constraint settles any race between two appenders.
@@ -57,7 +58,6 @@ MAX_EVENT_BYTES = 512 * 1024
 _metadata_encoder = msgspec.json.Encoder()
 _metadata_decoder = msgspec.json.Decoder(dict[str, Any])
 
-Executor = asyncpg.Pool | asyncpg.Connection | PoolConnectionProxy
 Connection = asyncpg.Connection | PoolConnectionProxy
 # An append "at any version" (expected_version None) races only with other such appends.
 _ANY_VERSION_ATTEMPTS = 5
@@ -95,7 +95,7 @@ def new_event_id() -> str:
 
 
 async def append(
-    db: Executor,
+    db: Db,
     stream_id: str,
     category: str,
     events: Sequence[Event],
@@ -117,7 +117,7 @@ async def append(
 
 
 async def _append_once(
-    db: Executor,
+    db: Db,
     stream_id: str,
     category: str,
     events: Sequence[Event],
@@ -177,18 +177,18 @@ def encode_bounded(events: Sequence[Event]) -> list[str]:
     return encoded
 
 
-async def stream_version(db: Executor, stream_id: str) -> int:
+async def stream_version(db: Db, stream_id: str) -> int:
     version = await db.fetchval(
         "SELECT coalesce(max(version), 0) FROM events WHERE stream_id = $1", stream_id
     )
     return int(version)
 
 
-async def read_stream(db: Executor, stream_id: str) -> list[RecordedEvent]:
+async def read_stream(db: Db, stream_id: str) -> list[RecordedEvent]:
     return [to_recorded(row) for row in await db.fetch(_READ_STREAM, stream_id)]
 
 
-async def read_after(db: Executor, cursor: LogCursor, limit: int = 1000) -> list[RecordedEvent]:
+async def read_after(db: Db, cursor: LogCursor, limit: int = 1000) -> list[RecordedEvent]:
     """The next events after cursor in log order; never skips one that commits later."""
     rows = await db.fetch(_READ_AFTER, str(cursor.tx_id), cursor.position, limit)
     return [to_recorded(row) for row in rows]
@@ -208,7 +208,7 @@ def to_recorded(row: asyncpg.Record) -> RecordedEvent:
     )
 
 
-async def read_positions(db: Executor, positions: Sequence[int]) -> list[RecordedEvent]:
+async def read_positions(db: Db, positions: Sequence[int]) -> list[RecordedEvent]:
     """The events at these positions, in log order."""
     rows = await db.fetch(
         f"SELECT {_COLUMNS} FROM events WHERE position = ANY($1::bigint[]) "
@@ -218,7 +218,7 @@ async def read_positions(db: Executor, positions: Sequence[int]) -> list[Recorde
     return [to_recorded(row) for row in rows]
 
 
-async def has_events_after(db: Executor, cursor: LogCursor) -> bool:
+async def has_events_after(db: Db, cursor: LogCursor) -> bool:
     """Whether committed events lie past cursor, visible to read_after yet or not."""
     return bool(
         await db.fetchval(
@@ -230,7 +230,7 @@ async def has_events_after(db: Executor, cursor: LogCursor) -> bool:
 
 
 async def read_task_history(
-    db: Executor, task_id: str, after: LogCursor | None = None
+    db: Db, task_id: str, after: LogCursor | None = None
 ) -> list[RecordedEvent]:
     """Every event about one task (its own stream and its executions'), in log order."""
     cursor = after or LogCursor()
@@ -274,7 +274,7 @@ RETURNING id::text, stream_id, version, position, tx_id::text::bigint, recorded_
 
 
 async def append_many(
-    db: Executor, items: Sequence[StreamAppend], metadata: dict[str, Any] | None = None
+    db: Db, items: Sequence[StreamAppend], metadata: dict[str, Any] | None = None
 ) -> list[RecordedEvent]:
     """Appends one event to each of many streams in one round trip; returns those that went in.
 
@@ -312,14 +312,14 @@ async def append_many(
     ]
 
 
-async def load_checkpoint(db: Executor, name: str) -> LogCursor:
+async def load_checkpoint(db: Db, name: str) -> LogCursor:
     row = await db.fetchrow(
         "SELECT tx_id::text::bigint AS tx_id, position FROM checkpoints WHERE name = $1", name
     )
     return LogCursor(row["tx_id"], row["position"]) if row else LogCursor()
 
 
-async def save_checkpoint(db: Executor, name: str, cursor: LogCursor) -> None:
+async def save_checkpoint(db: Db, name: str, cursor: LogCursor) -> None:
     await db.execute(
         """
         INSERT INTO checkpoints (name, tx_id, position, updated_at)
