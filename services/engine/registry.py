@@ -1,4 +1,5 @@
-"""The device registry: agents' heartbeats become presence rows and DeviceRegistered events."""
+"""The device registry: agents' heartbeats become presence rows, and the log learns of each
+agent's start, of devices that fall silent and of those that come back."""
 
 from __future__ import annotations
 
@@ -13,8 +14,14 @@ import nats.aio.client
 import nats.aio.msg
 import structlog
 
-from events.device import DeviceRegistered
 from services.agent.protocol import DECODE_ERRORS, Heartbeat, device_of
+from services.engine.presence_log import (
+    METADATA,
+    record_returns,
+    record_silent_devices,
+    registration,
+    stream_of,
+)
 from services.infra.clock import wait_first
 from services.infra.db import DATABASE_ERRORS, UNAVAILABLE, describe
 from services.infra.rejections import Rejections
@@ -25,7 +32,8 @@ _heartbeat = msgspec.json.Decoder(Heartbeat)
 _IDS = uuid.UUID("5e0c7a52-61a4-4d0b-a0f4-6c2f3d8e9b17")
 ALL_HEARTBEATS = "deployx.agents.*.heartbeat"
 FLUSH_EVERY = 1.0
-METADATA = {"user": "registry", "service": "registry"}
+# Devices whose heartbeats stopped are looked for this often (one query).
+SWEEP_EVERY = 5.0
 # A device's clock may be off; a start time further ahead than this is taken as "now".
 CLOCK_SKEW = timedelta(minutes=5)
 
@@ -48,6 +56,9 @@ class DeviceRegistry:
         self._pool, self._nc = pool, client
         self._latest: dict[str, Heard] = {}
         self._registered: set[str] = set()
+        self._swept_at = 0.0
+        # Since when this registry has heard without a break (NATS up, presence written).
+        self._hearing_since: datetime | None = None
         self.rejections = Rejections()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -81,21 +92,35 @@ class DeviceRegistry:
         self._latest[beat.device_id] = Heard(beat, now)
 
     async def flush(self) -> None:
-        """Writes the presence of every agent heard since the last flush, in one statement."""
+        """Writes the presence of every agent heard since the last flush (one statement), and
+        tells the log of agents that started, came back, or fell silent."""
         heard, self._latest = list(self._latest.values()), {}
+        if not self._nc.is_connected:
+            self._hearing_since = None
         try:
             await self.rejections.flush(self._pool, datetime.now(UTC))
             if heard:
                 await self._write_presence(heard)
         except UNAVAILABLE:
+            self._hearing_since = None
             # Kept for the next flush (unless a newer beat came meanwhile): an agent must not
             # look offline because the database was away for a few seconds.
             self._latest = {h.beat.device_id: h for h in heard} | self._latest
             raise
+        known: list[Heartbeat] = []  # agents whose start is recorded already
         for beat in (h.beat for h in heard):
             key = registration_id(beat)
-            if key not in self._registered:
+            if key in self._registered:
+                known.append(beat)
+            else:
                 await self._register(beat, key)
+        await record_returns(self._pool, known)
+        now = datetime.now(UTC)
+        if self._hearing_since is None:
+            self._hearing_since = now if self._nc.is_connected else None
+        elif (now.timestamp() - self._swept_at) >= SWEEP_EVERY:
+            self._swept_at = now.timestamp()
+            await record_silent_devices(self._pool, now, self._hearing_since)
 
     async def _write_presence(self, heard: list[Heard]) -> None:
         await self._pool.execute(
@@ -112,20 +137,12 @@ class DeviceRegistry:
         )
 
     async def _register(self, beat: Heartbeat, key: str) -> None:
-        event = DeviceRegistered(
-            device_id=beat.device_id,
-            hostname=beat.hostname,
-            os=beat.os,
-            agent_version=beat.agent_version,
-            labels=dict(beat.labels),
-            registered_at=beat.started_at,
-        )
         with contextlib.suppress(DuplicateEvent):  # another registry replica wrote it
             await append(
                 self._pool,
-                f"device-{beat.device_id}",
+                stream_of(beat.device_id),
                 "devices",
-                [event],
+                [registration(beat)],
                 expected_version=None,
                 metadata=METADATA,
                 event_ids=[key],

@@ -69,6 +69,15 @@ class ServiceProcess:
             )
         return self
 
+    def pause(self) -> None:
+        """SIGSTOP: alive but silent, as a laptop that sleeps or a hung process."""
+        if self._proc is not None:
+            self._proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self._proc is not None:
+            self._proc.send_signal(signal.SIGCONT)
+
     def kill9(self) -> None:
         """SIGKILL, as a crash or an OOM kill would, and reap it."""
         proc = self._proc
