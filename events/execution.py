@@ -4,7 +4,20 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import msgspec
+
 from events.base import Event
+
+
+class Delivery(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """How a run reaches its devices (CONTRACT.md, "Fleet delivery"); the defaults are the
+    behaviour before it existed: every device at once, offline ones unreachable at once."""
+
+    offline_wait_seconds: int = 0
+    max_concurrency: int | str | None = None  # an int >= 1, or "N%" of the targets
+    max_errors: int | str | None = None  # an int >= 0, or "N%" of the targets
+    waves: list[int | str] = []
+    wave_pause_seconds: int = 0
 
 
 class ExecutionStarted(Event, frozen=True, kw_only=True, tag="ExecutionStarted"):
@@ -15,13 +28,46 @@ class ExecutionStarted(Event, frozen=True, kw_only=True, tag="ExecutionStarted")
     started_at: datetime
     device_ids: list[str]
     deadline: datetime | None = None
+    delivery: Delivery = Delivery()
+    # Seconds a device's job may run: its result is due this long (and a margin) after it
+    # is dispatched. 0 in executions started before waves existed (one deadline for all).
+    job_timeout_seconds: int = 0
+
+
+class DeviceJobDispatched(Event, frozen=True, kw_only=True, tag="DeviceJobDispatched"):
+    """The job went to these devices (a wave, or room under the concurrency limit)."""
+
+    execution_id: str
+    task_id: str
+    device_ids: list[str]
+    dispatched_at: datetime
+
+
+class DevicesWaiting(Event, frozen=True, kw_only=True, tag="DevicesWaiting"):
+    """These devices were offline when their turn came (or fell silent while running): each
+    gets its job when it is heard again, until the run's offline wait runs out."""
+
+    execution_id: str
+    task_id: str
+    device_ids: list[str]
+    since: datetime
+
+
+class ExecutionCancelRequested(Event, frozen=True, kw_only=True, tag="ExecutionCancelRequested"):
+    """Who and why are in the event's metadata."""
+
+    execution_id: str
+    task_id: str
+    requested_at: datetime
+    reason: str = ""
 
 
 class DeviceResultRecorded(Event, frozen=True, kw_only=True, tag="DeviceResultRecorded"):
     execution_id: str
     task_id: str
     device_id: str
-    status: str  # "success" | "failed" | "timeout" | "unreachable"
+    # "success" | "failed" | "timeout" | "unreachable" | "expired" | "skipped" | "canceled"
+    status: str
     exit_code: int | None = None
     stdout: str = ""
     stderr: str = ""
@@ -32,7 +78,7 @@ class DeviceResultRecorded(Event, frozen=True, kw_only=True, tag="DeviceResultRe
 class ExecutionCompleted(Event, frozen=True, kw_only=True, tag="ExecutionCompleted"):
     execution_id: str
     task_id: str
-    status: str  # "success" | "failed"
+    status: str  # "success" | "failed" | "canceled"
     completed_at: datetime
     error_message: str | None = None
     devices_targeted: int = 0
@@ -40,4 +86,11 @@ class ExecutionCompleted(Event, frozen=True, kw_only=True, tag="ExecutionComplet
     devices_failed: int = 0
 
 
-EXECUTION_EVENTS = (ExecutionStarted, DeviceResultRecorded, ExecutionCompleted)
+EXECUTION_EVENTS = (
+    ExecutionStarted,
+    DeviceJobDispatched,
+    DevicesWaiting,
+    DeviceResultRecorded,
+    ExecutionCancelRequested,
+    ExecutionCompleted,
+)

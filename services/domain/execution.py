@@ -1,0 +1,400 @@
+"""One execution: its state folded from its events, and the pure decisions of a run.
+
+The executor is a shell around this: it folds the stream, asks `decide` what to do now (given
+the time, who is online and which agents never answered), appends what it returns, and sends
+the jobs those events name. Nothing here does I/O or reads a clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+
+import msgspec
+
+from events.base import Event
+from events.execution import (
+    Delivery,
+    DeviceJobDispatched,
+    DeviceResultRecorded,
+    DevicesWaiting,
+    ExecutionCancelRequested,
+    ExecutionCompleted,
+    ExecutionStarted,
+)
+from services.domain.delivery import concurrency, error_budget, wave_sizes
+from services.domain.errors import Conflict
+
+# How long an online agent has to say "accepted" before its device counts as unreachable.
+ACCEPT_TIMEOUT = timedelta(seconds=10)
+# Time past a job's own timeout for its result to travel back.
+RESULT_GRACE = timedelta(seconds=30)
+FAILED = frozenset({"failed", "timeout", "unreachable", "expired"})
+FINAL = FAILED | {"success", "skipped", "canceled"}
+NEVER_CONNECTED = "the device has never connected"
+TIMED_OUT = "no result before the deadline"
+
+
+class Device(msgspec.Struct, frozen=True):
+    """pending -> (waiting) -> running -> a final status; waiting may also follow running,
+    when the device falls silent mid-job."""
+
+    status: str = "pending"
+    dispatched_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class Presence(msgspec.Struct, frozen=True):
+    online: frozenset[str]
+    last_seen: dict[str, datetime] = {}
+
+
+class ExecutionState(msgspec.Struct, frozen=True, kw_only=True):
+    execution_id: str
+    version: int = 0
+    started: ExecutionStarted | None = None
+    devices: dict[str, Device] = {}
+    cancel: ExecutionCancelRequested | None = None
+    completed: ExecutionCompleted | None = None
+
+    @property
+    def targets(self) -> list[str]:
+        return self.started.device_ids if self.started is not None else []
+
+    @property
+    def delivery(self) -> Delivery:
+        return self.started.delivery if self.started is not None else Delivery()
+
+    def with_status(self, *statuses: str) -> list[str]:
+        return [d for d in self.targets if self.devices[d].status in statuses]
+
+
+def evolve(state: ExecutionState, event: Event) -> ExecutionState:
+    version = state.version + 1
+    devices = state.devices
+    match event:
+        case ExecutionStarted():
+            devices = {device: Device() for device in event.device_ids}
+            return msgspec.structs.replace(state, version=version, started=event, devices=devices)
+        case DeviceJobDispatched():
+            devices = devices | {
+                d: Device("running", dispatched_at=event.dispatched_at)
+                for d in event.device_ids
+                if d in devices and devices[d].status not in FINAL
+            }
+        case DevicesWaiting():
+            devices = devices | {
+                d: msgspec.structs.replace(devices[d], status="waiting")
+                for d in event.device_ids
+                if d in devices and devices[d].status not in FINAL
+            }
+        case DeviceResultRecorded() if event.device_id in devices:
+            devices = devices | {
+                event.device_id: msgspec.structs.replace(
+                    devices[event.device_id], status=event.status, finished_at=event.recorded_at
+                )
+            }
+        case ExecutionCancelRequested():
+            return msgspec.structs.replace(state, version=version, cancel=event)
+        case ExecutionCompleted():
+            return msgspec.structs.replace(state, version=version, completed=event)
+    return msgspec.structs.replace(state, version=version, devices=devices)
+
+
+def fold(execution_id: str, events: Iterable[Event]) -> ExecutionState:
+    state = ExecutionState(execution_id=execution_id)
+    for event in events:
+        state = evolve(state, event)
+    return state
+
+
+def run_deadline(
+    started_at: datetime, delivery: Delivery, targets: int, job_timeout: timedelta
+) -> datetime:
+    """When a run with nobody left working on it may be closed by the reconciler: every wave,
+    in rounds of the concurrency limit, each round a job's whole time, plus the waits."""
+    per_round = ACCEPT_TIMEOUT + job_timeout + RESULT_GRACE
+    limit = concurrency(delivery, targets)
+    sizes = wave_sizes(delivery, targets) or [0]
+    rounds = sum(max(1, -(-size // limit)) for size in sizes)
+    pauses = timedelta(seconds=delivery.wave_pause_seconds) * (len(sizes) - 1)
+    waiting = timedelta(seconds=delivery.offline_wait_seconds)
+    return started_at + waiting + per_round * rounds + pauses
+
+
+def request_cancel(
+    state: ExecutionState, now: datetime, reason: str = ""
+) -> ExecutionCancelRequested:
+    if state.completed is not None:
+        raise Conflict(f"execution {state.execution_id} has finished already")
+    if state.cancel is not None:
+        raise Conflict(f"execution {state.execution_id} is being canceled already")
+    return ExecutionCancelRequested(
+        execution_id=state.execution_id,
+        task_id=_task_id(state),
+        requested_at=now,
+        reason=reason,
+    )
+
+
+def record_report(
+    state: ExecutionState,
+    device: str,
+    now: datetime,
+    status: str,
+    **fields: object,
+) -> list[Event]:
+    """A device's finished report: its result, if its job is still out (else nothing: a
+    repeat, or a report after the device was settled otherwise)."""
+    current = state.devices.get(device)
+    if (
+        state.completed is not None
+        or current is None
+        or current.status
+        not in (
+            "running",
+            "waiting",
+        )
+    ):
+        return []
+    if current.dispatched_at is None:
+        return []  # never sent: whatever it says, it is not about this run's job
+    return [_result(state, device, status, now, **fields)]
+
+
+def decide(
+    state: ExecutionState,
+    now: datetime,
+    presence: Presence,
+    unanswered: Iterable[str] = (),
+) -> list[Event]:
+    """What the run does now. `unanswered`: devices the executor sent the job to more than
+    ACCEPT_TIMEOUT ago that have not said a word (the shell's memory, not the log's)."""
+    if state.started is None or state.completed is not None:
+        return []
+    events: list[Event] = []
+    for event in _timers(state, now, presence, set(unanswered)):
+        events.append(event)
+        state = evolve(state, event)
+    settle = _settle_cancel if state.cancel is not None else _dispatch
+    for event in settle(state, now, presence):
+        events.append(event)
+        state = evolve(state, event)
+    if all(state.devices[d].status in FINAL for d in state.targets):
+        events.append(completion(state, now))
+    return events
+
+
+def _timers(
+    state: ExecutionState, now: datetime, presence: Presence, unanswered: set[str]
+) -> list[Event]:
+    started = state.started
+    assert started is not None
+    events: list[Event] = []
+    wait_until = started.started_at + timedelta(seconds=state.delivery.offline_wait_seconds)
+    silent: list[str] = []
+    for device in state.with_status("running", "waiting"):
+        current = state.devices[device]
+        if current.status == "waiting" and now >= wait_until:
+            reason = (
+                "the device went silent while running its job and did not come back in time"
+                if current.dispatched_at is not None
+                else f"offline for the whole offline wait ({state.delivery.offline_wait_seconds} s)"
+            )
+            events.append(_result(state, device, "expired", now, error=reason))
+        elif current.dispatched_at is None:
+            continue  # waiting for its first job: _dispatch sends it once it is back
+        elif (due := _result_due(started, current.dispatched_at)) is not None and now >= due:
+            events.append(_result(state, device, "timeout", now, error=TIMED_OUT))
+        elif device in unanswered and device in presence.online:
+            error = "no answer from the agent in time"
+            events.append(_result(state, device, "unreachable", now, error=error))
+        elif current.status == "running" and device not in presence.online:
+            silent.append(device)
+    if silent:
+        events.append(_waiting(state, silent, now))
+    return events
+
+
+def _result_due(started: ExecutionStarted, dispatched_at: datetime) -> datetime | None:
+    """When a dispatched job's result is overdue: its own time after dispatch, or, in runs
+    started before jobs had their own time, the run's one deadline."""
+    if started.job_timeout_seconds:
+        job = timedelta(seconds=started.job_timeout_seconds)
+        return dispatched_at + ACCEPT_TIMEOUT + job + RESULT_GRACE
+    return started.deadline
+
+
+def _dispatch(state: ExecutionState, now: datetime, presence: Presence) -> list[Event]:
+    delivery = state.delivery
+    targets = state.targets
+    budget = error_budget(delivery, len(targets))
+    failed = len(state.with_status(*FAILED))
+    if budget is not None and failed > budget:
+        reason = f"not started: more than {budget} devices failed"
+        return [
+            _result(state, d, "skipped", now, error=reason)
+            for d in targets
+            if state.devices[d].status == "pending"
+            or (state.devices[d].status == "waiting" and state.devices[d].dispatched_at is None)
+        ]
+    wave = _current_wave(state, now)
+    events: list[Event] = []
+    back = [
+        d
+        for d in state.with_status("waiting")
+        if d in presence.online and (d in wave or state.devices[d].dispatched_at is not None)
+    ]
+    room = concurrency(delivery, len(targets)) - len(state.with_status("running"))
+    start = [*back[: max(room, 0)]]
+    room -= len(start)
+    newly_waiting: list[str] = []
+    for device in wave:
+        if state.devices[device].status != "pending":
+            continue
+        if device in presence.online:
+            if room > 0:
+                start.append(device)
+                room -= 1
+        elif delivery.offline_wait_seconds > 0:
+            newly_waiting.append(device)
+        else:
+            events.append(_unreachable(state, device, now, presence))
+    if newly_waiting:
+        events.append(_waiting(state, newly_waiting, now))
+    if start:
+        events.append(
+            DeviceJobDispatched(
+                execution_id=state.execution_id,
+                task_id=_task_id(state),
+                device_ids=start,
+                dispatched_at=now,
+            )
+        )
+    return events
+
+
+def _current_wave(state: ExecutionState, now: datetime) -> list[str]:
+    """The devices of the first wave not finished, once the pause after the last one is over;
+    [] while that pause lasts."""
+    offset = 0
+    finished_at: datetime | None = None
+    for size in wave_sizes(state.delivery, len(state.targets)):
+        wave = state.targets[offset : offset + size]
+        offset += size
+        if any(state.devices[d].status not in FINAL for d in wave):
+            pause = timedelta(seconds=state.delivery.wave_pause_seconds)
+            if finished_at is not None and now < finished_at + pause:
+                return []
+            return wave
+        ends = [end for d in wave if (end := state.devices[d].finished_at) is not None]
+        finished_at = max(ends, default=finished_at)
+    return []
+
+
+def _settle_cancel(state: ExecutionState, now: datetime, _presence: Presence) -> list[Event]:
+    """Devices not started end canceled; running ones are told to stop by the shell."""
+    reason = "canceled before it started"
+    return [
+        _result(state, d, "canceled", now, error=reason)
+        for d in state.targets
+        if state.devices[d].status == "pending"
+        or (state.devices[d].status == "waiting" and state.devices[d].dispatched_at is None)
+    ]
+
+
+def completion(state: ExecutionState, now: datetime) -> ExecutionCompleted:
+    statuses = [state.devices[d].status for d in state.targets]
+    succeeded = statuses.count("success")
+    failed = len(statuses) - succeeded
+    budget = error_budget(state.delivery, len(statuses))
+    if state.cancel is not None:
+        status, error = (
+            "canceled",
+            "canceled" + (f": {state.cancel.reason}" if state.cancel.reason else ""),
+        )
+    elif not statuses:
+        status, error = "failed", "no target devices: the task names none and its groups are empty"
+    elif "skipped" in statuses:
+        failures = sum(1 for s in statuses if s in FAILED)
+        status = "failed"
+        error = (
+            f"stopped after {failures} of {len(statuses)} devices failed (more than "
+            f"max_errors {budget}); {statuses.count('skipped')} not started"
+        )
+    elif failed:
+        status, error = "failed", f"{failed} of {len(statuses)} devices did not succeed"
+    else:
+        status, error = "success", None
+    return ExecutionCompleted(
+        execution_id=state.execution_id,
+        task_id=_task_id(state),
+        status=status,
+        completed_at=now,
+        error_message=error,
+        devices_targeted=len(statuses),
+        devices_succeeded=succeeded,
+        devices_failed=failed,
+    )
+
+
+def abandon(state: ExecutionState, now: datetime) -> list[Event]:
+    """The reconciler's end of a run nobody finished: what is out timed out, the rest was
+    never started, and the run is failed."""
+    if state.completed is not None:
+        return []
+    events: list[Event] = []
+    for device in state.targets:
+        status = state.devices[device].status
+        if status in ("running", "waiting") and state.devices[device].dispatched_at is not None:
+            error = "no result was recorded before the deadline (its executor stopped)"
+            events.append(_result(state, device, "timeout", now, error=error))
+        elif status not in FINAL:
+            error = "never started: its executor stopped before its turn"
+            events.append(_result(state, device, "skipped", now, error=error))
+    for event in events:
+        state = evolve(state, event)
+    ended = completion(state, now)
+    reason = (
+        "finished by the reconciler: no executor completed it before its deadline"
+        if state.started is not None
+        else "never started: no executor took it within an hour of being due"
+    )
+    status = "canceled" if state.cancel is not None else "failed"
+    return [*events, msgspec.structs.replace(ended, status=status, error_message=reason)]
+
+
+def _result(
+    state: ExecutionState, device: str, status: str, now: datetime, **fields: object
+) -> DeviceResultRecorded:
+    return DeviceResultRecorded(
+        execution_id=state.execution_id,
+        task_id=_task_id(state),
+        device_id=device,
+        status=status,
+        recorded_at=now,
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+def _unreachable(
+    state: ExecutionState, device: str, now: datetime, presence: Presence
+) -> DeviceResultRecorded:
+    seen = presence.last_seen.get(device)
+    reason = (
+        f"the device is offline: no heartbeat since {seen.isoformat()}" if seen else NEVER_CONNECTED
+    )
+    return _result(state, device, "unreachable", now, error=reason or NEVER_CONNECTED)
+
+
+def _waiting(state: ExecutionState, devices: Sequence[str], now: datetime) -> DevicesWaiting:
+    return DevicesWaiting(
+        execution_id=state.execution_id,
+        task_id=_task_id(state),
+        device_ids=list(devices),
+        since=now,
+    )
+
+
+def _task_id(state: ExecutionState) -> str:
+    return state.started.task_id if state.started is not None else ""
