@@ -1,5 +1,5 @@
 # Sourced by scripts/up and scripts/test: makes .venv from a bare machine with Python 3.11+
-# and installs the project into it (with the extras named in $EXTRAS, e.g. "[test]").
+# and installs the project into it, editable, with the extras its caller names (e.g. "[server]").
 PYTHON=${PYTHON:-python3}
 VENV=.venv
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1

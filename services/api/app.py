@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import structlog
 from aiohttp import web
@@ -21,9 +20,10 @@ from services.engine.registry import DeviceRegistry
 from services.infra.auth import TokenCache
 from services.infra.bus import connect_nats
 from services.infra.db import create_pool
+from services.infra.package_files import package_file
 from services.infra.settings import Settings
 
-WEB_DIR = Path(__file__).resolve().parents[2] / "web"
+WEB_DIR = package_file("services.api", "web")
 log = structlog.get_logger(__name__)
 
 

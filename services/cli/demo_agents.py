@@ -11,7 +11,7 @@ from pathlib import Path
 
 import structlog
 
-from services.cli.runtime import Service
+from services.cli.lifecycle import Service
 from services.infra.clock import Backoff, wait_first
 from services.infra.settings import Settings
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from events.base import TASK_TYPES
-from services.cli import runtime
+from services.cli.extras import missing_extra_message
 from services.infra.logs import configure_logging
 from services.infra.settings import Settings, from_env
 
@@ -35,12 +35,20 @@ def main(argv: list[str] | None = None) -> None:
         tls_key=getattr(args, "tls_key", None),
     )
     configure_logging(settings.log_format, settings.log_level)
-    args.run(args, settings)
+    try:
+        args.run(args, settings)
+    except ModuleNotFoundError as exc:
+        # Each command imports what it needs only when it runs: on a bare (agent) install a
+        # server command ends here, saying which extra to install.
+        message = missing_extra_message(args.command, exc)
+        if message is None:
+            raise
+        raise SystemExit(message) from None
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deployx", description="DeployX Scheduler")
-    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND", dest="command")
 
     up = commands.add_parser("up", help="run the whole system on this machine")
     up.add_argument("--host", default="127.0.0.1")
@@ -57,19 +65,17 @@ def _parser() -> argparse.ArgumentParser:
     api.set_defaults(run=_api)
 
     projector = commands.add_parser("projector", help="keeps the read tables up to date")
-    projector.set_defaults(run=lambda _a, s: runtime.run_alone(s, runtime.serve_projector))
+    projector.set_defaults(run=_service)
 
     ticker = commands.add_parser("ticker", help="fires tasks when their occurrences come")
-    ticker.set_defaults(run=lambda _a, s: runtime.run_alone(s, runtime.serve_ticker))
+    ticker.set_defaults(run=_service)
 
     relay = commands.add_parser("relay", help="publishes the event log to NATS JetStream")
-    relay.set_defaults(run=lambda _a, s: runtime.run_alone(s, runtime.serve_relay))
+    relay.set_defaults(run=_service)
 
     executor = commands.add_parser("executor", help="runs one task type's executions")
     executor.add_argument("--type", required=True, choices=TASK_TYPES, dest="task_type")
-    executor.set_defaults(
-        run=lambda a, s: runtime.run_alone(s, runtime.executor_service(a.task_type))
-    )
+    executor.set_defaults(run=_service)
 
     agent = commands.add_parser("agent", help="the agent that runs on a managed device")
     agent.add_argument("--device-id", required=True)
@@ -174,8 +180,25 @@ def _up(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _api(_args: argparse.Namespace, settings: Settings) -> None:
+    from services.cli import runtime
+
     _check_tls(settings)
     runtime.run_alone(settings, runtime.serve_api)
+
+
+def _service(args: argparse.Namespace, settings: Settings) -> None:
+    """One of the server's background services alone (`deployx projector` ...)."""
+    from services.cli import runtime
+
+    alone = {
+        "projector": runtime.serve_projector,
+        "ticker": runtime.serve_ticker,
+        "relay": runtime.serve_relay,
+    }
+    if args.command == "executor":
+        runtime.run_alone(settings, runtime.executor_service(args.task_type))
+    else:
+        runtime.run_alone(settings, alone[args.command])
 
 
 def _migrate(_args: argparse.Namespace, settings: Settings) -> None:
@@ -267,8 +290,10 @@ def _replay(_args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _agent(args: argparse.Namespace, settings: Settings) -> None:
-    from services.agent.main import AgentConfig, default_state_dir
+    # Only the agent's own modules: a device has the bare package, without the server's.
+    from services.agent.main import AgentConfig, default_state_dir, run_agent
     from services.agent.protocol import DEVICE_ID_PATTERN
+    from services.cli.lifecycle import run_until_signal
 
     if not re.match(DEVICE_ID_PATTERN, args.device_id):
         raise SystemExit(f"--device-id {args.device_id!r}: use letters, digits, _ : - (no dots)")
@@ -287,7 +312,11 @@ def _agent(args: argparse.Namespace, settings: Settings) -> None:
     # Jobs inherit the agent's environment: not the connection settings it was started with.
     for name in ("DEPLOYX_NATS_URL", "DEPLOYX_DATABASE_URL"):
         os.environ.pop(name, None)
-    runtime.run_alone(settings, runtime.agent_service(config))
+
+    async def serve_agent(_settings: Settings, stop: asyncio.Event) -> None:
+        await run_agent(config, stop)
+
+    run_until_signal(settings, [serve_agent])
 
 
 def _nats_auth(args: argparse.Namespace, _settings: Settings) -> None:

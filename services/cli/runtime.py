@@ -1,18 +1,16 @@
-"""Running services until told to stop: signals, the API server, the projector."""
+"""The server's services (API, projector, ticker, relay, executors), each until told to stop."""
 
 from __future__ import annotations
 
 import asyncio
-import signal
 import time
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 import structlog
 
-from services.agent.main import AgentConfig, run_agent
 from services.api.app import create_app
 from services.api.server import api_url, start_api
+from services.cli.lifecycle import Service, run_until_signal
 from services.engine.projector import run_projector
 from services.engine.read_your_writes import ProjectionWatcher
 from services.engine.relay import ensure_stream, run_relay
@@ -28,13 +26,6 @@ from services.infra.settings import Settings
 
 log = structlog.get_logger("deployx")
 SHUTDOWN_GRACE = 15.0
-Service = Callable[[Settings, asyncio.Event], Awaitable[None]]
-
-
-def stop_on_signals(stop: asyncio.Event) -> None:
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
 
 
 async def serve_api(settings: Settings, stop: asyncio.Event) -> None:
@@ -140,36 +131,11 @@ def executor_service(task_type: str) -> Service:
     return serve_executor
 
 
-def agent_service(config: AgentConfig) -> Service:
-    async def serve_agent(_settings: Settings, stop: asyncio.Event) -> None:
-        await run_agent(config, stop)
-
-    return serve_agent
-
-
-async def run_services(settings: Settings, services: list[Service], stop: asyncio.Event) -> None:
-    """Runs services together; when one fails, the others are stopped and the error raised."""
-    tasks = [asyncio.ensure_future(service(settings, stop)) for service in services]
-    done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-    stop.set()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    for task in done:
-        if task.exception() is not None:
-            raise task.exception()  # type: ignore[misc]
-
-
 def run_alone(settings: Settings, service: Service) -> None:
-    run_until_signal(settings, [service])
+    run_with_probes(settings, [service])
 
 
-def run_until_signal(settings: Settings, services: list[Service]) -> None:
-    """Runs services in this process until SIGINT or SIGTERM."""
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        stop_on_signals(stop)
-        probes = [serve_health] if settings.health_port else []
-        await run_services(settings, [*services, *probes], stop)
-        log.info("stopped")
-
-    asyncio.run(main())
+def run_with_probes(settings: Settings, services: list[Service]) -> None:
+    """Runs services until SIGINT or SIGTERM, answering probes on DEPLOYX_HEALTH_PORT if set."""
+    probes: list[Service] = [serve_health] if settings.health_port else []
+    run_until_signal(settings, [*services, *probes])

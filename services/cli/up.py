@@ -18,6 +18,7 @@ from events.base import TASK_TYPES
 from services.api.server import api_url
 from services.cli import runtime
 from services.cli.demo_agents import agent_argv, agent_environment, agent_user, demo_agent
+from services.cli.lifecycle import Service
 from services.infra.auth import create_token, hash_token
 from services.infra.db import ensure_database, migrate
 from services.infra.embedded_nats import EmbeddedNats
@@ -28,7 +29,7 @@ from services.infra.settings import Settings
 
 log = structlog.get_logger("deployx.up")
 AGENTS_DIR = "agents"  # the demo agents' working directories, one per agent
-SERVICES: list[runtime.Service] = [
+SERVICES: list[Service] = [
     runtime.serve_projector,
     runtime.serve_relay,
     runtime.serve_ticker,
@@ -47,7 +48,7 @@ class Servers(msgspec.Struct, frozen=True):
 
 def _local_agents(
     settings: Settings, servers: Servers, data_dir: Path, count: int
-) -> list[runtime.Service]:
+) -> list[Service]:
     """Demo agents local-1 ... local-N on this machine, each a process with its own login, job
     journal and working directory; under root they run (and so run their jobs) as an
     unprivileged user, who cannot read the secrets in the data directory."""
@@ -81,7 +82,7 @@ def up(settings: Settings, data_dir: Path, agents: int) -> None:
             flush=True,
         )
         demo = _local_agents(settings, servers, data_dir, agents)
-        runtime.run_until_signal(settings, [*SERVICES, *demo])
+        runtime.run_with_probes(settings, [*SERVICES, *demo])
     print("DeployX stopped.", flush=True)
 
 

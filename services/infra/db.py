@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from services.infra.clock import Backoff
+from services.infra.package_files import package_file
 
 # Anything queries can run on: a pool, a connection, or a connection borrowed from a pool.
 # (projections/base.py spells the same alias, since projections import nothing of services.)
 Db = asyncpg.Pool | asyncpg.Connection | PoolConnectionProxy
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schema.sql"
+SCHEMA_PATH = package_file("services.infra", "schema.sql")
 # Several services may start together; the lock makes their migrations take turns.
 _MIGRATION_LOCK = 7_240_001
 # Seconds a new connection may take: an unreachable host fails in this time, not in a minute.

