@@ -125,6 +125,16 @@ CREATE TABLE IF NOT EXISTS executions (
 );
 CREATE INDEX IF NOT EXISTS executions_by_task ON executions (task_id, scheduled_for DESC);
 CREATE INDEX IF NOT EXISTS executions_running ON executions (deadline) WHERE status = 'running';
+-- Fleet delivery (second wave): the policy a run went with, and a cancel asked for.
+ALTER TABLE executions ADD COLUMN IF NOT EXISTS delivery jsonb NOT NULL DEFAULT '{}';
+ALTER TABLE executions ADD COLUMN IF NOT EXISTS cancel_requested_at timestamptz;
+-- Ad-hoc runs and reruns: a name of their own, who asked (ad-hoc runs have no task), the run
+-- they repeat.
+ALTER TABLE executions ALTER COLUMN task_id DROP NOT NULL;
+ALTER TABLE executions ADD COLUMN IF NOT EXISTS name text NOT NULL DEFAULT '';
+ALTER TABLE executions ADD COLUMN IF NOT EXISTS requested_by text;
+ALTER TABLE executions ADD COLUMN IF NOT EXISTS rerun_of uuid;
+CREATE INDEX IF NOT EXISTS executions_recent ON executions (scheduled_for DESC, id);
 
 CREATE TABLE IF NOT EXISTS execution_results (
     execution_id uuid NOT NULL,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import msgspec
 
@@ -18,6 +19,23 @@ class Delivery(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     max_errors: int | str | None = None  # an int >= 0, or "N%" of the targets
     waves: list[int | str] = []
     wave_pause_seconds: int = 0
+
+
+class ExecutionRequested(Event, frozen=True, kw_only=True, tag="ExecutionRequested"):
+    """A run asked for outside any schedule: ad hoc (no task) or a rerun of an earlier run.
+    The first event of the execution's stream; it carries everything the executor needs."""
+
+    execution_id: str
+    task_id: str | None = None
+    trigger: str  # "adhoc" | "rerun"
+    name: str
+    task_type: str
+    task_payload: dict[str, Any]
+    device_ids: list[str] = []
+    group_ids: list[int] = []
+    delivery: Delivery = Delivery()
+    requested_at: datetime
+    rerun_of: str | None = None
 
 
 class ExecutionStarted(Event, frozen=True, kw_only=True, tag="ExecutionStarted"):
@@ -87,6 +105,7 @@ class ExecutionCompleted(Event, frozen=True, kw_only=True, tag="ExecutionComplet
 
 
 EXECUTION_EVENTS = (
+    ExecutionRequested,
     ExecutionStarted,
     DeviceJobDispatched,
     DevicesWaiting,

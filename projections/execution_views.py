@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import datetime
+from typing import Any
 
 import msgspec
 
 from projections.base import Db
+
+_delivery = msgspec.json.Decoder(dict[str, Any])
 
 
 class DeviceResult(msgspec.Struct, kw_only=True):
@@ -27,14 +30,29 @@ class ExecutionResult(msgspec.Struct, kw_only=True):
 
 class Execution(msgspec.Struct, kw_only=True):
     id: str
-    task_id: str
-    trigger: str
+    task_id: str | None  # None for an ad-hoc run
+    name: str
+    task_type: str
+    trigger: str  # "schedule" | "manual" | "rerun" | "adhoc"
+    rerun_of: str | None
     scheduled_for: datetime
     started_at: datetime | None
     completed_at: datetime | None
-    status: str
+    status: str  # "running" | "success" | "failed" | "canceled"
     error_message: str | None
+    cancel_requested_at: datetime | None
+    delivery: dict[str, Any]
     result: ExecutionResult
+
+
+class ExecutionFilter(msgspec.Struct, frozen=True, kw_only=True):
+    """Who asks (None: an admin, who sees every run) and what they look for."""
+
+    owner: str | None = None
+    task_id: str | None = None
+    status: str | None = None
+    device_id: str | None = None
+    trigger: str | None = None
 
 
 class ExecutionPage(msgspec.Struct):
@@ -42,44 +60,90 @@ class ExecutionPage(msgspec.Struct):
     total: int
 
 
+_COLUMNS = """
+    e.id::text, e.task_id::text, coalesce(nullif(e.name, ''), t.name, '') AS name, e.task_type,
+    e.trigger, e.rerun_of::text, e.scheduled_for, e.started_at, e.completed_at, e.status,
+    e.error_message, e.cancel_requested_at, e.delivery::text, e.devices_targeted,
+    e.devices_succeeded, e.devices_failed
+"""
+# A non-admin sees the runs of its own tasks (as long as the task exists) and the ad-hoc runs
+# and reruns it asked for.
+_WHERE = """
+    ($1::text IS NULL OR t.user_id = $1 OR e.requested_by = $1)
+    AND ($2::uuid IS NULL OR e.task_id = $2)
+    AND ($3::text IS NULL OR e.status = $3)
+    AND ($4::text IS NULL OR EXISTS (SELECT 1 FROM execution_results r
+                                      WHERE r.execution_id = e.id AND r.device_id = $4))
+    AND ($5::text IS NULL OR e.trigger = $5)
+"""
+
+
 async def list_executions(db: Db, task_id: str, limit: int, offset: int) -> ExecutionPage:
+    """A task's runs, newest first (whoever may see the task sees them all)."""
+    return await find_executions(db, ExecutionFilter(task_id=task_id), limit, offset)
+
+
+async def find_executions(db: Db, where: ExecutionFilter, limit: int, offset: int) -> ExecutionPage:
+    params = (where.owner, where.task_id, where.status, where.device_id, where.trigger)
     rows = await db.fetch(
-        """
-        SELECT id::text, task_id::text, trigger, scheduled_for, started_at, completed_at,
-            status, error_message, devices_targeted, devices_succeeded, devices_failed,
-            count(*) OVER () AS total
-        FROM executions WHERE task_id = $1
-        ORDER BY scheduled_for DESC, id LIMIT $2 OFFSET $3
+        f"""
+        SELECT {_COLUMNS}, count(*) OVER () AS total
+        FROM executions e LEFT JOIN tasks t ON t.id = e.task_id
+        WHERE {_WHERE}
+        ORDER BY e.scheduled_for DESC, e.id LIMIT $6 OFFSET $7
         """,
-        task_id,
+        *params,
         limit,
         offset,
     )
     if rows:
         total = rows[0]["total"]
     else:
-        total = await db.fetchval("SELECT count(*) FROM executions WHERE task_id = $1", task_id)
-    details = await _details(db, [row["id"] for row in rows])
-    items = [
-        Execution(
-            id=row["id"],
-            task_id=row["task_id"],
-            trigger=row["trigger"],
-            scheduled_for=row["scheduled_for"],
-            started_at=row["started_at"],
-            completed_at=row["completed_at"],
-            status=row["status"],
-            error_message=row["error_message"],
-            result=ExecutionResult(
-                devices_targeted=row["devices_targeted"],
-                devices_succeeded=row["devices_succeeded"],
-                devices_failed=row["devices_failed"],
-                execution_details=details.get(row["id"], {}),
-            ),
+        total = await db.fetchval(
+            f"SELECT count(*) FROM executions e LEFT JOIN tasks t ON t.id = e.task_id "
+            f"WHERE {_WHERE}",
+            *params,
         )
-        for row in rows
-    ]
-    return ExecutionPage(items=items, total=total)
+    details = await _details(db, [row["id"] for row in rows])
+    return ExecutionPage(items=[_execution(row, details) for row in rows], total=total)
+
+
+async def get_execution(db: Db, execution_id: str, owner: str | None) -> Execution | None:
+    row = await db.fetchrow(
+        f"""
+        SELECT {_COLUMNS} FROM executions e LEFT JOIN tasks t ON t.id = e.task_id
+        WHERE e.id = $2 AND ($1::text IS NULL OR t.user_id = $1 OR e.requested_by = $1)
+        """,
+        owner,
+        execution_id,
+    )
+    if row is None:
+        return None
+    return _execution(row, await _details(db, [row["id"]]))
+
+
+def _execution(row: Any, details: dict[str, dict[str, DeviceResult]]) -> Execution:
+    return Execution(
+        id=row["id"],
+        task_id=row["task_id"],
+        name=row["name"],
+        task_type=row["task_type"],
+        trigger=row["trigger"],
+        rerun_of=row["rerun_of"],
+        scheduled_for=row["scheduled_for"],
+        started_at=row["started_at"],
+        completed_at=row["completed_at"],
+        status=row["status"],
+        error_message=row["error_message"],
+        cancel_requested_at=row["cancel_requested_at"],
+        delivery=_delivery.decode(row["delivery"]),
+        result=ExecutionResult(
+            devices_targeted=row["devices_targeted"],
+            devices_succeeded=row["devices_succeeded"],
+            devices_failed=row["devices_failed"],
+            execution_details=details.get(row["id"], {}),
+        ),
+    )
 
 
 async def _details(db: Db, execution_ids: list[str]) -> dict[str, dict[str, DeviceResult]]:

@@ -2,10 +2,26 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
+import msgspec
+
 from events.codec import RecordedEvent
-from events.execution import DeviceResultRecorded, ExecutionCompleted, ExecutionStarted
+from events.execution import (
+    DeviceJobDispatched,
+    DeviceResultRecorded,
+    DevicesWaiting,
+    ExecutionCancelRequested,
+    ExecutionCompleted,
+    ExecutionRequested,
+    ExecutionStarted,
+)
 from events.task import TaskDue
 from projections.base import Db
+
+_json = msgspec.json.Encoder()
+# A device's row moves pending -> waiting/running -> a final status, never back from final.
+_NOT_FINAL = "execution_results.status IN ('pending', 'waiting', 'running')"
 
 
 class ExecutionsProjection:
@@ -30,24 +46,70 @@ class ExecutionsProjection:
                     event.trigger,
                     event.scheduled_for,
                 )
+            case ExecutionRequested():
+                await conn.execute(
+                    """
+                    INSERT INTO executions (id, task_id, task_type, trigger, scheduled_for,
+                        status, name, requested_by, rerun_of, delivery)
+                    VALUES ($1, $2, $3, $4, $5, 'running', $6, $7, $8, $9::jsonb)
+                    ON CONFLICT (id) DO NOTHING
+                    """,
+                    event.execution_id,
+                    event.task_id,
+                    event.task_type,
+                    event.trigger,
+                    event.requested_at,
+                    event.name,
+                    str(recorded.metadata.get("user", "")),
+                    event.rerun_of,
+                    _json.encode(event.delivery).decode(),
+                )
             case ExecutionStarted():
                 await conn.execute(
                     """
-                    UPDATE executions SET started_at = $2, deadline = $3, devices_targeted = $4
+                    UPDATE executions SET started_at = $2, deadline = $3, devices_targeted = $4,
+                        delivery = $5::jsonb
                     WHERE id = $1
                     """,
                     event.execution_id,
                     event.started_at,
                     event.deadline,
                     len(event.device_ids),
+                    _json.encode(event.delivery).decode(),
+                )
+                # One row per target from the start: the run shows who is still pending.
+                await conn.execute(
+                    """
+                    INSERT INTO execution_results (execution_id, device_id, status, recorded_at)
+                    SELECT $1, device, 'pending', $3 FROM unnest($2::text[]) AS device
+                    ON CONFLICT (execution_id, device_id) DO NOTHING
+                    """,
+                    event.execution_id,
+                    event.device_ids,
+                    event.started_at,
+                )
+            case DeviceJobDispatched():
+                await _progress(conn, event.execution_id, event.device_ids, "running",
+                                event.dispatched_at)  # fmt: skip
+            case DevicesWaiting():
+                await _progress(conn, event.execution_id, event.device_ids, "waiting", event.since)
+            case ExecutionCancelRequested():
+                await conn.execute(
+                    "UPDATE executions SET cancel_requested_at = $2 WHERE id = $1",
+                    event.execution_id,
+                    event.requested_at,
                 )
             case DeviceResultRecorded():
                 await conn.execute(
-                    """
+                    f"""
                     INSERT INTO execution_results (execution_id, device_id, status, exit_code,
                         stdout, stderr, error, recorded_at)
                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-                    ON CONFLICT (execution_id, device_id) DO NOTHING
+                    ON CONFLICT (execution_id, device_id) DO UPDATE SET
+                        status = EXCLUDED.status, exit_code = EXCLUDED.exit_code,
+                        stdout = EXCLUDED.stdout, stderr = EXCLUDED.stderr,
+                        error = EXCLUDED.error, recorded_at = EXCLUDED.recorded_at
+                    WHERE {_NOT_FINAL}
                     """,
                     event.execution_id,
                     event.device_id,
@@ -62,13 +124,31 @@ class ExecutionsProjection:
                 await _completed(conn, event)
 
 
+async def _progress(
+    conn: Db, execution_id: str, devices: list[str], status: str, when: datetime
+) -> None:
+    await conn.execute(
+        f"""
+        INSERT INTO execution_results (execution_id, device_id, status, recorded_at)
+        SELECT $1, device, $3, $4 FROM unnest($2::text[]) AS device
+        ON CONFLICT (execution_id, device_id) DO UPDATE SET
+            status = EXCLUDED.status, recorded_at = EXCLUDED.recorded_at
+        WHERE {_NOT_FINAL}
+        """,
+        execution_id,
+        devices,
+        status,
+        when,
+    )
+
+
 async def _completed(conn: Db, event: ExecutionCompleted) -> None:
     finished = await conn.fetchval(
         """
         UPDATE executions SET status = $2, completed_at = $3, error_message = $4,
             devices_targeted = $5, devices_succeeded = $6, devices_failed = $7
         WHERE id = $1 AND status = 'running'
-        RETURNING task_id
+        RETURNING coalesce(task_id::text, '')
         """,
         event.execution_id,
         event.status,
@@ -78,8 +158,8 @@ async def _completed(conn: Db, event: ExecutionCompleted) -> None:
         event.devices_succeeded,
         event.devices_failed,
     )
-    if finished is None:
-        return  # already applied
+    if not finished:
+        return  # already applied, or an ad-hoc run: no task to count it for
     succeeded = 1 if event.status == "success" else 0
     await conn.execute(
         """

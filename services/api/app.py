@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import structlog
 from aiohttp import web
 
-from services.api import admin, files, groups, live, misc, tasks
+from services.api import admin, executions, files, groups, live, misc, tasks
 from services.api.headers import add_security_headers
 from services.api.keys import LIVE, NATS, POOL, SETTINGS, TOKENS, WATCHER
 from services.api.middleware import access_log, authenticate, errors
@@ -42,6 +42,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(files.routes)
     app.add_routes(live.routes)
     app.add_routes(admin.routes)
+    app.add_routes(executions.routes)
     document = openapi_document()
 
     async def openapi(_request: web.Request) -> web.Response:

@@ -8,10 +8,12 @@ import msgspec
 
 from events.codec import Envelope
 from projections.device_views import DeviceGroup, DevicePage, GroupPage
-from projections.execution_views import ExecutionPage
+from projections.execution_views import Execution, ExecutionPage
 from projections.stats import Stats
 from projections.task_views import Task, TaskPage
 from services.api.admin import DeadLetterPage, RejectedMessagePage
+from services.api.executions import STATUSES as RUN_STATUSES
+from services.api.executions import TRIGGERS, CancelRequest
 from services.api.files import StoredFile
 from services.api.idempotency import MAX_KEY_LENGTH
 from services.api.misc import PreviewRequest, PreviewResponse
@@ -47,6 +49,7 @@ class Health(msgspec.Struct):
 
 _TYPES: list[Any] = [
     TaskInput, TaskPatch, Task, TaskPage, ExecutionPage, EventList, ExecutionAccepted,
+    Execution, CancelRequest,
     PreviewRequest, PreviewResponse, Stats, DevicePage, GroupPage, GroupInput, GroupPatch,
     DeviceGroup, ErrorBody, Health, Principal, StoredFile, DeadLetterPage, RejectedMessagePage,
     DeadLetter,
@@ -101,6 +104,14 @@ _FILE = {
     },
 }
 
+_RUN_FILTERS = [
+    _query("task_id", {"type": "string", "format": "uuid"}),
+    _query("status", {"type": "string", "enum": list(RUN_STATUSES)}),
+    _query("device_id", {"type": "string", "maxLength": 128}),
+    _query("trigger", {"type": "string", "enum": list(TRIGGERS)}),
+]
+_RUN_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+
 # (method, path, summary, request body type or content map, success status, response type,
 #  parameters, open)
 _ROUTES: list[tuple[str, str, str, Any, int, Any, list[dict[str, Any]], bool]] = [
@@ -121,6 +132,11 @@ _ROUTES: list[tuple[str, str, str, Any, int, Any, list[dict[str, Any]], bool]] =
      ExecutionPage, [_ID, *_PAGE], False),
     ("get", "/api/schedule/tasks/{id}/events", "A task's whole history", None, 200, EventList,
      [_ID], False),
+    ("get", "/api/executions", "Runs across tasks, newest first (those the caller may see)",
+     None, 200, ExecutionPage, _RUN_FILTERS + _PAGE, False),
+    ("get", "/api/executions/{id}", "Get a run", None, 200, Execution, [_RUN_ID], False),
+    ("post", "/api/executions/{id}/cancel", "Cancel a run", CancelRequest, 202, Execution,
+     [_RUN_ID], False),
     ("post", "/api/schedule/preview", "Preview fire times", PreviewRequest, 200, PreviewResponse,
      [], False),
     ("get", "/api/me", "The token's user and role", None, 200, Principal, [], False),
