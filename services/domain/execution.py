@@ -51,6 +51,7 @@ class Presence(msgspec.Struct, frozen=True):
 
 class ExecutionState(msgspec.Struct, frozen=True, kw_only=True):
     execution_id: str
+    task_id: str = ""  # "" for an ad-hoc run
     version: int = 0
     started: ExecutionStarted | None = None
     devices: dict[str, Device] = {}
@@ -101,8 +102,9 @@ def evolve(state: ExecutionState, event: Event) -> ExecutionState:
     return msgspec.structs.replace(state, version=version, devices=devices)
 
 
-def fold(execution_id: str, events: Iterable[Event]) -> ExecutionState:
-    state = ExecutionState(execution_id=execution_id)
+def fold(execution_id: str, events: Iterable[Event], task_id: str = "") -> ExecutionState:
+    """The state after events; task_id names the task until ExecutionStarted does."""
+    state = ExecutionState(execution_id=execution_id, task_id=task_id)
     for event in events:
         state = evolve(state, event)
     return state
@@ -397,4 +399,4 @@ def _waiting(state: ExecutionState, devices: Sequence[str], now: datetime) -> De
 
 
 def _task_id(state: ExecutionState) -> str:
-    return state.started.task_id if state.started is not None else ""
+    return state.task_id
