@@ -1,4 +1,7 @@
-"""The base Struct every event derives from, and the categories events are published under."""
+"""The base Struct every event derives from, and the category of device and group events.
+
+Task and execution events are published under their task's kind (services/domain/kinds).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,6 @@ from typing import ClassVar
 
 import msgspec
 
-TASK_TYPES: tuple[str, ...] = ("command", "software_deployment", "file_deployment")
 DEVICES_CATEGORY = "devices"
 
 

@@ -8,9 +8,13 @@ import os
 import shutil
 import signal
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from services.agent.protocol import OUTPUT_LIMIT, TRUNCATED_MARKER, JobOutcome
+from services.domain.kinds.command import CommandPayload
+
+if TYPE_CHECKING:
+    from services.agent.dispatch import JobContext
 
 KILL_GRACE_SECONDS = 2.0  # between SIGTERM and SIGKILL to the process group
 DRAIN_GRACE = 2.0  # seconds of reading on after the exit, while a background child holds a pipe
@@ -173,17 +177,25 @@ async def run_process(
     )
 
 
-async def run_command(payload: dict[str, Any]) -> JobOutcome:
+async def run(payload: CommandPayload, context: JobContext) -> JobOutcome:
+    """The command kind's runner: the job's DEPLOYX_* variables come before the payload's env."""
+    return await run_command(payload, context.env())
+
+
+async def run_command(payload: CommandPayload, job_env: dict[str, str] | None = None) -> JobOutcome:
     """Runs a command_payload: command, shell, timeout_seconds, env, working_dir."""
-    shell = str(payload.get("shell") or "bash")
-    timeout = float(payload.get("timeout_seconds") or 300)
-    if shell not in SHELLS:
-        return JobOutcome(status="failed", error=f"unknown shell {shell!r}")
-    env = {**os.environ, **(payload.get("env") or {})}
-    if shutil.which(SHELLS[shell][0], path=env.get("PATH")) is None:
-        return JobOutcome(status="failed", error=f"shell {shell!r} is not installed on this device")
-    command = [*SHELLS[shell], str(payload["command"])]
-    result = await run_process(command, env=env, cwd=payload.get("working_dir"), timeout=timeout)
+    env = {**os.environ, **(job_env or {}), **payload.env}
+    if shutil.which(SHELLS[payload.shell][0], path=env.get("PATH")) is None:
+        error = f"shell {payload.shell!r} is not installed on this device"
+        return JobOutcome(status="failed", error=error)
+    argv = [*SHELLS[payload.shell], payload.command]
+    timeout = payload.timeout_seconds
+    result = await run_process(argv, env=env, cwd=payload.working_dir, timeout=timeout)
+    return outcome_of(result, timeout)
+
+
+def outcome_of(result: ProcessResult, timeout: float) -> JobOutcome:
+    """A finished process as a job's outcome: success on exit code 0, output kept either way."""
     if result.error is not None:
         return JobOutcome(status="failed", error=result.error)
     common: dict[str, Any] = {"stdout": result.stdout, "stderr": result.stderr}

@@ -1,9 +1,13 @@
-"""Fetches a job's file from the file server, a chunk at a time, on the device's own subject."""
+"""Fetches a job's file from the file server, a chunk at a time, on the device's own subject,
+and checks it against the size and sha256 the object store recorded."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 from collections.abc import Awaitable, Callable
+from typing import BinaryIO
 
 import msgspec
 import nats.aio.client
@@ -19,16 +23,31 @@ from services.agent.file_protocol import (
     ChunkRequest,
     files_subject,
 )
+from services.agent.protocol import JobOutcome
 from services.infra.clock import Backoff
 
 # One chunk (128 KiB by default) should come back in well under this; a server that died
 # while answering is asked again, and another replica of its queue group answers.
 REQUEST_TIMEOUT = 10.0
+DIGEST_PREFIX = "SHA-256="
 _encode = msgspec.json.Encoder().encode
 
 
 class FileUnavailable(Exception):
     """The file server will not give this file: not this device's, or not (wholly) stored."""
+
+
+class FetchFailed(Exception):
+    """The job's file did not come whole; `outcome` is the job's answer saying so."""
+
+    def __init__(self, status: str, error: str) -> None:
+        super().__init__(error)
+        self.outcome = JobOutcome(status=status, error=error)
+
+
+class Fetched(msgspec.Struct, frozen=True):
+    sha256: str  # hex
+    size: int
 
 
 class Expected(msgspec.Struct, frozen=True):
@@ -95,3 +114,49 @@ class FileFetcher:
             if reply is not None and (reply.headers or {}).get(STATUS) != "unavailable":
                 return reply
             await asyncio.sleep(retry.next())
+
+
+async def fetch_verified(
+    fetcher: FileFetcher, file_id: str, target: BinaryIO, timeout: float
+) -> Fetched:
+    """Writes the file into target (off the event loop) within timeout seconds, and checks its
+    size and sha256; FetchFailed if it does not come whole."""
+    writer = _HashingWriter(target)
+    try:
+        expected = await asyncio.wait_for(fetcher.download(file_id, writer.write), timeout)
+    except TimeoutError:
+        error = f"download of {file_id!r} timed out after {timeout:g} s"
+        raise FetchFailed("timeout", error) from None
+    except FileUnavailable as exc:
+        raise FetchFailed("failed", str(exc)) from None
+    except nats.errors.Error as exc:
+        raise FetchFailed("failed", f"download of {file_id!r}: {exc!r}") from None
+    if writer.size != expected.size:
+        error = f"file {file_id!r}: {writer.size} bytes came, not {expected.size}"
+        raise FetchFailed("failed", error)
+    if _expected_sha256(expected.digest) != writer.sha256.digest():
+        raise FetchFailed("failed", f"file {file_id!r}: sha256 mismatch")
+    return Fetched(sha256=writer.sha256.hexdigest(), size=writer.size)
+
+
+class _HashingWriter:
+    """Where each chunk goes: the target file (written off the event loop) and a sha256."""
+
+    def __init__(self, target: BinaryIO) -> None:
+        self._target = target
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+
+    async def write(self, data: bytes) -> None:
+        await asyncio.to_thread(self._target.write, data)
+        self.sha256.update(data)
+        self.size += len(data)
+
+
+def _expected_sha256(digest: str | None) -> bytes | None:
+    if not digest or not digest.upper().startswith(DIGEST_PREFIX):
+        return None
+    try:
+        return base64.urlsafe_b64decode(digest[len(DIGEST_PREFIX) :])
+    except ValueError:  # binascii.Error: a digest that is not base64 matches nothing
+        return None

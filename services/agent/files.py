@@ -4,35 +4,19 @@ renames."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import grp
-import hashlib
 import os
 import pwd
 import tempfile
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
-import nats.errors
-
-from services.agent.file_fetch import FileFetcher, FileUnavailable
+from services.agent.file_fetch import FetchFailed, FileFetcher, fetch_verified
 from services.agent.protocol import JobOutcome
+from services.domain.kinds.file import FilePayload
 
-DIGEST_PREFIX = "SHA-256="
-
-
-class _HashingWriter:
-    """Where each chunk goes: the temp file (written off the event loop) and a sha256."""
-
-    def __init__(self, target: BinaryIO) -> None:
-        self._target = target
-        self.sha256 = hashlib.sha256()
-        self.size = 0
-
-    async def write(self, data: bytes) -> None:
-        await asyncio.to_thread(self._target.write, data)
-        self.sha256.update(data)
-        self.size += len(data)
+if TYPE_CHECKING:
+    from services.agent.dispatch import JobContext
 
 
 def check_destination(destination: str, allow_roots: list[Path]) -> Path:
@@ -63,15 +47,6 @@ def parse_owner(owner: str | None) -> tuple[int, int]:
     return uid, gid
 
 
-def _expected_sha256(digest: str | None) -> bytes | None:
-    if not digest or not digest.upper().startswith(DIGEST_PREFIX):
-        return None
-    try:
-        return base64.urlsafe_b64decode(digest[len(DIGEST_PREFIX) :])
-    except ValueError:  # binascii.Error: a digest that is not base64 matches nothing
-        return None
-
-
 def _open_temp(real: Path) -> tuple[BinaryIO, Path]:
     """A new temp file in the destination's directory (created with its parents)."""
     real.parent.mkdir(parents=True, exist_ok=True)
@@ -96,20 +71,24 @@ def _put_in_place(
         os.close(directory)
 
 
+async def run(payload: FilePayload, context: JobContext) -> JobOutcome:
+    """The file deployment kind's runner."""
+    return await deploy_file(payload, context.fetcher(), context.allow_roots)
+
+
 async def deploy_file(
-    payload: dict[str, Any], fetcher: FileFetcher, allow_roots: list[Path]
+    payload: FilePayload, fetcher: FileFetcher, allow_roots: list[Path]
 ) -> JobOutcome:
     """Runs a file_payload: file_id (the object's name), destination, mode, owner.
 
     An empty allow_roots allows any destination (the demo's default); an agent started with
     --allow-root refuses destinations outside those directories.
     """
-    file_id = str(payload["file_id"])
-    timeout = float(payload.get("timeout_seconds") or 600)
+    file_id, timeout = payload.file_id, payload.timeout_seconds
     try:
-        real = check_destination(str(payload["destination"]), allow_roots)
-        mode = int(str(payload.get("mode") or "0644"), 8)
-        owner = parse_owner(payload.get("owner"))
+        real = check_destination(payload.destination, allow_roots)
+        mode = int(payload.mode, 8)
+        owner = parse_owner(payload.owner)
     except ValueError as exc:
         return JobOutcome(status="failed", error=str(exc))
     try:
@@ -119,21 +98,10 @@ async def deploy_file(
     placed = False
     try:
         with target:
-            writer = _HashingWriter(target)
             try:
-                expected = await asyncio.wait_for(fetcher.download(file_id, writer.write), timeout)
-            except TimeoutError:
-                error = f"download of {file_id!r} timed out after {timeout:g} s"
-                return JobOutcome(status="timeout", error=error)
-            except FileUnavailable as exc:
-                return JobOutcome(status="failed", error=str(exc))
-            except nats.errors.Error as exc:
-                return JobOutcome(status="failed", error=f"download of {file_id!r}: {exc!r}")
-            if writer.size != expected.size:
-                error = f"file {file_id!r}: {writer.size} bytes came, not {expected.size}"
-                return JobOutcome(status="failed", error=error)
-            if _expected_sha256(expected.digest) != writer.sha256.digest():
-                return JobOutcome(status="failed", error=f"file {file_id!r}: sha256 mismatch")
+                fetched = await fetch_verified(fetcher, file_id, target, timeout)
+            except FetchFailed as failed:
+                return failed.outcome
             await asyncio.to_thread(_put_in_place, target, tmp, real, mode, owner)
             placed = True
     except OSError as exc:
@@ -141,5 +109,5 @@ async def deploy_file(
     finally:
         if not placed:
             tmp.unlink(missing_ok=True)
-    details = {"sha256": writer.sha256.hexdigest(), "size": writer.size, "destination": str(real)}
+    details = {"sha256": fetched.sha256, "size": fetched.size, "destination": str(real)}
     return JobOutcome(status="success", details=details)

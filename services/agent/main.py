@@ -19,9 +19,7 @@ import nats.aio.client
 import nats.aio.msg
 import structlog
 
-from services.agent.command import run_command
-from services.agent.file_fetch import FileFetcher
-from services.agent.files import deploy_file
+from services.agent.dispatch import JobContext, Runner, execute, load_runners
 from services.agent.journal import Journal
 from services.agent.privileges import become
 from services.agent.protocol import (
@@ -33,7 +31,7 @@ from services.agent.protocol import (
     jobs_subject,
     results_subject,
 )
-from services.agent.software import load_driver_modules, run_software
+from services.agent.software import load_driver_modules
 from services.infra.bus import servers
 from services.infra.nats_auth import agent_inbox_prefix
 
@@ -98,10 +96,16 @@ async def connect(
 
 
 class Agent:
-    def __init__(self, config: AgentConfig, client: nats.aio.client.Client) -> None:
+    def __init__(
+        self,
+        config: AgentConfig,
+        client: nats.aio.client.Client,
+        runners: dict[str, Runner] | None = None,
+    ) -> None:
         self._config, self._nc = config, client
         self._journal = Journal(config.state_dir / f"{config.device_id}.jobs.sqlite")
         self._slots = asyncio.Semaphore(config.max_parallel_jobs)
+        self._runners = load_runners() if runners is None else runners
         self._running: set[asyncio.Task[None]] = set()
         self._started_at = datetime.now(UTC)
 
@@ -180,23 +184,14 @@ class Agent:
         log.info("job_finished", job_id=job.job_id, status=outcome.status)
 
     async def _execute(self, job: Job) -> JobOutcome:
-        payload = job.payload
-        if job.task_type == "command":
-            command = dict(payload["command_payload"])
-            # A command can tell where and as part of what it runs.
-            command["env"] = {
-                "DEPLOYX_DEVICE_ID": self._config.device_id,
-                "DEPLOYX_EXECUTION_ID": job.execution_id,
-                "DEPLOYX_TASK_ID": job.task_id,
-                **(command.get("env") or {}),
-            }
-            return await run_command(command)
-        if job.task_type == "software_deployment":
-            return await run_software(payload["software_payload"])
-        if job.task_type == "file_deployment":
-            fetcher = FileFetcher(self._nc, self._config.device_id, job.job_id)
-            return await deploy_file(payload["file_payload"], fetcher, self._config.allow_roots)
-        return JobOutcome(status="failed", error=f"this agent cannot run {job.task_type} jobs")
+        context = JobContext(
+            job=job,
+            device_id=self._config.device_id,
+            client=self._nc,
+            state_dir=self._config.state_dir,
+            allow_roots=self._config.allow_roots,
+        )
+        return await execute(job, context, self._runners)
 
     async def _publish(self, report: JobReport) -> None:
         await self._nc.publish(results_subject(self._config.device_id), _encode(report))
@@ -204,6 +199,8 @@ class Agent:
 
 async def run_agent(config: AgentConfig, stop: asyncio.Event) -> None:
     options = connect_options(config)
+    # Every kind's runner module is imported now: another user may not read Python's files.
+    runners = load_runners()
     if config.run_as is not None:
         become(config.run_as, config.state_dir)
         log.info("agent_user", user=config.run_as, uid=os.getuid())
@@ -211,7 +208,7 @@ async def run_agent(config: AgentConfig, stop: asyncio.Event) -> None:
     if client is None:
         return  # told to stop before any server let us in (wrong address, CA, login ...)
     try:
-        await Agent(config, client).run(stop)
+        await Agent(config, client, runners).run(stop)
     finally:
         await client.drain()
 

@@ -39,13 +39,17 @@ def device_of(subject: str) -> str:
 
 
 class Job(msgspec.Struct, frozen=True, kw_only=True):
-    """Work for one device. job_id is the same on every dispatch of the same run to the device."""
+    """Work for one device. job_id is the same on every dispatch of the same run to the device.
+
+    payload is the task kind's payload Struct (services/domain/kinds), encoded: the agent
+    decodes it as task_type says, so a job of a kind it cannot run still gets an answer.
+    """
 
     job_id: str
     execution_id: str
     task_id: str
     task_type: str
-    payload: dict[str, Any]
+    payload: msgspec.Raw
     timeout_seconds: int
     file_bucket: str | None = None
 

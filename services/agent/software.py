@@ -10,10 +10,14 @@ import re
 import shutil
 import sys
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from services.agent.command import ProcessResult, run_process
 from services.agent.protocol import JobOutcome
+from services.domain.kinds.software import SoftwarePayload
+
+if TYPE_CHECKING:
+    from services.agent.dispatch import JobContext
 
 DETECTION_ORDER = ("apt", "dnf", "pip")
 
@@ -161,16 +165,17 @@ def choose_driver(name: str | None) -> PackageDriver:
     return DRIVERS[name]()
 
 
-async def run_software(payload: dict[str, Any]) -> JobOutcome:
+async def run(payload: SoftwarePayload, _context: JobContext) -> JobOutcome:
+    """The software deployment kind's runner."""
+    return await run_software(payload)
+
+
+async def run_software(payload: SoftwarePayload) -> JobOutcome:
     """Runs a software_payload: package, version, action, manager, timeout_seconds."""
-    package = str(payload["package"])
-    version: str | None = payload.get("version")
-    action = str(payload.get("action") or "install")
-    timeout = float(payload.get("timeout_seconds") or 1800)
-    if action not in ("install", "upgrade", "uninstall"):
-        return JobOutcome(status="failed", error=f"unknown action {action!r}")
+    package, version, action = payload.package, payload.version, payload.action
+    timeout = payload.timeout_seconds
     try:
-        driver = choose_driver(payload.get("manager"))
+        driver = choose_driver(payload.manager)
     except DriverUnavailable as exc:
         return JobOutcome(status="failed", error=str(exc))
     details: dict[str, Any] = {"driver": driver.name}

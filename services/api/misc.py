@@ -14,8 +14,8 @@ from services.api.keys import NATS, POOL, SETTINGS, principal_of
 from services.api.responses import decode_body, json_response
 from services.api.writes import now
 from services.domain.errors import ValidationFailed
-from services.domain.recurrence import PREVIEW_MAX, parse_schedule, preview, require_in_range
-from services.domain.task_spec import RecurrenceType
+from services.domain.recurrence import PREVIEW_MAX, RecurrenceType, parse_schedule, preview
+from services.domain.recurrence_fields import require_in_range
 from services.infra.db import UNAVAILABLE
 from services.infra.dead_letters import open_counts
 from services.infra.health import readiness

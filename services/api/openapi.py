@@ -17,8 +17,9 @@ from services.api.executions import TRIGGERS, CancelRequest
 from services.api.files import StoredFile
 from services.api.idempotency import MAX_KEY_LENGTH
 from services.api.misc import PreviewRequest, PreviewResponse
-from services.api.tasks import MAX_OFFSET, STATUSES, TASK_TYPES
+from services.api.tasks import MAX_OFFSET, STATUSES
 from services.domain.group import GroupInput, GroupPatch
+from services.domain.kinds import TASK_TYPES
 from services.domain.task_spec import MAX_GROUP_ID, TaskInput, TaskPatch
 from services.infra.auth import Principal
 from services.infra.dead_letters import DeadLetter

@@ -18,6 +18,7 @@ from services.api.keys import POOL, principal_of
 from services.api.responses import NUL, NUL_REASON, decode_body, encode, json_response, query_int
 from services.api.writes import metadata, now, respond_once, settled, writer
 from services.domain.errors import NotFound, ValidationFailed
+from services.domain.kinds import kind_of
 from services.domain.task import (
     CreateTask,
     DeleteTask,
@@ -32,7 +33,6 @@ from services.engine.handler import TASKS, handle
 from services.infra.store import read_task_history
 
 STATUSES = ("pending", "running", "completed", "failed", "paused")
-TASK_TYPES = ("command", "software_deployment", "file_deployment")
 MAX_OFFSET = 10_000_000
 routes = web.RouteTableDef()
 
@@ -69,8 +69,8 @@ async def list_all(request: web.Request) -> web.Response:
     status, task_type = params.get("status") or None, params.get("task_type") or None
     if status is not None and status not in STATUSES:
         raise ValidationFailed("status", f"must be one of {', '.join(STATUSES)}")
-    if task_type is not None and task_type not in TASK_TYPES:
-        raise ValidationFailed("task_type", f"must be one of {', '.join(TASK_TYPES)}")
+    if task_type is not None:
+        kind_of(task_type)  # a 422 naming task_type if there is no such kind
     q = params.get("q") or None
     if q is not None and NUL in q:
         raise ValidationFailed("q", NUL_REASON)

@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from events.base import TASK_TYPES
 from services.cli.extras import missing_extra_message
+from services.domain.kinds import TASK_TYPES
 from services.infra.logs import configure_logging
 from services.infra.settings import Settings, from_env
 

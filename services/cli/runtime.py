@@ -11,6 +11,7 @@ import structlog
 from services.api.app import create_app
 from services.api.server import api_url, start_api
 from services.cli.lifecycle import Service, run_until_signal
+from services.domain.kinds import KINDS
 from services.engine.projector import run_projector
 from services.engine.read_your_writes import ProjectionWatcher
 from services.engine.relay import ensure_stream, run_relay
@@ -95,10 +96,12 @@ def executor_service(task_type: str) -> Service:
             settings.nats_url, f"deployx-executor-{task_type}", settings.nats_ca
         )
         failures = Backoff(first=0.5, limit=30.0)
-        # File deployments' executors also hand the files out: agents may not read the bucket.
+        # Executors of kinds that hand devices an upload (file, script) also serve those files,
+        # all in one queue group: agents may not read the bucket.
         # Device messages refused by either are written by the executor's housekeeping.
         rejections = Rejections()
-        files = FileServer(pool, client, rejections) if task_type == "file_deployment" else None
+        serves_files = KINDS[task_type].file_field is not None
+        files = FileServer(pool, client, rejections) if serves_files else None
         try:
             if files is not None:
                 await files.start()

@@ -14,11 +14,11 @@ import msgspec
 import structlog
 from msgspec.structs import replace
 
-from events.base import TASK_TYPES
 from services.api.server import api_url
 from services.cli import runtime
 from services.cli.demo_agents import agent_argv, agent_environment, agent_user, demo_agent
 from services.cli.lifecycle import Service
+from services.domain.kinds import TASK_TYPES
 from services.infra.auth import create_token, hash_token
 from services.infra.db import ensure_database, migrate
 from services.infra.embedded_nats import EmbeddedNats

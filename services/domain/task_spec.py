@@ -7,10 +7,10 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
-from events.base import TASK_TYPES
 from services.agent.protocol import DEVICE_ID_PATTERN
 from services.domain.errors import ValidationFailed
-from services.domain.payload_rules import check_payload
+from services.domain.kinds import TaskType, kind_of
+from services.domain.recurrence import RecurrenceType
 
 Name = Annotated[str, Meta(min_length=1, max_length=200)]
 Description = Annotated[str, Meta(max_length=5000)]
@@ -18,43 +18,10 @@ DeviceId = Annotated[str, Meta(min_length=1, max_length=128, pattern=DEVICE_ID_P
 MAX_GROUP_ID = 2**31 - 1  # device_groups.id is a PostgreSQL integer
 GroupId = Annotated[int, Meta(ge=1, le=MAX_GROUP_ID)]
 Seconds = Annotated[int, Meta(ge=0, le=366 * 86400)]
-TaskType = Literal["command", "software_deployment", "file_deployment"]
-RecurrenceType = Literal["once", "daily", "weekly", "monthly", "custom", "interval"]
 OverlapPolicy = Literal["skip", "allow"]
 
 MAX_TARGETS = 10_000  # device ids of one task or group
 MAX_GROUPS = 1_000  # group ids of one task
-
-
-class CommandPayload(msgspec.Struct, forbid_unknown_fields=True):
-    command: Annotated[str, Meta(min_length=1, max_length=65536)]
-    shell: Literal["bash", "sh", "zsh", "powershell", "pwsh", "cmd", "python3"] = "bash"
-    timeout_seconds: Annotated[int, Meta(ge=1, le=86400)] = 300
-    env: dict[str, str] = {}
-    working_dir: Annotated[str, Meta(max_length=4096)] | None = None
-
-
-class SoftwarePayload(msgspec.Struct, forbid_unknown_fields=True):
-    package: Annotated[str, Meta(min_length=1, max_length=256)]
-    version: Annotated[str, Meta(min_length=1, max_length=128)] | None = None
-    action: Literal["install", "upgrade", "uninstall"] = "install"
-    manager: Annotated[str, Meta(max_length=32)] | None = None
-    timeout_seconds: Annotated[int, Meta(ge=1, le=86400)] = 1800
-
-
-class FilePayload(msgspec.Struct, forbid_unknown_fields=True):
-    file_id: Annotated[str, Meta(min_length=1, max_length=200)]
-    destination: Annotated[str, Meta(min_length=1, max_length=4096)]
-    mode: Annotated[str, Meta(pattern=r"^0?[0-7]{3,4}$")] = "0644"
-    owner: Annotated[str, Meta(max_length=65)] | None = None
-    timeout_seconds: Annotated[int, Meta(ge=1, le=86400)] = 600
-
-
-PAYLOAD_KEYS: dict[str, tuple[str, type[msgspec.Struct]]] = {
-    "command": ("command_payload", CommandPayload),
-    "software_deployment": ("software_payload", SoftwarePayload),
-    "file_deployment": ("file_payload", FilePayload),
-}
 
 
 class TaskInput(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -93,20 +60,19 @@ WRITABLE_FIELDS: tuple[str, ...] = TaskPatch.__struct_fields__
 
 def canonical_payload(task_type: str, payload: dict[str, Any]) -> dict[str, Any]:
     """Validates task_payload for its task type and returns it with defaults filled."""
-    if task_type not in TASK_TYPES:
-        raise ValidationFailed("task_type", f"must be one of {', '.join(TASK_TYPES)}")
-    key, shape = PAYLOAD_KEYS[task_type]
+    kind = kind_of(task_type)
+    key = kind.payload_key
     extra = sorted(set(payload) - {key})
     if extra:
         raise ValidationFailed(f"task_payload.{extra[0]}", f"not allowed for a {task_type} task")
     if key not in payload:
         raise ValidationFailed(f"task_payload.{key}", f"is required for a {task_type} task")
     try:
-        parsed = msgspec.convert(payload[key], shape)
+        parsed = kind.parse(payload[key])
     except msgspec.ValidationError as exc:
         raise from_msgspec_error(exc, prefix=f"task_payload.{key}") from None
+    kind.check(f"task_payload.{key}", parsed)
     canonical: dict[str, Any] = msgspec.to_builtins(parsed)
-    check_payload(key, canonical)
     return {key: canonical}
 
 

@@ -1,4 +1,5 @@
-"""Streams deployment files to agents, chunk by chunk, only for jobs sent to the asking device."""
+"""Streams uploads to agents, chunk by chunk, only for jobs sent to the asking device whose
+task's kind hands its devices that file (a file deployment's file, a script)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from services.agent.file_protocol import (
     Status,
 )
 from services.agent.protocol import DECODE_ERRORS, FILES_BUCKET, device_of
+from services.domain.kinds import file_id_of
 from services.executor.targets import task_as_fired
 from services.infra.bus import NATS_UNAVAILABLE
 from services.infra.db import UNAVAILABLE, Db, describe
@@ -58,7 +60,8 @@ _DUE_VERSION = (
 
 
 class Grant(msgspec.Struct, frozen=True):
-    """What an execution lets its devices read: the file of its task as fired (None: nothing)."""
+    """What an execution lets its devices read: the upload its task as fired names, if its kind
+    has a file field (None: nothing)."""
 
     file_id: str | None
     devices: frozenset[str]
@@ -190,10 +193,9 @@ class FileServer:
         if due_version is None:
             return Grant(file_id=None, devices=devices)
         spec = (await task_as_fired(self._db, started.task_id, due_version)).spec
-        if spec is None or spec.task_type != "file_deployment":
+        if spec is None:
             return Grant(file_id=None, devices=devices)
-        file_id = (spec.task_payload.get("file_payload") or {}).get("file_id")
-        return Grant(file_id=None if file_id is None else str(file_id), devices=devices)
+        return Grant(file_id=file_id_of(spec.task_type, spec.task_payload), devices=devices)
 
     async def _object(self, file_id: str) -> ObjectInfo | None:
         """The object's info (its chunks' subject, size, digest); None if it is not stored."""

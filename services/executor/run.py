@@ -15,11 +15,12 @@ import structlog
 from events.base import Event
 from events.execution import DeviceResultRecorded, ExecutionCompleted, ExecutionStarted
 from events.task import TaskDue
-from services.agent.protocol import FILES_BUCKET, Job, JobReport, jobs_subject
+from services.agent.protocol import JobReport, jobs_subject
 from services.domain.errors import TooLarge
 from services.domain.task import TaskState
 from services.executor.results import ResultRouter
 from services.executor.targets import (
+    job_for,
     job_timeout,
     presence,
     resolve_targets,
@@ -175,15 +176,7 @@ class ExecutionRun:
             self._router.expect(job_id(self._id, device), device, self._on_report)
         try:
             for device in reachable:
-                job = Job(
-                    job_id=job_id(self._id, device),
-                    execution_id=self._id,
-                    task_id=spec.task_id,
-                    task_type=spec.task_type,
-                    payload=spec.task_payload,
-                    timeout_seconds=job_timeout(spec),
-                    file_bucket=FILES_BUCKET if spec.task_type == "file_deployment" else None,
-                )
+                job = job_for(spec, job_id(self._id, device), self._id)
                 self._jobs[device] = _encode(job)
                 await self._nc.publish(jobs_subject(device), self._jobs[device])
             await self._nc.flush()

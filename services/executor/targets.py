@@ -1,13 +1,14 @@
-"""Who an execution runs on, what it runs, and which of those devices are online now."""
+"""Who an execution runs on, the job it sends each, and which of those devices are online now."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
 
 import msgspec
 
 from events.task import TaskCreated
+from services.agent.protocol import FILES_BUCKET, Job
+from services.domain.kinds import KINDS, stored_payload
 from services.domain.task import TaskState, evolve
 from services.domain.task_spec import unique
 from services.infra.db import Db
@@ -71,5 +72,18 @@ async def presence(db: Db, device_ids: list[str], now: datetime) -> Presence:
 
 
 def job_timeout(spec: TaskCreated) -> int:
-    payload: dict[str, Any] = next(iter(spec.task_payload.values()), {})
-    return int(payload.get("timeout_seconds", 300))
+    return stored_payload(spec.task_type, spec.task_payload).timeout_seconds
+
+
+def job_for(spec: TaskCreated, job_id: str, execution_id: str) -> Job:
+    """The job of one device: the task's payload as its kind's Struct, for the agent to decode."""
+    payload = stored_payload(spec.task_type, spec.task_payload)
+    return Job(
+        job_id=job_id,
+        execution_id=execution_id,
+        task_id=spec.task_id,
+        task_type=spec.task_type,
+        payload=msgspec.Raw(msgspec.json.encode(payload)),
+        timeout_seconds=payload.timeout_seconds,
+        file_bucket=FILES_BUCKET if KINDS[spec.task_type].file_field is not None else None,
+    )

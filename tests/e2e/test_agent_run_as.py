@@ -56,7 +56,7 @@ async def run_job(nats_url: str, device_id: str, command: str) -> JobReport:
             execution_id="run-as",
             task_id="run-as",
             task_type="command",
-            payload={"command_payload": {"command": command}},
+            payload=msgspec.Raw(msgspec.json.encode({"command": command})),
             timeout_seconds=30,
         )
         await nc.publish(jobs_subject(device_id), msgspec.json.encode(job))

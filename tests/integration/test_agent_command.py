@@ -7,9 +7,18 @@ import os
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
-from services.agent.command import run_command
-from services.agent.protocol import OUTPUT_LIMIT, TRUNCATED_MARKER
+import msgspec
+
+from services.agent.command import run_command as run_typed
+from services.agent.protocol import OUTPUT_LIMIT, TRUNCATED_MARKER, JobOutcome
+from services.domain.kinds.command import CommandPayload
+
+
+async def run_command(payload: dict[str, Any]) -> JobOutcome:
+    """The runner, given the payload as a user writes it and the agent decodes it."""
+    return await run_typed(msgspec.convert(payload, CommandPayload))
 
 
 def gone(pid: int) -> bool:

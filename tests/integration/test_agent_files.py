@@ -9,15 +9,19 @@ import pwd
 import stat
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import asyncpg
+import msgspec
 import nats
 import nats.aio.client
 import pytest
 from nats.js.object_store import ObjectStore
 
 from services.agent.file_fetch import FileFetcher
-from services.agent.files import deploy_file
+from services.agent.files import deploy_file as deploy_typed
+from services.agent.protocol import JobOutcome
+from services.domain.kinds.file import FilePayload
 from services.infra.db import create_pool
 from tests.integration.file_jobs import agent_connection, fetcher, file_job, file_server
 
@@ -271,3 +275,10 @@ async def test_owner_is_set_and_an_unknown_owner_is_refused(
     outcome = await deploy_file(payload, await source("conf"), [])
     assert outcome.status == "success", outcome
     assert (destination.stat().st_uid, destination.stat().st_gid) == (nobody.pw_uid, nobody.pw_gid)
+
+
+async def deploy_file(
+    payload: dict[str, Any], source: FileFetcher, allow_roots: list[Path]
+) -> JobOutcome:
+    """The runner, given the payload as a user writes it and the agent decodes it."""
+    return await deploy_typed(msgspec.convert(payload, FilePayload), source, allow_roots)

@@ -7,6 +7,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from services.agent.software import (
@@ -18,6 +19,7 @@ from services.agent.software import (
     load_driver_modules,
     run_software,
 )
+from services.domain.kinds.software import SoftwarePayload
 from tests.integration.test_agent_command import gone
 
 FAKE_MODULE = "tests.e2e.fake_driver"
@@ -31,8 +33,9 @@ def fake_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
     yield tmp_path
 
 
-def fake(package: str, action: str = "install", **fields: object) -> dict[str, object]:
-    return {"package": package, "action": action, "manager": "fake", **fields}
+def fake(package: str, action: str = "install", **fields: object) -> SoftwarePayload:
+    payload = {"package": package, "action": action, "manager": "fake", **fields}
+    return msgspec.convert(payload, SoftwarePayload)
 
 
 async def test_install_upgrade_uninstall_report_versions(fake_root: Path) -> None:
@@ -90,7 +93,7 @@ async def test_timeout_kills_the_package_tool(fake_root: Path) -> None:
 
 
 async def test_unknown_driver_fails_naming_it_and_the_available_ones(fake_root: Path) -> None:
-    outcome = await run_software({"package": "x", "manager": "brew"})
+    outcome = await run_software(SoftwarePayload(package="x", manager="brew"))
     assert outcome.status == "failed"
     assert outcome.error is not None
     assert outcome.error.startswith("unknown package manager 'brew'; available: ")

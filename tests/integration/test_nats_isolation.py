@@ -8,6 +8,7 @@ import json
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import msgspec
@@ -20,14 +21,16 @@ from prometheus_client import REGISTRY
 
 from services.agent.file_fetch import FileFetcher
 from services.agent.file_protocol import STATUS, ChunkRequest, files_subject
-from services.agent.files import deploy_file
+from services.agent.files import deploy_file as deploy_typed
 from services.agent.main import AgentConfig, connect
 from services.agent.protocol import (
     FILES_BUCKET,
+    JobOutcome,
     heartbeat_subject,
     jobs_subject,
     results_subject,
 )
+from services.domain.kinds.file import FilePayload
 from services.engine.relay import STREAM, ensure_stream
 from services.executor.run import job_id
 from services.infra.db import create_pool
@@ -433,3 +436,10 @@ async def test_an_agent_cannot_subscribe_to_stored_subjects(server: Server, subj
     await settled(rogue)
     await refusal(errors, f'permissions violation for subscription to "{subject}"'.lower())
     await rogue.close()
+
+
+async def deploy_file(
+    payload: dict[str, Any], source: FileFetcher, allow_roots: list[Path]
+) -> JobOutcome:
+    """The runner, given the payload as a user writes it and the agent decodes it."""
+    return await deploy_typed(msgspec.convert(payload, FilePayload), source, allow_roots)

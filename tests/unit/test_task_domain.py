@@ -21,6 +21,7 @@ from events.task import (
     TaskUpdated,
 )
 from services.domain.errors import Conflict, DomainError, NotFound, ValidationFailed
+from services.domain.kinds.command import CommandPayload
 from services.domain.task import (
     CreateTask,
     DeleteTask,
@@ -34,7 +35,6 @@ from services.domain.task import (
     fold,
 )
 from services.domain.task_spec import (
-    CommandPayload,
     TaskInput,
     TaskPatch,
     from_msgspec_error,
