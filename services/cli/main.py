@@ -21,6 +21,18 @@ if TYPE_CHECKING:
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
+    try:
+        _run(args)
+    except ModuleNotFoundError as exc:
+        # Each command imports what it needs only when it runs: on a bare (agent) install a
+        # server command ends here, saying which extra to install.
+        message = missing_extra_message(args.command, exc)
+        if message is None:
+            raise
+        raise SystemExit(message) from None
+
+
+def _run(args: argparse.Namespace) -> None:
     environ = dict(os.environ)
     if getattr(args, "stack_dir", None) is not None:
         # Tools run beside `deployx up` find its embedded servers without any exports.
@@ -35,15 +47,7 @@ def main(argv: list[str] | None = None) -> None:
         tls_key=getattr(args, "tls_key", None),
     )
     configure_logging(settings.log_format, settings.log_level)
-    try:
-        args.run(args, settings)
-    except ModuleNotFoundError as exc:
-        # Each command imports what it needs only when it runs: on a bare (agent) install a
-        # server command ends here, saying which extra to install.
-        message = missing_extra_message(args.command, exc)
-        if message is None:
-            raise
-        raise SystemExit(message) from None
+    args.run(args, settings)
 
 
 def _parser() -> argparse.ArgumentParser:
