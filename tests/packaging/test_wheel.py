@@ -104,6 +104,10 @@ def test_the_bare_agent_answers_and_a_server_command_names_the_extra(
     elsewhere = base / "elsewhere"
     helped = run([bare.bin("deployx"), "agent", "--help"], cwd=elsewhere)
     assert "--device-id" in helped.stdout
+    # A device's own login is written where the agent runs, too.
+    auth = base / "bare-nats-auth"
+    run([bare.bin("deployx"), "nats-auth", "--agents", "dev-1", "--out", str(auth)], cwd=elsewhere)
+    assert (auth / "agents" / "dev-1.json").is_file()
     for command in (["migrate"], ["api"], ["projector"], ["up", "--data-dir", str(base / "no")]):
         refused = run([bare.bin("deployx"), *command], cwd=elsewhere, check=False)
         assert refused.returncode == 1, (command, refused.stderr)

@@ -11,10 +11,10 @@ REPO = Path(__file__).resolve().parents[2]
 DISTRIBUTION = "deployx-scheduler"
 
 
-def build_wheel(out_dir: Path) -> Path:
+def build_wheel(out_dir: Path, source: Path = REPO) -> Path:
     """The project's wheel, built from the checkout as `pip wheel` builds it for a user."""
     pip_wheel = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", str(out_dir)]
-    run([*pip_wheel, str(REPO)], cwd=out_dir.parent, timeout=300)
+    run([*pip_wheel, str(source)], cwd=out_dir.parent, timeout=300)
     wheels = list(out_dir.glob("deployx_scheduler-*.whl"))
     assert len(wheels) == 1, wheels
     return wheels[0]
