@@ -116,6 +116,16 @@ def test_the_bare_agent_answers_and_a_server_command_names_the_extra(
     assert not (base / "no").exists()
 
 
+def test_up_without_the_embedded_extra_names_it(base: Path, wheel: Path) -> None:
+    server = Venv(base / "server")
+    server.install(f"{wheel}[server]")
+    argv = [server.bin("deployx"), "up", "--data-dir", str(base / "server-data")]
+    refused = run([*argv, "--port", str(free_port())], cwd=base / "elsewhere", check=False)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert f"pip install '{DISTRIBUTION}[embedded]'" in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+
 class Process:
     """A child with its output in a log file; stopped with SIGINT, as Ctrl-C stops it."""
 
