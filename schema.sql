@@ -186,6 +186,12 @@ CREATE TABLE IF NOT EXISTS device_presence (
 );
 -- Executors compare every device's heartbeat with the freshest one.
 CREATE INDEX IF NOT EXISTS device_presence_last_seen ON device_presence (last_seen DESC);
+-- When each registry last wrote presence while connected to NATS: missed heartbeats count up
+-- to then, so that a registry (or database) that was away makes no device look offline.
+CREATE TABLE IF NOT EXISTS registry_heard (
+    registry text        PRIMARY KEY,
+    at       timestamptz NOT NULL
+);
 
 -- Events a consumer of the log (a projection, the relay, an executor) could not handle: set
 -- aside so the consumer carries on, visible at GET /api/admin/dead-letters, retried on request.

@@ -16,7 +16,9 @@ from services.domain.kinds.command import CommandPayload
 if TYPE_CHECKING:
     from services.agent.dispatch import JobContext
 
-KILL_GRACE_SECONDS = 2.0  # between SIGTERM and SIGKILL to the process group
+KILL_GRACE_SECONDS = 2.0  # between SIGTERM and SIGKILL to the process group, on timeout
+# On a cancel (the task is canceled): the contract's grace before SIGKILL.
+CANCEL_GRACE_SECONDS = 5.0
 DRAIN_GRACE = 2.0  # seconds of reading on after the exit, while a background child holds a pipe
 
 SHELLS: dict[str, list[str]] = {
@@ -85,12 +87,12 @@ class ProcessResult:
         return {key: True for key, value in cut.items() if value}
 
 
-async def _kill_group(proc: asyncio.subprocess.Process) -> None:
+async def _kill_group(proc: asyncio.subprocess.Process, grace: float = KILL_GRACE_SECONDS) -> None:
     """SIGTERM to the whole group, SIGKILL to whatever is left after the grace period."""
     with contextlib.suppress(OSError):
         os.killpg(proc.pid, signal.SIGTERM)
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + KILL_GRACE_SECONDS
+    deadline = loop.time() + grace
     while loop.time() < deadline:
         if proc.returncode is not None:
             try:
@@ -121,7 +123,8 @@ async def run_process(
     """Runs argv in a new session, capturing capped stdout and stderr; never raises OSError.
 
     On timeout the process group is killed and the result has timed_out set; on cancellation
-    the group gets SIGKILL before CancelledError goes on.
+    the group gets SIGTERM, then SIGKILL after CANCEL_GRACE_SECONDS, before CancelledError
+    goes on.
     """
     problem = _cannot_start(argv[0], env, cwd)
     if problem is not None:
@@ -160,9 +163,8 @@ async def run_process(
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.gather(out.eof.wait(), err.eof.wait()), DRAIN_GRACE)
     except asyncio.CancelledError:
-        with contextlib.suppress(OSError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        await proc.wait()  # reaped before the cancellation goes on
+        # The group ends (and is reaped) before the cancellation goes on.
+        await asyncio.shield(_kill_group(proc, CANCEL_GRACE_SECONDS))
         raise
     finally:
         out.close()

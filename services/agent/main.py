@@ -23,6 +23,8 @@ from services.agent.dispatch import JobContext, Runner, execute, load_runners
 from services.agent.journal import Journal
 from services.agent.privileges import become
 from services.agent.protocol import (
+    AgentWork,
+    CancelJob,
     Heartbeat,
     Job,
     JobOutcome,
@@ -37,7 +39,8 @@ from services.infra.nats_auth import agent_inbox_prefix
 
 AGENT_VERSION = "0.1.0"
 log = structlog.get_logger("deployx.agent")
-_job = msgspec.json.Decoder(Job)
+_work = msgspec.json.Decoder(AgentWork)
+CANCELED = "canceled on request: its process group got SIGTERM, then SIGKILL if still there"
 _encode = msgspec.json.Encoder().encode
 
 
@@ -107,6 +110,8 @@ class Agent:
         self._slots = asyncio.Semaphore(config.max_parallel_jobs)
         self._runners = load_runners() if runners is None else runners
         self._running: set[asyncio.Task[None]] = set()
+        self._jobs: dict[str, asyncio.Task[None]] = {}  # by job id, while running
+        self._canceled: set[str] = set()
         self._started_at = datetime.now(UTC)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -156,9 +161,12 @@ class Agent:
 
     async def _on_job(self, msg: nats.aio.msg.Msg) -> None:
         try:
-            job = _job.decode(msg.data)
+            job = _work.decode(msg.data)
         except msgspec.DecodeError as exc:
             log.warning("bad_job", error=str(exc))
+            return
+        if isinstance(job, CancelJob):
+            await self._cancel(job.job_id)
             return
         is_new, finished = self._journal.begin(job.job_id)
         if not is_new:
@@ -167,17 +175,39 @@ class Agent:
             return
         task = asyncio.create_task(self._run_job(job))
         self._running.add(task)
+        self._jobs[job.job_id] = task
         task.add_done_callback(self._running.discard)
+        task.add_done_callback(lambda _: self._jobs.pop(job.job_id, None))
+
+    async def _cancel(self, job_id: str) -> None:
+        """Ends a running job; a job not seen yet is recorded canceled, so it never starts."""
+        task = self._jobs.get(job_id)
+        if task is not None:
+            log.info("job_cancel", job_id=job_id)
+            self._canceled.add(job_id)
+            task.cancel()
+            return
+        is_new, finished = self._journal.begin(job_id)
+        if is_new:
+            finished = JobOutcome(status="canceled", error=CANCELED).report(job_id)
+            self._journal.finish(job_id, finished)
+        if finished is not None:
+            await self._publish(finished)
 
     async def _run_job(self, job: Job) -> None:
         await self._publish(JobReport(job_id=job.job_id, state="accepted"))
-        async with self._slots:
-            log.info("job_started", job_id=job.job_id, task_type=job.task_type)
-            try:
-                outcome = await self._execute(job)
-            except Exception as exc:  # a runner bug must still end the job with an answer
-                log.exception("job_crashed", job_id=job.job_id)
-                outcome = JobOutcome(status="failed", error=f"the agent failed: {exc}")
+        try:
+            async with self._slots:
+                log.info("job_started", job_id=job.job_id, task_type=job.task_type)
+                try:
+                    outcome = await self._execute(job)
+                except Exception as exc:  # a runner bug must still end the job with an answer
+                    log.exception("job_crashed", job_id=job.job_id)
+                    outcome = JobOutcome(status="failed", error=f"the agent failed: {exc}")
+        except asyncio.CancelledError:
+            if job.job_id not in self._canceled:
+                raise  # the agent itself is stopping
+            outcome = JobOutcome(status="canceled", error=CANCELED)
         report = outcome.report(job.job_id)
         self._journal.finish(job.job_id, report)
         await self._publish(report)

@@ -38,7 +38,7 @@ def device_of(subject: str) -> str:
     return subject.split(".")[2]
 
 
-class Job(msgspec.Struct, frozen=True, kw_only=True):
+class Job(msgspec.Struct, frozen=True, kw_only=True, tag="run", tag_field="kind"):
     """Work for one device. job_id is the same on every dispatch of the same run to the device.
 
     payload is the task kind's payload Struct (services/domain/kinds), encoded: the agent
@@ -54,8 +54,18 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     file_bucket: str | None = None
 
 
+class CancelJob(msgspec.Struct, frozen=True, kw_only=True, tag="cancel", tag_field="kind"):
+    """Stop that job: its whole process group gets SIGTERM, then SIGKILL after a grace; the
+    agent reports it "canceled". A job not started yet never starts."""
+
+    job_id: str
+
+
+# What comes on deployx.agents.<device_id>.jobs.
+AgentWork = Job | CancelJob
+
 JobState = Literal["accepted", "finished"]
-JobStatus = Literal["success", "failed", "timeout"]
+JobStatus = Literal["success", "failed", "timeout", "canceled"]
 AwareTime = Annotated[datetime, Meta(tz=True)]
 
 

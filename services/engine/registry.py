@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import socket
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -34,6 +36,12 @@ ALL_HEARTBEATS = "deployx.agents.*.heartbeat"
 FLUSH_EVERY = 1.0
 # Devices whose heartbeats stopped are looked for this often (one query).
 SWEEP_EVERY = 5.0
+# This registry was hearing (NATS connected) up to now; rows of registries gone a day are dropped.
+_HEARD = """
+WITH gone AS (DELETE FROM registry_heard WHERE at < $2::timestamptz - interval '1 day')
+INSERT INTO registry_heard (registry, at) VALUES ($1, $2)
+ON CONFLICT (registry) DO UPDATE SET at = EXCLUDED.at
+"""
 # A device's clock may be off; a start time further ahead than this is taken as "now".
 CLOCK_SKEW = timedelta(minutes=5)
 
@@ -57,6 +65,7 @@ class DeviceRegistry:
         self._latest: dict[str, Heard] = {}
         self._registered: set[str] = set()
         self._swept_at = 0.0
+        self._name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         # Since when this registry has heard without a break (NATS up, presence written).
         self._hearing_since: datetime | None = None
         self.rejections = Rejections()
@@ -116,6 +125,8 @@ class DeviceRegistry:
                 await self._register(beat, key)
         await record_returns(self._pool, known)
         now = datetime.now(UTC)
+        if self._nc.is_connected:
+            await self._pool.execute(_HEARD, self._name, now)
         if self._hearing_since is None:
             self._hearing_since = now if self._nc.is_connected else None
         elif (now.timestamp() - self._swept_at) >= SWEEP_EVERY:

@@ -32,7 +32,7 @@ from services.agent.file_protocol import (
 )
 from services.agent.protocol import DECODE_ERRORS, FILES_BUCKET, device_of
 from services.domain.kinds import file_id_of
-from services.executor.targets import task_as_fired
+from services.executor.spec import task_as_fired
 from services.infra.bus import NATS_UNAVAILABLE
 from services.infra.db import UNAVAILABLE, Db, describe
 from services.infra.nats_auth import agent_inbox_prefix

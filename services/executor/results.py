@@ -25,6 +25,15 @@ log = structlog.get_logger("deployx.executor")
 _report = msgspec.json.Decoder(JobReport)
 _reference = msgspec.json.Decoder(JobReference)
 ALL_RESULTS = "deployx.agents.*.results"
+# The relay publishes every event; a run in hand hears of a cancel through this at once.
+ALL_CANCELS = "deployx.events.*.ExecutionCancelRequested"
+
+
+class _Stream(msgspec.Struct):
+    stream_id: str
+
+
+_stream = msgspec.json.Decoder(_Stream)
 
 OnReport = Callable[[str, JobReport], None]
 
@@ -35,14 +44,34 @@ class ResultRouter:
     def __init__(self, client: nats.aio.client.Client, rejections: Rejections) -> None:
         self._nc, self.rejections = client, rejections
         self._expected: dict[str, tuple[str, OnReport]] = {}
-        self._subscription: nats.aio.subscription.Subscription | None = None
+        self._watched: dict[str, Callable[[], None]] = {}
+        self._subscriptions: list[nats.aio.subscription.Subscription] = []
 
     async def start(self) -> None:
-        self._subscription = await self._nc.subscribe(ALL_RESULTS, cb=self._on_message)
+        self._subscriptions = [
+            await self._nc.subscribe(ALL_RESULTS, cb=self._on_message),
+            await self._nc.subscribe(ALL_CANCELS, cb=self._on_cancel),
+        ]
 
     async def stop(self) -> None:
-        if self._subscription is not None:
-            await self._subscription.unsubscribe()
+        for subscription in self._subscriptions:
+            await subscription.unsubscribe()
+
+    def watch(self, execution_id: str, on_change: Callable[[], None]) -> None:
+        """on_change is called when a cancel of that execution is recorded."""
+        self._watched[execution_id] = on_change
+
+    def unwatch(self, execution_id: str) -> None:
+        self._watched.pop(execution_id, None)
+
+    async def _on_cancel(self, msg: nats.aio.msg.Msg) -> None:
+        try:
+            stream_id = _stream.decode(msg.data).stream_id
+        except DECODE_ERRORS:
+            return
+        on_change = self._watched.get(stream_id)
+        if on_change is not None:
+            on_change()
 
     def expect(self, job_id: str, device_id: str, on_report: OnReport) -> None:
         self._expected[job_id] = (device_id, on_report)
