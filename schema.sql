@@ -234,3 +234,81 @@ CREATE TABLE IF NOT EXISTS file_usage (
     bytes     bigint  NOT NULL DEFAULT 0 CHECK (bytes >= 0),
     files     integer NOT NULL DEFAULT 0 CHECK (files >= 0)
 );
+
+-- The audit chain (docs/audit.md): every event sealed in log order, seq 1, 2, ...; hash is
+-- SHA-256(previous hash || the event's canonical bytes). Written by the sealer only.
+CREATE TABLE IF NOT EXISTS audit_chain (
+    seq       bigint      PRIMARY KEY CHECK (seq > 0),
+    position  bigint      NOT NULL,
+    event_id  uuid        NOT NULL UNIQUE,
+    hash      bytea       NOT NULL CHECK (octet_length(hash) = 32),
+    sealed_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS audit_chain_position ON audit_chain (position);
+
+CREATE OR REPLACE FUNCTION audit_chain_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'the audit chain is append-only: % is not allowed on audit_chain', TG_OP
+        USING ERRCODE = 'insufficient_privilege';
+END $$;
+DROP TRIGGER IF EXISTS audit_chain_append_only ON audit_chain;
+CREATE TRIGGER audit_chain_append_only BEFORE UPDATE OR DELETE ON audit_chain
+    FOR EACH ROW EXECUTE FUNCTION audit_chain_refuse_change();
+DROP TRIGGER IF EXISTS audit_chain_no_truncate ON audit_chain;
+CREATE TRIGGER audit_chain_no_truncate BEFORE TRUNCATE ON audit_chain
+    FOR EACH STATEMENT EXECUTE FUNCTION audit_chain_refuse_change();
+
+-- Webhook subscriptions (docs/webhooks.md), managed by admins. The secret signs every body.
+CREATE TABLE IF NOT EXISTS webhooks (
+    id          uuid        PRIMARY KEY,
+    url         text        NOT NULL,
+    event_types text[]      NOT NULL,
+    secret      text        NOT NULL,
+    task_id     uuid,
+    created_by  text        NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+
+-- What to deliver: one row per (subscription, event), pending until delivered or given up.
+-- Deliveries of one subscription and order_key (the task, else the stream) go out in log
+-- order: only the queue's head (is_head) may be sent, the next becomes head when it ends.
+CREATE TABLE IF NOT EXISTS webhook_deliveries (
+    webhook_id      uuid        NOT NULL REFERENCES webhooks (id) ON DELETE CASCADE,
+    event_id        uuid        NOT NULL,
+    event_type      text        NOT NULL,
+    position        bigint      NOT NULL,
+    log_tx          xid8        NOT NULL,
+    order_key       text        NOT NULL,
+    task_id         text,
+    body            bytea,
+    status          text        NOT NULL DEFAULT 'pending'
+                                CHECK (status IN ('pending', 'delivered', 'failed')),
+    is_head         boolean     NOT NULL DEFAULT false,
+    attempts        integer     NOT NULL DEFAULT 0,
+    next_attempt_at timestamptz NOT NULL DEFAULT now(),
+    leased_until    timestamptz,
+    give_up_at      timestamptz NOT NULL,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    completed_at    timestamptz,
+    last_error      text,
+    PRIMARY KEY (webhook_id, event_id)
+);
+CREATE INDEX IF NOT EXISTS webhook_deliveries_due
+    ON webhook_deliveries (webhook_id, next_attempt_at) WHERE status = 'pending' AND is_head;
+CREATE INDEX IF NOT EXISTS webhook_deliveries_queue
+    ON webhook_deliveries (webhook_id, order_key, log_tx, position) WHERE status = 'pending';
+CREATE INDEX IF NOT EXISTS webhook_deliveries_recent
+    ON webhook_deliveries (webhook_id, created_at DESC);
+
+-- Every attempt of a delivery: when, the answer's status code or the error, how long it took.
+CREATE TABLE IF NOT EXISTS webhook_attempts (
+    id           bigserial        PRIMARY KEY,
+    webhook_id   uuid             NOT NULL,
+    event_id     uuid             NOT NULL,
+    attempted_at timestamptz      NOT NULL,
+    status_code  integer,
+    error        text,
+    duration_ms  double precision NOT NULL,
+    FOREIGN KEY (webhook_id, event_id) REFERENCES webhook_deliveries ON DELETE CASCADE
+);
+CREATE INDEX IF NOT EXISTS webhook_attempts_of ON webhook_attempts (webhook_id, event_id, id);

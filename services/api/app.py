@@ -9,6 +9,8 @@ import structlog
 from aiohttp import web
 
 from services.api import admin, executions, files, groups, live, misc, tasks
+from services.api import audit as audit_routes
+from services.api import webhooks as webhook_routes
 from services.api.headers import add_security_headers
 from services.api.keys import LIVE, NATS, POOL, SETTINGS, TOKENS, WATCHER
 from services.api.middleware import access_log, authenticate, errors
@@ -43,6 +45,8 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(live.routes)
     app.add_routes(admin.routes)
     app.add_routes(executions.routes)
+    app.add_routes(webhook_routes.routes)
+    app.add_routes(audit_routes.routes)
     document = openapi_document()
 
     async def openapi(_request: web.Request) -> web.Response:

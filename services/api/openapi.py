@@ -18,6 +18,8 @@ from services.api.files import StoredFile
 from services.api.idempotency import MAX_KEY_LENGTH
 from services.api.misc import PreviewRequest, PreviewResponse
 from services.api.tasks import MAX_OFFSET, STATUSES
+from services.api.trust_openapi import ROUTES as TRUST_ROUTES
+from services.api.trust_openapi import TYPES as TRUST_TYPES
 from services.domain.group import GroupInput, GroupPatch
 from services.domain.kinds import TASK_TYPES
 from services.domain.task_spec import MAX_GROUP_ID, TaskInput, TaskPatch
@@ -53,7 +55,7 @@ _TYPES: list[Any] = [
     Execution, CancelRequest,
     PreviewRequest, PreviewResponse, Stats, DevicePage, GroupPage, GroupInput, GroupPatch,
     DeviceGroup, ErrorBody, Health, Principal, StoredFile, DeadLetterPage, RejectedMessagePage,
-    DeadLetter,
+    DeadLetter, *TRUST_TYPES,
 ]  # fmt: skip
 
 _ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
@@ -158,6 +160,7 @@ _ROUTES: list[tuple[str, str, str, Any, int, Any, list[dict[str, Any]], bool]] =
      None, 202, DeadLetter, [_DEAD_LETTER_ID], False),
     ("get", "/api/admin/rejected-messages", "Device messages refused at the boundary (admin)",
      None, 200, RejectedMessagePage, [_query("device_id", {"type": "string"}), *_PAGE], False),
+    *TRUST_ROUTES,
     ("get", "/healthz", "Liveness", None, 200, Health, [], True),
     ("get", "/readyz", "Readiness: database and NATS reachable", None, 200, Health, [], True),
     ("get", "/metrics", "Prometheus metrics, in the text exposition format", None, 200, None, [],

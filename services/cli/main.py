@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from services.cli.extras import missing_extra_message
+from services.cli.trust_commands import add_commands as add_trust_commands
 from services.domain.kinds import TASK_TYPES
 from services.infra.logs import configure_logging
 from services.infra.settings import Settings, from_env
@@ -142,6 +143,8 @@ def _parser() -> argparse.ArgumentParser:
     events.add_argument("--after", type=int, help="only events after this position")
     _stack_dir_option(events)
     events.set_defaults(run=_events)
+
+    add_trust_commands(commands, _stack_dir_option)
 
     replay = commands.add_parser("replay", help="rebuild every read table from the log")
     _stack_dir_option(replay)

@@ -18,6 +18,7 @@ from services.api.server import api_url
 from services.cli import runtime
 from services.cli.demo_agents import agent_argv, agent_environment, agent_user, demo_agent
 from services.cli.lifecycle import Service
+from services.cli.trust_services import serve_sealer, serve_webhooks
 from services.domain.kinds import TASK_TYPES
 from services.infra.auth import create_token, hash_token
 from services.infra.db import ensure_database, migrate
@@ -35,6 +36,8 @@ SERVICES: list[Service] = [
     runtime.serve_ticker,
     runtime.serve_api,
     *(runtime.executor_service(task_type) for task_type in TASK_TYPES),
+    serve_webhooks,
+    serve_sealer,
 ]
 
 

@@ -37,6 +37,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # A reader of the log (projection, relay) whose next event has waited longer than this is
     # reported stuck by /readyz.
     stuck_after_seconds: float = 60.0
+    # Webhooks (docs/webhooks.md): seconds a request may take, how long a delivery is retried
+    # (at least a day by the contract), the first pause between tries and the longest.
+    webhook_timeout_seconds: float = 10.0
+    webhook_retry_seconds: float = 86_400.0
+    webhook_first_retry_seconds: float = 1.0
+    webhook_max_retry_seconds: float = 3600.0
+    # Requests in flight per sender process, all subscriptions together and for one.
+    webhook_concurrency: int = 128
+    webhook_per_subscription: int = 8
+    # How often the sealer publishes the audit chain's head on NATS (docs/audit.md).
+    audit_anchor_seconds: float = 60.0
 
 
 _ENV = {
@@ -57,6 +68,13 @@ _ENV = {
     "stream_replicas": "DEPLOYX_STREAM_REPLICAS",
     "health_port": "DEPLOYX_HEALTH_PORT",
     "stuck_after_seconds": "DEPLOYX_STUCK_AFTER_SECONDS",
+    "webhook_timeout_seconds": "DEPLOYX_WEBHOOK_TIMEOUT_SECONDS",
+    "webhook_retry_seconds": "DEPLOYX_WEBHOOK_RETRY_SECONDS",
+    "webhook_first_retry_seconds": "DEPLOYX_WEBHOOK_FIRST_RETRY_SECONDS",
+    "webhook_max_retry_seconds": "DEPLOYX_WEBHOOK_MAX_RETRY_SECONDS",
+    "webhook_concurrency": "DEPLOYX_WEBHOOK_CONCURRENCY",
+    "webhook_per_subscription": "DEPLOYX_WEBHOOK_PER_SUBSCRIPTION",
+    "audit_anchor_seconds": "DEPLOYX_AUDIT_ANCHOR_SECONDS",
 }
 
 

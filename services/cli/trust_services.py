@@ -1,0 +1,70 @@
+"""The webhooks sender and the audit sealer as services: `deployx webhooks`, `deployx sealer`."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import structlog
+
+from services.engine.anchors import publish_anchors
+from services.engine.sealer import run_sealer
+from services.engine.webhook_enqueuer import run_enqueuer
+from services.engine.webhook_sender import Sender, SenderConfig
+from services.infra.bus import connect_nats
+from services.infra.db import create_pool
+from services.infra.settings import Settings
+
+log = structlog.get_logger("deployx")
+
+
+def sender_config(settings: Settings) -> SenderConfig:
+    return SenderConfig(
+        timeout=settings.webhook_timeout_seconds,
+        concurrency=settings.webhook_concurrency,
+        per_webhook=settings.webhook_per_subscription,
+        first_retry=settings.webhook_first_retry_seconds,
+        max_retry=settings.webhook_max_retry_seconds,
+        give_up_seconds=settings.webhook_retry_seconds,
+    )
+
+
+async def serve_webhooks(settings: Settings, stop: asyncio.Event) -> None:
+    """Turns the log into deliveries and sends them; replicas share the work."""
+    config = sender_config(settings)
+    pool = await create_pool(settings.database_url, max_size=4)
+    # Our own bound per process; no proxies from the environment, no cookies kept.
+    connector = aiohttp.TCPConnector(limit=config.concurrency)
+    session = aiohttp.ClientSession(
+        connector=connector, trust_env=False, cookie_jar=aiohttp.DummyCookieJar()
+    )
+    log.info("webhooks_started")
+    try:
+        await asyncio.gather(
+            run_enqueuer(pool, stop, config.give_up_seconds),
+            Sender(pool, config, session).run(stop),
+        )
+    finally:
+        await session.close()
+        await pool.close()
+
+
+async def serve_sealer(settings: Settings, stop: asyncio.Event) -> None:
+    """Seals the log into the audit chain and publishes its head on NATS now and then."""
+    pool = await create_pool(settings.database_url, max_size=3)
+    client = await connect_nats(settings.nats_url, "deployx-sealer", settings.nats_ca)
+    log.info("sealer_started")
+    try:
+        await asyncio.gather(
+            run_sealer(pool, stop),
+            publish_anchors(
+                pool,
+                client.jetstream(),
+                stop,
+                settings.audit_anchor_seconds,
+                settings.stream_replicas,
+            ),
+        )
+    finally:
+        await client.drain()
+        await pool.close()

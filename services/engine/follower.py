@@ -1,0 +1,62 @@
+"""Following the log: a step run on every append (LISTEN wakes it), retried through outages."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+import structlog
+
+from services.infra.clock import Backoff, wait_first
+from services.infra.db import UNAVAILABLE, describe, reconnect_backoff
+from services.infra.listen import Listener
+from services.infra.store import EVENTS_CHANNEL, Connection, has_events_after, load_checkpoint
+
+log = structlog.get_logger("deployx.follower")
+
+# One step: handle the next batch after the reader's checkpoint; how many events it took.
+Step = Callable[[Connection], Awaitable[int]]
+
+
+async def follow_log(pool: asyncpg.Pool, stop: asyncio.Event, checkpoint: str, step: Step) -> None:
+    """Runs step until it finds nothing, then waits for the next append; until stop.
+
+    A failed step moved nothing (its transaction rolled back), so the same batch is tried
+    again, after a pause that grows while it keeps failing.
+    """
+    wake = asyncio.Event()
+    listener = Listener(pool, EVENTS_CHANNEL, on_notify=lambda _: wake.set(), on_gap=wake.set)
+    await listener.start()
+    held_back = Backoff(first=0.002, limit=0.1)
+    failures, outage = Backoff(first=0.5, limit=30.0), reconnect_backoff()
+    try:
+        while not stop.is_set():
+            wake.clear()
+            try:
+                async with pool.acquire() as conn:
+                    done = await step(conn)
+                    waiting = not done and await has_events_after(
+                        conn, await load_checkpoint(conn, checkpoint)
+                    )
+                failures.reset()
+                outage.reset()
+            except UNAVAILABLE as exc:
+                log.warning("reader_failed", reader=checkpoint, error=describe(exc))
+                await wait_first(stop, timeout=outage.next())
+                continue
+            except Exception:
+                log.exception("reader_failed", reader=checkpoint)
+                await wait_first(stop, timeout=failures.next())
+                continue
+            if done:
+                held_back.reset()
+                continue
+            if waiting:
+                # Committed, but behind an older open transaction whose commit wakes no one.
+                await asyncio.sleep(held_back.next())
+                continue
+            held_back.reset()
+            await wait_first(wake, stop, timeout=5.0)
+    finally:
+        await listener.stop()

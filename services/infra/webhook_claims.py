@@ -1,0 +1,151 @@
+"""Senders' side of the delivery queue: leasing due heads, and recording what came of them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import asyncpg
+import msgspec
+
+from events.codec import Undecodable, encode_envelope
+from services.infra.db import Db
+from services.infra.store import read_positions
+from services.infra.webhook_queue import Key
+
+
+class Claimed(msgspec.Struct, frozen=True, kw_only=True):
+    """A delivery a sender has leased: it sends it, then reports with `attempt`."""
+
+    webhook_id: str
+    event_id: str
+    event_type: str
+    position: int
+    order_key: str
+    body: bytes | None
+    attempt: int
+    url: str
+    secret: str
+
+
+_CLAIM = """
+WITH picked AS (
+    SELECT d.webhook_id, d.event_id
+    FROM webhooks w
+    CROSS JOIN LATERAL (
+        SELECT d.webhook_id, d.event_id, d.next_attempt_at
+        FROM webhook_deliveries d
+        WHERE d.webhook_id = w.id AND d.status = 'pending' AND d.is_head
+          AND d.next_attempt_at <= now()
+          AND (d.leased_until IS NULL OR d.leased_until <= now())
+        ORDER BY d.next_attempt_at
+        LIMIT greatest($2::int - coalesce(
+            (SELECT b.n FROM unnest($3::uuid[], $4::int[]) AS b(id, n) WHERE b.id = w.id), 0), 0)
+        FOR UPDATE SKIP LOCKED
+    ) d
+    ORDER BY d.next_attempt_at
+    LIMIT $1
+)
+UPDATE webhook_deliveries d
+SET leased_until = now() + make_interval(secs => $5), attempts = d.attempts + 1
+FROM picked p, webhooks w
+WHERE d.webhook_id = p.webhook_id AND d.event_id = p.event_id AND w.id = d.webhook_id
+RETURNING d.webhook_id::text, d.event_id::text, d.event_type, d.position, d.order_key, d.body,
+    d.attempts AS attempt, w.url, w.secret
+"""
+
+
+async def claim(
+    db: Db, limit: int, per_webhook: int, busy: dict[str, int], lease_seconds: float
+) -> list[Claimed]:
+    """Leases up to `limit` due queue heads, at most per_webhook of a subscription counting
+    the `busy` ones this sender has in flight already. SKIP LOCKED: replicas never wait."""
+    rows = await db.fetch(
+        _CLAIM,
+        limit,
+        per_webhook,
+        list(busy),
+        list(busy.values()),
+        lease_seconds,
+    )
+    return [Claimed(**dict(row)) for row in rows]
+
+
+class Outcome(msgspec.Struct, frozen=True, kw_only=True):
+    """One attempt's result, recorded with the delivery's next state."""
+
+    webhook_id: str
+    event_id: str
+    attempt: int
+    attempted_at: datetime
+    status_code: int | None
+    error: str | None
+    duration_ms: float
+    retry_in: float  # seconds until the next try, if it failed and time is left
+
+
+# Logs every attempt; moves the delivery on only if it is still the attempt that leased it
+# (a lease that ran out may have been taken by another sender meanwhile).
+_COMPLETE = """
+WITH r AS (
+    SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::int[], $4::timestamptz[], $5::int[],
+        $6::text[], $7::float8[], $8::float8[])
+        AS r(webhook_id, event_id, attempt, attempted_at, status_code, error, duration_ms, retry_in)
+), logged AS (
+    INSERT INTO webhook_attempts (webhook_id, event_id, attempted_at, status_code, error,
+        duration_ms)
+    SELECT r.webhook_id, r.event_id, r.attempted_at, r.status_code, r.error, r.duration_ms
+    FROM r JOIN webhook_deliveries d USING (webhook_id, event_id)
+)
+UPDATE webhook_deliveries d SET
+    status = CASE WHEN r.error IS NULL THEN 'delivered'
+                  WHEN now() >= d.give_up_at THEN 'failed' ELSE 'pending' END,
+    completed_at = CASE WHEN r.error IS NULL OR now() >= d.give_up_at THEN now() END,
+    is_head = r.error IS NOT NULL AND now() < d.give_up_at,
+    next_attempt_at = least(now() + make_interval(secs => r.retry_in), d.give_up_at),
+    leased_until = NULL,
+    last_error = r.error
+FROM r
+WHERE d.webhook_id = r.webhook_id AND d.event_id = r.event_id
+  AND d.attempts = r.attempt AND d.status = 'pending'
+RETURNING d.webhook_id::text, d.order_key, d.status
+"""
+
+
+async def complete(db: Db, outcomes: Sequence[Outcome]) -> list[Key]:
+    """Records attempts; the queues whose head ended (delivered or failed), to promote."""
+    try:
+        rows = await _complete(db, outcomes)
+    except asyncpg.ForeignKeyViolationError:
+        # A subscription deleted meanwhile: its deliveries are gone, so are its attempts.
+        rows = await _complete(db, outcomes)
+    return [(row["webhook_id"], row["order_key"]) for row in rows if row["status"] != "pending"]
+
+
+async def _complete(db: Db, outcomes: Sequence[Outcome]) -> list[asyncpg.Record]:
+    return await db.fetch(
+        _COMPLETE,
+        [o.webhook_id for o in outcomes],
+        [o.event_id for o in outcomes],
+        [o.attempt for o in outcomes],
+        [o.attempted_at for o in outcomes],
+        [o.status_code for o in outcomes],
+        [o.error for o in outcomes],
+        [o.duration_ms for o in outcomes],
+        [o.retry_in for o in outcomes],
+    )
+
+
+async def bodies_of(db: Db, claimed: list[Claimed]) -> dict[str, bytes | str]:
+    """Each delivery's body (the event's envelope, as the relay publishes it), or the reason
+    there is none."""
+    bodies: dict[str, bytes | str] = {c.event_id: c.body for c in claimed if c.body}
+    wanted = [c.position for c in claimed if not c.body]
+    for recorded in await read_positions(db, wanted) if wanted else []:
+        if isinstance(recorded.event, Undecodable):
+            bodies[recorded.id] = f"this version cannot read the event: {recorded.event.error}"
+        else:
+            bodies[recorded.id] = encode_envelope(recorded)
+    for item in claimed:
+        bodies.setdefault(item.event_id, "the event is no longer in the log")
+    return bodies
