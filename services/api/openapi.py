@@ -16,6 +16,7 @@ from services.api.executions import STATUSES as RUN_STATUSES
 from services.api.executions import TRIGGERS, CancelRequest
 from services.api.files import StoredFile
 from services.api.idempotency import MAX_KEY_LENGTH
+from services.api.kinds_openapi import PAYLOAD_TYPES, describe_task_payloads
 from services.api.misc import PreviewRequest, PreviewResponse
 from services.api.tasks import MAX_OFFSET, STATUSES
 from services.api.trust_openapi import ROUTES as TRUST_ROUTES
@@ -51,6 +52,7 @@ class Health(msgspec.Struct):
 
 
 _TYPES: list[Any] = [
+    *PAYLOAD_TYPES,
     TaskInput, TaskPatch, Task, TaskPage, ExecutionPage, EventList, ExecutionAccepted,
     Execution, CancelRequest,
     PreviewRequest, PreviewResponse, Stats, DevicePage, GroupPage, GroupInput, GroupPatch,
@@ -189,6 +191,7 @@ def openapi_document() -> dict[str, Any]:
         _TYPES, ref_template="#/components/schemas/{name}"
     )
     schema_of = dict(zip(_TYPES, refs, strict=True))
+    describe_task_payloads(components, schema_of)
     error = {"application/json": {"schema": schema_of[ErrorBody]}}
     paths: dict[str, dict[str, Any]] = {}
     for method, path, summary, body, status, result, parameters, is_open in _ROUTES:

@@ -79,15 +79,7 @@ export function fileSize(bytes) {
   return `${value.toFixed(1)} ${unit}`;
 }
 
-export const TASK_TYPES = {
-  command: 'Command',
-  software_deployment: 'Software',
-  file_deployment: 'File',
-};
-
 export const STATUSES = ['pending', 'running', 'paused', 'completed', 'failed'];
-
-export const typeLabel = (type) => TASK_TYPES[type] ?? type;
 
 export function plural(count, one, many = `${one}s`) {
   return `${count} ${count === 1 ? one : many}`;

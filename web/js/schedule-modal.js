@@ -6,8 +6,8 @@ import { api } from './api.js';
 import { dialogActions, openDialog } from './dialog.js';
 import { debounce, field, h, replaceChildren, setFieldError, uid } from './dom.js';
 import { FieldErrors } from './field-errors.js';
-import { browserTimeZone, formatInstant, typeLabel } from './format.js';
-import { payloadFields } from './payload-fields.js';
+import { browserTimeZone, formatInstant } from './format.js';
+import { payloadFields, typeLabel } from './kinds/index.js';
 import { describeSchedule } from './schedule-words.js';
 import { targetPicker } from './targets.js';
 

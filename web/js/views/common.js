@@ -3,7 +3,8 @@
 import { api } from '../api.js';
 import { confirmDialog } from '../dialog.js';
 import { h } from '../dom.js';
-import { formatInstant, typeLabel } from '../format.js';
+import { formatInstant } from '../format.js';
+import { typeLabel } from '../kinds/index.js';
 import { openScheduleModal } from '../schedule-modal.js';
 import { toast, toastError } from '../toast.js';
 

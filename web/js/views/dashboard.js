@@ -1,5 +1,5 @@
-// The dashboard: targets, three deployment panels (Command, Software, File) with Execute and
-// Schedule, and what is running now, live.
+// The dashboard: targets, a panel per task kind (Command, Software, File, Script) with Execute
+// and Schedule, and what is running now, live.
 
 import { api } from '../api.js';
 import { h, replaceChildren } from '../dom.js';
@@ -7,21 +7,12 @@ import { FieldErrors } from '../field-errors.js';
 import { fleet } from '../fleet.js';
 import { formatInstant, plural, relativeTime } from '../format.js';
 import { icon } from '../icons.js';
-import { PAYLOAD_KEY, payloadFields } from '../payload-fields.js';
+import { KINDS, payloadFields } from '../kinds/index.js';
 import { openScheduleModal } from '../schedule-modal.js';
 import { targetPicker } from '../targets.js';
 import { toast } from '../toast.js';
 import { statusBadge } from './common.js';
 
-const PANELS = [
-  { type: 'command', title: 'Command', blurb: 'Run a shell command on the targets.' },
-  {
-    type: 'software_deployment',
-    title: 'Software',
-    blurb: 'Install, upgrade or remove a package.',
-  },
-  { type: 'file_deployment', title: 'File', blurb: 'Upload a file and write it to a path.' },
-];
 const RUN_LEAD_SECONDS = 2;
 const ACTIVITY_LIMIT = 8;
 
@@ -29,7 +20,7 @@ export function dashboardView(container, { me, live, navigate }) {
   const canWrite = me.role !== 'viewer';
   const picker = targetPicker({ legend: 'Targets' });
   const activity = activityCard(live);
-  const panels = PANELS.map((panel) => deploymentPanel(panel, { picker, canWrite, navigate }));
+  const panels = KINDS.map((kind) => deploymentPanel(kind, { picker, canWrite, navigate }));
 
   replaceChildren(
     container,
@@ -69,9 +60,10 @@ export function dashboardView(container, { me, live, navigate }) {
   };
 }
 
-function deploymentPanel({ type, title, blurb }, { picker, canWrite, navigate }) {
+function deploymentPanel(kind, { picker, canWrite, navigate }) {
+  const { type, label: title, blurb } = kind;
   const headingId = `panel-${type}`;
-  const fields = payloadFields(type, {}, { upload: type === 'file_deployment' });
+  const fields = payloadFields(type, {}, { upload: kind.upload });
   const errors = new FieldErrors()
     .addAll(fields.errors)
     .add('device_ids', { show: picker.setError, focus: picker.focus })
@@ -98,7 +90,7 @@ function deploymentPanel({ type, title, blurb }, { picker, canWrite, navigate })
     h(
       'header',
       { class: 'panel-head' },
-      h('span', { class: 'panel-icon' }, icon(type)),
+      h('span', { class: 'panel-icon' }, icon(kind.icon)),
       h(
         'div',
         {},
@@ -168,8 +160,8 @@ function deploymentPanel({ type, title, blurb }, { picker, canWrite, navigate })
     let payload = null;
     await busy(schedule, 'Preparing…', async () => {
       if (!(await ready({ needTargets: false }))) return;
-      payload = fields.value()[PAYLOAD_KEY[type]];
-      if (type === 'file_deployment') payload.name = fields.fileName();
+      payload = fields.value()[kind.payloadKey];
+      if (fields.fileName) payload.name = fields.fileName();
     });
     if (!payload) return;
     schedule.focus(); // where the focus returns when the modal closes

@@ -5,6 +5,7 @@ import { api } from '../api.js';
 import { debounce, h, keepingFocus, replaceChildren } from '../dom.js';
 import { fleet } from '../fleet.js';
 import { duration, formatInstant, plural } from '../format.js';
+import { describePayload } from '../kinds/index.js';
 import { taskIdOf } from '../live.js';
 import { describeSchedule } from '../schedule-words.js';
 import { errorPanel, instant, loading, statusBadge, taskActions, typeBadge } from './common.js';
@@ -429,33 +430,7 @@ function deviceResult(deviceId, result) {
 }
 
 function payloadWords(task) {
-  const payload = task.task_payload;
-  if (payload.command_payload) {
-    const { command, shell, timeout_seconds: timeout } = payload.command_payload;
-    return h(
-      'span',
-      {},
-      h('code', { class: 'inline-code', text: command }),
-      h('span', { class: 'muted', text: ` (${shell}, timeout ${timeout} s)` }),
-    );
-  }
-  if (payload.software_payload) {
-    const { action, package: name, version, manager } = payload.software_payload;
-    return `${action} ${name}${version ? ` ${version}` : ''}${manager ? ` with ${manager}` : ''}`;
-  }
-  if (payload.file_payload) {
-    const { file_id: fileId, destination, mode } = payload.file_payload;
-    return h(
-      'span',
-      {},
-      'file ',
-      h('code', { class: 'inline-code', text: fileId.slice(0, 8) }),
-      ' → ',
-      h('code', { class: 'inline-code', text: destination }),
-      ` (mode ${mode})`,
-    );
-  }
-  return '—';
+  return describePayload(task.task_type, task.task_payload);
 }
 
 // --- audit history --------------------------------------------------------------------------

@@ -5,7 +5,8 @@ import { api } from '../api.js';
 import { executionsChart } from '../chart.js';
 import { debounce, h, keepingFocus, replaceChildren } from '../dom.js';
 import { fleet } from '../fleet.js';
-import { plural, relativeTime, STATUSES, TASK_TYPES, typeLabel } from '../format.js';
+import { plural, relativeTime, STATUSES } from '../format.js';
+import { KINDS } from '../kinds/index.js';
 import { taskIdOf } from '../live.js';
 import { describeSchedule } from '../schedule-words.js';
 import { errorPanel, instant, loading, statusBadge, taskActions, typeBadge } from './common.js';
@@ -39,7 +40,12 @@ export function tasksView(container, { me, live, query }) {
     STATUSES.map((value) => [value, value]),
     state.status,
   );
-  const type = selectOf('task-type', 'All types', Object.entries(TASK_TYPES), state.type);
+  const type = selectOf(
+    'task-type',
+    'All types',
+    KINDS.map((kind) => [kind.type, kind.label]),
+    state.type,
+  );
   const clear = h('button', { type: 'button', class: 'button ghost', text: 'Clear filters' });
   const count = h('p', { class: 'list-count', role: 'status' });
   const list = h('div', { class: 'task-list' }, loading('Loading tasks…'));
@@ -307,7 +313,7 @@ function renderStats(box, stats) {
       statCard(
         'By type',
         null,
-        chips(Object.keys(TASK_TYPES).map((name) => [typeLabel(name), stats.by_type[name] ?? 0])),
+        chips(KINDS.map((kind) => [kind.label, stats.by_type[kind.type] ?? 0])),
       ),
       statCard(
         'Success rate',

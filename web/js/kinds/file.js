@@ -1,0 +1,89 @@
+// The file deployment kind in the console: the upload, its destination path and mode.
+
+import { field, h, setFieldError } from '../dom.js';
+import { uploadPart, withoutName } from './fields.js';
+
+function fields(initial, { upload, prefix }) {
+  const file = uploadPart(initial, upload, { label: 'File', missing: 'Choose a file to deploy.' });
+  const destination = field({
+    label: 'Destination path',
+    input: h('input', {
+      class: 'input mono',
+      type: 'text',
+      placeholder: '/etc/app.conf',
+      autocomplete: 'off',
+    }),
+  });
+  destination.input.value = initial.destination ?? '';
+  const mode = field({
+    label: 'Mode',
+    input: h('input', {
+      class: 'input mono',
+      type: 'text',
+      placeholder: '0644',
+      autocomplete: 'off',
+    }),
+  });
+  mode.input.value = initial.mode ?? '0644';
+
+  return {
+    element: h(
+      'div',
+      { class: 'payload' },
+      file.elements,
+      h('div', { class: 'row' }, destination.wrapper, mode.wrapper),
+    ),
+    errors: [
+      [`${prefix}.destination`, destination],
+      [`${prefix}.mode`, mode],
+      [`${prefix}.owner`, destination],
+      [`${prefix}.file_id`, file.target],
+      [prefix, destination],
+      ['task_payload', destination],
+    ],
+    value: () => ({
+      file_payload: {
+        ...withoutName(initial),
+        file_id: file.fileId(),
+        destination: destination.input.value.trim(),
+        mode: mode.input.value.trim(),
+      },
+    }),
+    validate() {
+      const ok = file.validate();
+      const bad = !destination.input.value.trim().startsWith('/');
+      setFieldError(
+        destination.error,
+        destination.input,
+        bad ? 'Enter an absolute path, like /etc/app.conf.' : '',
+      );
+      return ok && !bad;
+    },
+    prepare: file.prepare,
+    summary: () => `${file.fileName() || 'file'} → ${destination.input.value.trim()}`,
+    fileName: file.fileName,
+  };
+}
+
+function describe({ file_id: fileId, destination, mode }) {
+  return h(
+    'span',
+    {},
+    'file ',
+    h('code', { class: 'inline-code', text: fileId.slice(0, 8) }),
+    ' → ',
+    h('code', { class: 'inline-code', text: destination }),
+    ` (mode ${mode})`,
+  );
+}
+
+export default {
+  type: 'file_deployment',
+  label: 'File',
+  blurb: 'Upload a file and write it to a path.',
+  payloadKey: 'file_payload',
+  icon: '<path d="M14 3H7a2 2 0 00-2 2v14a2 2 0 002 2h10a2 2 0 002-2V8z"/><path d="M14 3v5h5M9 13h6M9 17h6"/>',
+  upload: true,
+  fields,
+  describe,
+};
