@@ -27,11 +27,14 @@ async def file_job(
     file_id: str,
     task_type: str = "file_deployment",
 ) -> str:
-    """A run of a file task deploying file_id, started on device_ids; its execution id."""
+    """A run of a task handing file_id to its devices (a file deployment, or a script), started
+    on device_ids; its execution id."""
     task_id, execution_id, now = str(uuid.uuid4()), str(uuid.uuid4()), datetime.now(UTC)
     payload = {"file_payload": {"file_id": file_id, "destination": "/tmp/x"}}
     if task_type == "command":
         payload = {"command_payload": {"command": f"echo {file_id}"}}
+    if task_type == "script":
+        payload = {"script_payload": {"file_id": file_id}}
     created = TaskCreated(
         task_id=task_id,
         user_id="ops",

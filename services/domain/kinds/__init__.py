@@ -10,11 +10,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Literal
 
 from services.domain.errors import ValidationFailed
-from services.domain.kinds import command, file, software
+from services.domain.kinds import command, file, script, software
 from services.domain.kinds.base import Payload, TaskKind
 
 KINDS: dict[str, TaskKind[Any]] = {
-    kind.name: kind for kind in (command.KIND, software.KIND, file.KIND)
+    kind.name: kind for kind in (command.KIND, software.KIND, file.KIND, script.KIND)
 }
 TASK_TYPES: tuple[str, ...] = tuple(KINDS)
 

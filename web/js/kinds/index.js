@@ -3,9 +3,10 @@
 
 import command from './command.js';
 import file from './file.js';
+import script from './script.js';
 import software from './software.js';
 
-export const KINDS = [command, software, file];
+export const KINDS = [command, software, file, script];
 
 const BY_TYPE = new Map(KINDS.map((kind) => [kind.type, kind]));
 
