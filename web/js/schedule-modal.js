@@ -1,4 +1,4 @@
-// The scheduling modal, one component for the three panels and for editing a task: name,
+// The scheduling modal, one component for every kind's panel and for editing a task: name,
 // description, what to run, targets, recurrence, time zone, and a live preview of the next five
 // runs from POST /api/schedule/preview, with every error beside the field it concerns.
 
