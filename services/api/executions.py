@@ -1,4 +1,4 @@
-"""Execution routes across tasks: list, get, cancel (and rerun and ad-hoc runs)."""
+"""Execution routes across tasks: list, get, cancel, rerun, and ad-hoc runs."""
 
 from __future__ import annotations
 
@@ -8,12 +8,19 @@ from collections.abc import Mapping
 import msgspec
 from aiohttp import web
 
+from events.execution import ExecutionRequested
+from projections.device_views import missing_groups
 from projections.execution_views import Execution, ExecutionFilter, find_executions, get_execution
+from services.api.idempotency import IdempotentCall, StoredResponse
 from services.api.keys import POOL, principal_of
-from services.api.responses import NUL, NUL_REASON, decode_body, json_response, query_int
-from services.api.writes import metadata, now, settled, writer
+from services.api.responses import NUL, NUL_REASON, decode_body, encode, json_response, query_int
+from services.api.writes import metadata, now, respond_once, settled, writer
 from services.domain.errors import NotFound, ValidationFailed
+from services.domain.execution import fold
+from services.domain.run_requests import RerunInput, RunInput, request_adhoc, request_rerun
 from services.engine.execution_commands import cancel_execution
+from services.executor.spec import source_of
+from services.infra.store import append, read_stream
 
 routes = web.RouteTableDef()
 MAX_OFFSET = 10_000_000
@@ -38,6 +45,62 @@ async def list_all(request: web.Request) -> web.Response:
     limit = query_int(params, "limit", 50, 1, 1000)
     offset = query_int(params, "offset", 0, 0, MAX_OFFSET)
     return json_response(await find_executions(request.app[POOL], where, limit, offset))
+
+
+@routes.post("/api/executions")
+async def run_adhoc(request: web.Request) -> web.Response:
+    """One run now on the devices named, with no task: recorded and audited like any run."""
+    principal = writer(request)
+    body = await request.read()
+    run = decode_body(body, RunInput)
+    missing = await missing_groups(request.app[POOL], run.group_ids)
+    if missing:
+        raise ValidationFailed("group_ids", f"no device group has the id {missing[0]}")
+
+    async def start(call: IdempotentCall) -> StoredResponse:
+        execution_id = call.derived_id("execution")
+        return await _request_run(request, call, request_adhoc(run, execution_id, now()))
+
+    return await respond_once(request, principal, body, start)
+
+
+@routes.post("/api/executions/{id}/rerun")
+async def rerun(request: web.Request) -> web.Response:
+    """A new run of an earlier one's work on the devices chosen among its targets."""
+    principal = writer(request)
+    earlier_id = _execution_id(request)
+    body = await request.read()
+    choice = decode_body(body, RerunInput)
+    await _visible(request, earlier_id)
+    pool = request.app[POOL]
+    source = await source_of(pool, earlier_id)
+    if source is None:
+        raise NotFound(f"execution {earlier_id} has not started: nothing to run again")
+
+    async def start(call: IdempotentCall) -> StoredResponse:
+        history = await read_stream(pool, earlier_id)
+        earlier = fold(earlier_id, (recorded.event for recorded in history))
+        execution_id = call.derived_id("execution")
+        asked = request_rerun(earlier, source, choice, execution_id, now())
+        return await _request_run(request, call, asked)
+
+    return await respond_once(request, principal, body, start)
+
+
+async def _request_run(
+    request: web.Request, call: IdempotentCall, asked: ExecutionRequested
+) -> StoredResponse:
+    recorded = await append(
+        request.app[POOL],
+        asked.execution_id,
+        asked.task_type,
+        [asked],
+        expected_version=0,
+        metadata=metadata(request, principal_of(request)),
+        event_ids=call.event_ids(1),
+    )
+    await settled(request, recorded, ["executions"])
+    return StoredResponse(202, encode({"execution_id": asked.execution_id}))
 
 
 @routes.get("/api/executions/{id}")

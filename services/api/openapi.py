@@ -23,6 +23,7 @@ from services.api.trust_openapi import ROUTES as TRUST_ROUTES
 from services.api.trust_openapi import TYPES as TRUST_TYPES
 from services.domain.group import GroupInput, GroupPatch
 from services.domain.kinds import TASK_TYPES
+from services.domain.run_requests import RerunInput, RunInput
 from services.domain.task_spec import MAX_GROUP_ID, TaskInput, TaskPatch
 from services.infra.auth import Principal
 from services.infra.dead_letters import DeadLetter
@@ -54,7 +55,7 @@ class Health(msgspec.Struct):
 _TYPES: list[Any] = [
     *PAYLOAD_TYPES,
     TaskInput, TaskPatch, Task, TaskPage, ExecutionPage, EventList, ExecutionAccepted,
-    Execution, CancelRequest,
+    Execution, CancelRequest, RunInput, RerunInput,
     PreviewRequest, PreviewResponse, Stats, DevicePage, GroupPage, GroupInput, GroupPatch,
     DeviceGroup, ErrorBody, Health, Principal, StoredFile, DeadLetterPage, RejectedMessagePage,
     DeadLetter, *TRUST_TYPES,
@@ -142,6 +143,10 @@ _ROUTES: list[tuple[str, str, str, Any, int, Any, list[dict[str, Any]], bool]] =
     ("get", "/api/executions/{id}", "Get a run", None, 200, Execution, [_RUN_ID], False),
     ("post", "/api/executions/{id}/cancel", "Cancel a run", CancelRequest, 202, Execution,
      [_RUN_ID], False),
+    ("post", "/api/executions", "Run now on devices, with no task (an ad-hoc run)", RunInput,
+     202, ExecutionAccepted, [_KEY], False),
+    ("post", "/api/executions/{id}/rerun", "Run an earlier run again on some of its devices",
+     RerunInput, 202, ExecutionAccepted, [_RUN_ID, _KEY], False),
     ("post", "/api/schedule/preview", "Preview fire times", PreviewRequest, 200, PreviewResponse,
      [], False),
     ("get", "/api/me", "The token's user and role", None, 200, Principal, [], False),

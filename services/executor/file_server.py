@@ -32,7 +32,7 @@ from services.agent.file_protocol import (
 )
 from services.agent.protocol import DECODE_ERRORS, FILES_BUCKET, device_of
 from services.domain.kinds import file_id_of
-from services.executor.spec import task_as_fired
+from services.executor.spec import source_of
 from services.infra.bus import NATS_UNAVAILABLE
 from services.infra.db import UNAVAILABLE, Db, describe
 from services.infra.nats_auth import agent_inbox_prefix
@@ -50,12 +50,11 @@ CACHED = 4096  # executions (and objects) whose facts are kept in memory
 K = TypeVar("K")
 V = TypeVar("V")
 
+# The run's start (which lists its devices), wherever it lies in the stream: after a request
+# or a cancel that came first.
 _STARTED = (
-    "SELECT type, schema_version, data::text FROM events WHERE stream_id = $1 AND version = 1"
-)
-_DUE_VERSION = (
-    "SELECT version FROM events WHERE stream_id = $1 AND type = 'TaskDue' "
-    "AND data ->> 'execution_id' = $2"
+    "SELECT type, schema_version, data::text FROM events "
+    "WHERE stream_id = $1 AND type = 'ExecutionStarted'"
 )
 
 
@@ -184,18 +183,15 @@ class FileServer:
 
     async def _load_grant(self, execution_id: str) -> Grant | None:
         row = await self._db.fetchrow(_STARTED, execution_id)
-        if row is None or row["type"] != "ExecutionStarted":
+        if row is None:
             return None
         started = decode_data(row["type"], row["data"], row["schema_version"])
         assert isinstance(started, ExecutionStarted)
         devices = frozenset(started.device_ids)
-        due_version = await self._db.fetchval(_DUE_VERSION, started.task_id, execution_id)
-        if due_version is None:
+        source = await source_of(self._db, execution_id)
+        if source is None:
             return Grant(file_id=None, devices=devices)
-        spec = (await task_as_fired(self._db, started.task_id, due_version)).spec
-        if spec is None:
-            return Grant(file_id=None, devices=devices)
-        return Grant(file_id=file_id_of(spec.task_type, spec.task_payload), devices=devices)
+        return Grant(file_id=file_id_of(source.task_type, source.task_payload), devices=devices)
 
     async def _object(self, file_id: str) -> ObjectInfo | None:
         """The object's info (its chunks' subject, size, digest); None if it is not stored."""

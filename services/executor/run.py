@@ -19,7 +19,6 @@ import structlog
 
 from events.base import Event
 from events.execution import DeviceJobDispatched, ExecutionCompleted, ExecutionStarted
-from events.task import TaskDue
 from services.agent.protocol import CancelJob, JobReport, jobs_subject
 from services.domain.errors import TooLarge
 from services.domain.execution import (
@@ -34,7 +33,7 @@ from services.domain.execution import (
     run_deadline,
 )
 from services.executor.results import ResultRouter
-from services.executor.spec import RunSpec, spec_of_due
+from services.executor.spec import RunOrder, RunSpec, spec_of
 from services.executor.targets import job_for, presence, resolve_targets
 from services.infra.clock import Backoff, Clock, wait_first
 from services.infra.db import Db
@@ -68,13 +67,12 @@ class ExecutionRun:
         client: nats.aio.client.Client,
         router: ResultRouter,
         clock: Clock,
-        due: TaskDue,
-        due_version: int,
+        order: RunOrder,
         category: str,
     ) -> None:
         self._db, self._nc, self._router, self._clock = db, client, router, clock
-        self._due, self._due_version, self._category = due, due_version, category
-        self._id = due.execution_id
+        self._order, self._category = order, category
+        self._id = order.execution_id
         self._spec: RunSpec | None = None
         self._reports: list[tuple[str, JobReport]] = []
         self._arrived = asyncio.Event()
@@ -84,6 +82,7 @@ class ExecutionRun:
         self._presence = Presence(online=frozenset())
         self._presence_at: datetime | None = None
         self._cancels_sent = False
+        self._reload = False
         self._resend_delay = Backoff(first=RESEND_FIRST, limit=RESEND_LIMIT)
         self._resend_at = clock.now() + timedelta(seconds=self._resend_delay.next())
 
@@ -104,7 +103,8 @@ class ExecutionRun:
                 self._router.forget(job_id(self._id, device))
 
     def _wake(self) -> None:
-        self._presence_at = None  # a cancel or a return: look afresh
+        """Something was recorded on this run by someone else (a cancel): read it again."""
+        self._reload = True
         self._arrived.set()
 
     @contextlib.asynccontextmanager
@@ -125,7 +125,7 @@ class ExecutionRun:
     async def _load(self) -> ExecutionState:
         """The execution as the log has it; started now if nothing is recorded yet."""
         history = await read_stream(self._db, self._id)
-        state = fold(self._id, (r.event for r in history), self._due.task_id)
+        state = fold(self._id, (r.event for r in history), self._order.task_id or "")
         if state.started is None and state.completed is None:
             try:
                 state = await self._start(state)
@@ -136,18 +136,17 @@ class ExecutionRun:
     async def _start(self, state: ExecutionState) -> ExecutionState:
         now = self._clock.now()
         spec = await self._run_spec()
-        if now - self._due.due_at > STALE_AFTER:
+        if now - self._order.due_at > STALE_AFTER:
             # An old TaskDue (no executor was running): running it now would surprise everyone.
-            return await self._end_unstarted(
-                state, now, f"not started: it was due {self._due.due_at.isoformat()}"
-            )
+            due_at = self._order.due_at.isoformat()
+            return await self._end_unstarted(state, now, f"not started: it was due {due_at}")
         targets = await resolve_targets(self._db, spec.device_ids, spec.group_ids)
         timeout = timedelta(seconds=spec.timeout_seconds)
         started = ExecutionStarted(
             execution_id=self._id,
-            task_id=self._due.task_id,
-            trigger=self._due.trigger,
-            scheduled_for=self._due.scheduled_for,
+            task_id=self._order.task_id or "",
+            trigger=self._order.trigger,
+            scheduled_for=self._order.scheduled_for,
             started_at=now,
             device_ids=targets,
             delivery=spec.delivery,
@@ -168,15 +167,15 @@ class ExecutionRun:
         events: list[Event] = [
             ExecutionStarted(
                 execution_id=self._id,
-                task_id=self._due.task_id,
-                trigger=self._due.trigger,
-                scheduled_for=self._due.scheduled_for,
+                task_id=self._order.task_id or "",
+                trigger=self._order.trigger,
+                scheduled_for=self._order.scheduled_for,
                 started_at=now,
                 device_ids=[],
             ),
             ExecutionCompleted(
                 execution_id=self._id,
-                task_id=self._due.task_id,
+                task_id=self._order.task_id or "",
                 status="failed",
                 completed_at=now,
                 error_message=reason,
@@ -198,11 +197,14 @@ class ExecutionRun:
 
     async def _run_spec(self) -> RunSpec:
         if self._spec is None:
-            self._spec = await spec_of_due(self._db, self._due, self._due_version)
+            self._spec = await spec_of(self._db, self._order)
         return self._spec
 
     async def _step(self, state: ExecutionState) -> ExecutionState:
         """Records what came in, decides what to do now, writes it, sends the jobs."""
+        if self._reload:
+            self._reload = False
+            state = await self._load()
         now = self._clock.now()
         reports, self._reports = self._reports, []
         version = state.version

@@ -10,14 +10,15 @@ import msgspec
 import nats.aio.client
 import nats.aio.msg
 import structlog
+from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from events.codec import Envelope, decode_data
-from events.task import TaskDue
 from services.engine.relay import STREAM, ensure_stream
 from services.executor.reconciler import reconcile
 from services.executor.results import ResultRouter
 from services.executor.run import ExecutionRun
+from services.executor.spec import order_of
 from services.infra import dead_letters
 from services.infra.bus import NATS_UNAVAILABLE
 from services.infra.clock import Clock, wait_first
@@ -59,18 +60,25 @@ async def run_executor(
     await ensure_stream(js, stream_replicas)
     router = ResultRouter(client, rejections or Rejections())
     await router.start()
-    subscription = await js.pull_subscribe(
-        f"deployx.events.{task_type}.TaskDue",
-        durable=consumer_name(task_type),
-        stream=STREAM,
-        config=ConsumerConfig(
-            ack_policy=AckPolicy.EXPLICIT,
-            ack_wait=ack_wait.total_seconds(),
-            max_deliver=-1,
-            max_ack_pending=MAX_RUNNING * 4,
-            deliver_policy=DeliverPolicy.ALL,
-        ),
-    )
+    subscriptions = [
+        await js.pull_subscribe(
+            f"deployx.events.{task_type}.{event_type}",
+            durable=durable,
+            stream=STREAM,
+            config=ConsumerConfig(
+                ack_policy=AckPolicy.EXPLICIT,
+                ack_wait=ack_wait.total_seconds(),
+                max_deliver=-1,
+                max_ack_pending=MAX_RUNNING * 4,
+                deliver_policy=DeliverPolicy.ALL,
+            ),
+        )
+        for event_type, durable in (
+            ("TaskDue", consumer_name(task_type)),
+            ("ExecutionRequested", f"{consumer_name(task_type)}-requests"),
+        )
+    ]
+    subscription = subscriptions[0]
     # The consumer's own ack wait, which its creator chose: another replica's setting may differ.
     info = await subscription.consumer_info()
     consumer_ack_wait = info.config.ack_wait or ack_wait.total_seconds()
@@ -82,12 +90,13 @@ async def run_executor(
         _housekeeping_forever(pool, client, router, clock, task_type, stop)
     )
     log.info("executor_started", task_type=task_type, ack_wait=consumer_ack_wait)
-    try:
+
+    async def consume(source: JetStreamContext.PullSubscription) -> None:
         while not stop.is_set():
             try:
                 # A short expiry: with a long one, nats-py may hold a lone message until the
                 # pull request expires (up to its timeout late).
-                messages = await subscription.fetch(batch=100, timeout=0.1)
+                messages = await source.fetch(batch=100, timeout=0.1)
             except (TimeoutError, nats.errors.TimeoutError):
                 continue
             except NATS_UNAVAILABLE as exc:
@@ -104,21 +113,18 @@ async def run_executor(
                 running.add(work)
                 work.add_done_callback(running.discard)
                 work.add_done_callback(lambda _: slots.release())
+
+    try:
+        await asyncio.gather(*(consume(source) for source in subscriptions))
     finally:
         reconciler.cancel()
         housekeeping.cancel()
         if running:
             # Finish what is in hand; anything left unacknowledged goes to another replica.
             await asyncio.wait(running, timeout=30)
-        await subscription.unsubscribe()
+        for source in subscriptions:
+            await source.unsubscribe()
         await router.stop()
-
-
-def _task_due(envelope: Envelope) -> TaskDue:
-    due = decode_data(envelope.type, bytes(envelope.data))
-    if not isinstance(due, TaskDue):
-        raise TypeError(f"expected a TaskDue, got {envelope.type}")
-    return due
 
 
 async def _handle(
@@ -132,16 +138,16 @@ async def _handle(
 ) -> None:
     try:
         envelope = _envelope.decode(message.data)
-        due = _task_due(envelope)
+        order = order_of(decode_data(envelope.type, bytes(envelope.data)), envelope.version)
     except (msgspec.DecodeError, TypeError, ValueError, KeyError) as exc:
         # Only services publish on the events stream; still, one such message must not stall.
         log.error("task_due_unreadable", error=describe(exc), subject=message.subject)
         await message.term()
         return
-    structlog.contextvars.bind_contextvars(execution_id=due.execution_id)
+    structlog.contextvars.bind_contextvars(execution_id=order.execution_id)
     progress = asyncio.create_task(_keep_in_progress(message, progress_every))
     try:
-        run = ExecutionRun(pool, client, router, clock, due, envelope.version, task_type)
+        run = ExecutionRun(pool, client, router, clock, order, task_type)
         await run.run()
         # Everything is in PostgreSQL now; only then may JetStream forget the TaskDue.
         await message.ack()
@@ -207,11 +213,8 @@ async def _retry_dead_letters(
     events = await read_positions(pool, [letter.position for letter in letters])
     for letter, recorded in zip(letters, events, strict=True):
         try:
-            if not isinstance(recorded.event, TaskDue):
-                raise TypeError(f"expected a TaskDue, got {dead_letters.stored_type(recorded)}")
-            await ExecutionRun(
-                pool, client, router, clock, recorded.event, recorded.version, task_type
-            ).run()
+            order = order_of(recorded.event, recorded.version)
+            await ExecutionRun(pool, client, router, clock, order, task_type).run()
         except UNAVAILABLE:
             raise
         except Exception as exc:
