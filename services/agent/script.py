@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from msgspec.structs import replace
 
-from services.agent.command import outcome_of, run_process
 from services.agent.file_fetch import FetchFailed, fetch_verified
+from services.agent.process import outcome_of, run_process
 from services.agent.protocol import JobOutcome
 from services.domain.kinds.script import ScriptPayload
 

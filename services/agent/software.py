@@ -10,14 +10,11 @@ import re
 import shutil
 import sys
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 
-from services.agent.command import ProcessResult, run_process
+from services.agent.process import ProcessResult, run_process
 from services.agent.protocol import JobOutcome
 from services.domain.kinds.software import SoftwarePayload
-
-if TYPE_CHECKING:
-    from services.agent.dispatch import JobContext
 
 DETECTION_ORDER = ("apt", "dnf", "pip")
 
@@ -165,12 +162,7 @@ def choose_driver(name: str | None) -> PackageDriver:
     return DRIVERS[name]()
 
 
-async def run(payload: SoftwarePayload, _context: JobContext) -> JobOutcome:
-    """The software deployment kind's runner."""
-    return await run_software(payload)
-
-
-async def run_software(payload: SoftwarePayload) -> JobOutcome:
+async def run_software(payload: SoftwarePayload, _context: object = None) -> JobOutcome:
     """Runs a software_payload: package, version, action, manager, timeout_seconds."""
     package, version, action = payload.package, payload.version, payload.action
     timeout = payload.timeout_seconds
@@ -203,3 +195,6 @@ async def run_software(payload: SoftwarePayload) -> JobOutcome:
     status = "failed" if error else "success"
     output: dict[str, Any] = {"stdout": result.stdout, "stderr": result.stderr, "details": details}
     return JobOutcome(status=status, exit_code=result.exit_code, error=error, **output)
+
+
+run = run_software  # the software deployment kind's runner

@@ -6,7 +6,7 @@ import os
 import sys
 from pathlib import Path
 
-from services.agent.command import ProcessResult
+from services.agent.process import ProcessResult
 from services.agent.software import PackageDriver, register_driver
 
 ROOT_VARIABLE = "DEPLOYX_FAKE_PKG_ROOT"
