@@ -18,8 +18,8 @@ import nats.aio.client
 import pytest
 from nats.js.object_store import ObjectStore
 
+from services.agent.file import deploy_file as deploy_typed
 from services.agent.file_fetch import FileFetcher
-from services.agent.files import deploy_file as deploy_typed
 from services.agent.protocol import JobOutcome
 from services.domain.kinds.file import FilePayload
 from services.infra.db import create_pool

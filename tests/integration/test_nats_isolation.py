@@ -19,9 +19,9 @@ import pytest
 from nats.js.api import AckPolicy, ConsumerConfig
 from prometheus_client import REGISTRY
 
+from services.agent.file import deploy_file as deploy_typed
 from services.agent.file_fetch import FileFetcher
 from services.agent.file_protocol import STATUS, ChunkRequest, files_subject
-from services.agent.files import deploy_file as deploy_typed
 from services.agent.main import AgentConfig, connect
 from services.agent.protocol import (
     FILES_BUCKET,

@@ -36,6 +36,6 @@ KIND = TaskKind(
     payload_key="file_payload",
     payload_type=FilePayload,
     check=check,
-    agent_module="services.agent.files",
+    agent_module="services.agent.file",
     file_field="file_id",
 )
