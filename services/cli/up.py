@@ -18,6 +18,7 @@ from services.api.server import api_url
 from services.cli import runtime
 from services.cli.demo_agents import agent_argv, agent_environment, agent_user, demo_agent
 from services.cli.lifecycle import Service
+from services.cli.ready_banner import announce_when_ready
 from services.cli.trust_services import serve_sealer, serve_webhooks
 from services.domain.kinds import TASK_TYPES
 from services.infra.auth import create_token, hash_token
@@ -78,14 +79,14 @@ def up(settings: Settings, data_dir: Path, agents: int) -> None:
         settings = servers.settings
         token = asyncio.run(_prepare(settings, data_dir))
         write_env_file(data_dir, settings)
-        print(
+        banner = (
             f"\nDeployX is up.\n  console and API: {api_url(settings)}\n"
             f"  admin token:     {token}\n  data directory:  {data_dir}\n"
-            "Press Ctrl-C to stop everything.\n",
-            flush=True,
+            "Press Ctrl-C to stop everything.\n"
         )
         demo = _local_agents(settings, servers, data_dir, agents)
-        runtime.run_with_probes(settings, [*SERVICES, *demo])
+        ready = announce_when_ready(devices, banner)
+        runtime.run_with_probes(settings, [*SERVICES, *demo, ready])
     print("DeployX stopped.", flush=True)
 
 
