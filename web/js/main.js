@@ -5,12 +5,14 @@ import { api, session } from './api.js';
 import { h, replaceChildren } from './dom.js';
 import { fleet } from './fleet.js';
 import { LiveFeed } from './live.js';
+import { auditView } from './views/audit.js';
 import { errorPanel } from './views/common.js';
 import { dashboardView } from './views/dashboard.js';
 import { devicesView } from './views/devices.js';
 import { signInView } from './views/signin.js';
 import { taskDetailView } from './views/task-detail.js';
 import { tasksView } from './views/tasks.js';
+import { webhooksView } from './views/webhooks.js';
 
 const ROUTES = [
   { pattern: /^\/dashboard$/, view: dashboardView, nav: 'dashboard', title: 'Dashboard' },
@@ -23,6 +25,8 @@ const ROUTES = [
     params: ['id'],
   },
   { pattern: /^\/devices$/, view: devicesView, nav: 'devices', title: 'Devices' },
+  { pattern: /^\/webhooks$/, view: webhooksView, nav: 'webhooks', title: 'Webhooks' },
+  { pattern: /^\/audit$/, view: auditView, nav: 'audit', title: 'Audit log' },
 ];
 const LIVE_TEXT = {
   connecting: 'Connecting…',
@@ -102,6 +106,9 @@ function start(me) {
   fleet.reset();
   fleet.attach(live);
   topbar.hidden = false;
+  for (const link of document.querySelectorAll('.nav [data-admin]')) {
+    link.hidden = me.role !== 'admin';
+  }
   replaceChildren(
     document.getElementById('who'),
     h('span', { class: 'who-user', text: me.user }),
