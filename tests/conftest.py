@@ -14,6 +14,7 @@ import pytest
 
 from services.infra.embedded_nats import EmbeddedNats
 from services.infra.embedded_postgres import EmbeddedPostgres
+from tests.ci_skips import pytest_sessionfinish, pytest_terminal_summary  # noqa: F401
 from tests.stack import Stack, running_stack
 
 SCHEMA = Path(__file__).parents[1] / "schema.sql"
