@@ -11,7 +11,7 @@ from aiohttp import web
 from events.execution import ExecutionRequested
 from projections.device_views import missing_groups
 from projections.execution_views import Execution, ExecutionFilter, find_executions, get_execution
-from services.api.idempotency import IdempotentCall, StoredResponse
+from services.api.idempotency import IdempotentCall, StoredResponse, recorded_once
 from services.api.keys import POOL, principal_of
 from services.api.responses import NUL, NUL_REASON, decode_body, encode, json_response, query_int
 from services.api.writes import metadata, now, respond_once, settled, writer
@@ -90,14 +90,19 @@ async def rerun(request: web.Request) -> web.Response:
 async def _request_run(
     request: web.Request, call: IdempotentCall, asked: ExecutionRequested
 ) -> StoredResponse:
-    recorded = await append(
-        request.app[POOL],
-        asked.execution_id,
-        asked.task_type,
-        [asked],
-        expected_version=0,
-        metadata=metadata(request, principal_of(request)),
-        event_ids=call.event_ids(1),
+    pool = request.app[POOL]
+    recorded = await recorded_once(
+        pool,
+        call,
+        lambda: append(
+            pool,
+            asked.execution_id,
+            asked.task_type,
+            [asked],
+            expected_version=0,
+            metadata=metadata(request, principal_of(request)),
+            event_ids=call.event_ids(1),
+        ),
     )
     await settled(request, recorded, ["executions"])
     return StoredResponse(202, encode({"execution_id": asked.execution_id}))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from projections.device_views import get_group, list_devices, list_groups
-from services.api.idempotency import IdempotentCall, StoredResponse
+from services.api.idempotency import IdempotentCall, StoredResponse, recorded_once
 from services.api.keys import POOL, principal_of
 from services.api.responses import decode_body, encode, json_response
 from services.api.writes import admin, metadata, now, respond_once, settled
@@ -79,19 +79,25 @@ async def _run(
     call: IdempotentCall,
     status: int = 200,
 ) -> StoredResponse:
-    outcome = await handle(
-        request.app[POOL],
-        GROUPS,
-        stream_id(group_id),
-        command,
-        metadata=metadata(request, principal_of(request)),
-        event_ids=call.event_ids(1),
-        new_stream=isinstance(command, CreateGroup),
+    pool = request.app[POOL]
+    recorded = await recorded_once(
+        pool,
+        call,
+        lambda: handle(
+            pool,
+            GROUPS,
+            stream_id(group_id),
+            command,
+            metadata=metadata(request, principal_of(request)),
+            event_ids=call.event_ids(1),
+            new_stream=isinstance(command, CreateGroup),
+        ),
     )
-    await settled(request, outcome.recorded, ["devices"])
+    await settled(request, recorded, ["devices"])
     if status == 204:
         return StoredResponse(204, b"")
-    group = await get_group(request.app[POOL], group_id)
+    # A retried create finds the group its first try made, under that try's id.
+    group = await get_group(pool, int(recorded[0].stream_id.removeprefix("group-")))
     return StoredResponse(status, encode(group))
 
 

@@ -13,7 +13,7 @@ from events.task import TaskCreated
 from projections.device_views import missing_groups
 from projections.execution_views import list_executions
 from projections.task_views import Task, TaskFilter, get_task, list_tasks
-from services.api.idempotency import IdempotentCall, StoredResponse
+from services.api.idempotency import IdempotentCall, StoredResponse, recorded_once
 from services.api.keys import POOL, principal_of
 from services.api.responses import NUL, NUL_REASON, decode_body, encode, json_response, query_int
 from services.api.writes import metadata, now, respond_once, settled, writer
@@ -48,16 +48,20 @@ async def create_task(request: web.Request) -> web.Response:
     async def create(call: IdempotentCall) -> StoredResponse:
         task_id = call.derived_id("task")
         command = CreateTask(user_id=principal.user, task=task_input, now=now())
-        outcome = await handle(
+        recorded = await recorded_once(
             pool,
-            TASKS,
-            task_id,
-            command,
-            metadata=metadata(request, principal),
-            event_ids=call.event_ids(1),
-            new_stream=True,
+            call,
+            lambda: handle(
+                pool,
+                TASKS,
+                task_id,
+                command,
+                metadata=metadata(request, principal),
+                event_ids=call.event_ids(1),
+                new_stream=True,
+            ),
         )
-        await settled(request, outcome.recorded, ["tasks"])
+        await settled(request, recorded, ["tasks"])
         return StoredResponse(201, encode(await _visible_task(request, task_id)))
 
     return await respond_once(request, principal, body, create)
@@ -131,15 +135,20 @@ async def execute(request: web.Request) -> web.Response:
     async def run_now(call: IdempotentCall) -> StoredResponse:
         execution_id = call.derived_id("execution")
         command = ExecuteNow(execution_id=execution_id, now=now())
-        outcome = await handle(
-            request.app[POOL],
-            TASKS,
-            task_id,
-            command,
-            metadata=metadata(request, principal),
-            event_ids=call.event_ids(1),
+        pool = request.app[POOL]
+        recorded = await recorded_once(
+            pool,
+            call,
+            lambda: handle(
+                pool,
+                TASKS,
+                task_id,
+                command,
+                metadata=metadata(request, principal),
+                event_ids=call.event_ids(1),
+            ),
         )
-        await settled(request, outcome.recorded, ["tasks", "executions"])
+        await settled(request, recorded, ["tasks", "executions"])
         return StoredResponse(202, encode({"execution_id": execution_id}))
 
     return await respond_once(request, principal, body, run_now)
@@ -175,15 +184,20 @@ async def _task_command(
     await _visible_task(request, task_id)
 
     async def run(call: IdempotentCall) -> StoredResponse:
-        outcome = await handle(
-            request.app[POOL],
-            TASKS,
-            task_id,
-            make_command(),
-            metadata=metadata(request, principal),
-            event_ids=call.event_ids(1),
+        pool = request.app[POOL]
+        recorded = await recorded_once(
+            pool,
+            call,
+            lambda: handle(
+                pool,
+                TASKS,
+                task_id,
+                make_command(),
+                metadata=metadata(request, principal),
+                event_ids=call.event_ids(1),
+            ),
         )
-        await settled(request, outcome.recorded, ["tasks"])
+        await settled(request, recorded, ["tasks"])
         if status == 204:
             return StoredResponse(204, b"")
         return StoredResponse(status, encode(await _visible_task(request, task_id)))

@@ -218,6 +218,15 @@ async def read_positions(db: Db, positions: Sequence[int]) -> list[RecordedEvent
     return [to_recorded(row) for row in rows]
 
 
+async def read_ids(db: Db, event_ids: Sequence[str]) -> list[RecordedEvent]:
+    """The events with these ids that are in the log, in log order."""
+    rows = await db.fetch(
+        f"SELECT {_COLUMNS} FROM events WHERE id = ANY($1::uuid[]) ORDER BY tx_id, position",
+        list(event_ids),
+    )
+    return [to_recorded(row) for row in rows]
+
+
 async def has_events_after(db: Db, cursor: LogCursor) -> bool:
     """Whether committed events lie past cursor, visible to read_after yet or not."""
     return bool(
