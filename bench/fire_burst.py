@@ -46,6 +46,7 @@ import msgspec
 import nats
 from nats.aio.msg import Msg
 
+from bench import seal_lag
 from bench.create_tasks import percentile
 from events.codec import Envelope, decode_data
 from events.task import TaskCreated, TaskDue
@@ -651,6 +652,7 @@ def main() -> None:
         "--lead", type=float, help="seconds from creating the tasks to their due second"
     )
     parser.add_argument("--skip-apscheduler", action="store_true")
+    parser.add_argument("--sealer", action="store_true", help="run `deployx sealer` too")
     parser.add_argument(
         "--cluster",
         action="store_true",
@@ -680,9 +682,14 @@ def main() -> None:
             }
             replicas = CLUSTER_SERVICE_REPLICAS if args.cluster else 1
             services = Services(tmp, env, postgres.pid, nats_pids, replicas=replicas)
+            sealing = None
             try:
                 services.start()
+                if args.sealer:
+                    services.spawn("sealer", seal_lag.COMMAND)
                 single, fired = asyncio.run(run_deployx(database_url, nats_url, services, args))
+                if args.sealer:
+                    sealing = asyncio.run(seal_lag.measure(database_url))
                 services.check_alive()
             finally:
                 services.stop()
@@ -691,6 +698,8 @@ def main() -> None:
                 aps_url = f"postgresql+psycopg2://postgres@127.0.0.1:{postgres.port}/apscheduler"
                 aps = run_apscheduler(aps_url, args.tasks, args.lead)
         print(report(single, fired, aps, setup_line(args.cluster)))
+        if sealing is not None:
+            print(sealing.line())
     finally:
         if args.keep:
             print(f"\ndata directory and logs kept in {tmp}")

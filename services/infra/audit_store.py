@@ -38,9 +38,11 @@ WHERE (tx_id, position) > ($1::text::xid8, $2::bigint)
 ORDER BY tx_id, position
 LIMIT $3
 """
+# sealed_at is the clock at the insert (not the transaction's start), so that seal lag is
+# never less than the time the sealer really took.
 _INSERT_SEALS = """
-INSERT INTO audit_chain (seq, position, event_id, hash)
-SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::uuid[], $4::bytea[])
+INSERT INTO audit_chain (seq, position, event_id, hash, sealed_at)
+SELECT s.*, clock_timestamp() FROM unnest($1::bigint[], $2::bigint[], $3::uuid[], $4::bytea[]) s
 """
 
 

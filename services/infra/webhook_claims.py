@@ -30,10 +30,10 @@ class Claimed(msgspec.Struct, frozen=True, kw_only=True):
 
 _CLAIM = """
 WITH picked AS (
-    SELECT d.webhook_id, d.event_id
+    SELECT d.row_id
     FROM webhooks w
     CROSS JOIN LATERAL (
-        SELECT d.webhook_id, d.event_id, d.next_attempt_at
+        SELECT d.ctid AS row_id, d.next_attempt_at
         FROM webhook_deliveries d
         WHERE d.webhook_id = w.id AND d.status = 'pending' AND d.is_head
           AND d.next_attempt_at <= now()
@@ -48,8 +48,10 @@ WITH picked AS (
 )
 UPDATE webhook_deliveries d
 SET leased_until = now() + make_interval(secs => $5), attempts = d.attempts + 1
-FROM picked p, webhooks w
-WHERE d.webhook_id = p.webhook_id AND d.event_id = p.event_id AND w.id = d.webhook_id
+FROM webhooks w
+-- By the rows' physical ids (locked above, so they cannot move): a TID scan, whatever the
+-- planner guesses of how many were picked.
+WHERE d.ctid = ANY (ARRAY(SELECT row_id FROM picked)) AND w.id = d.webhook_id
 RETURNING d.webhook_id::text, d.event_id::text, d.event_type, d.position, d.order_key, d.body,
     d.attempts AS attempt, w.url, w.secret
 """
