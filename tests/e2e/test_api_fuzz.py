@@ -34,6 +34,7 @@ from events.codec import RecordedEvent
 from projections.device_views import GroupPage
 from projections.stats import Stats
 from projections.task_views import Task, TaskPage
+from services.domain.kinds import TASK_TYPES
 from services.engine.replay import rebuild
 from services.infra.store import LogCursor, read_after
 from tests.e2e.api import GROUPS, TASKS, command_task, create_task, software_task
@@ -83,6 +84,7 @@ PAYLOADS: dict[str, dict[str, Any]] = {
     "command": {"command_payload": {"command": "uptime", "env": {"LANG": "C"}}},
     "software_deployment": {"software_payload": {"package": "nginx", "action": "upgrade"}},
     "file_deployment": {"file_payload": {"file_id": "f-1", "destination": "/etc/app.conf"}},
+    "script": {"script_payload": {"file_id": "f-1", "args": ["--check"], "interpreter": "sh"}},
 }
 
 
@@ -330,3 +332,8 @@ async def _whole_log(stack: Stack) -> list[RecordedEvent]:
         events.extend(batch)
         cursor = LogCursor.of(batch[-1])
     return events
+
+
+def test_every_task_kind_has_a_seed_payload() -> None:
+    """A new kind needs an example here, or the fuzz of POST /api/schedule/tasks breaks."""
+    assert set(PAYLOADS) == set(TASK_TYPES)
