@@ -33,7 +33,7 @@ def test_the_compose_file_follows_the_compose_specification() -> None:
 def test_compose_runs_two_replicas_of_every_service() -> None:
     compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
     services = compose["services"]
-    for name in ("api", "projector", "ticker", "relay"):
+    for name in ("api", "projector", "ticker", "relay", "webhooks", "sealer"):
         assert services[name]["deploy"]["replicas"] == 2, name
     for task_type in ("command", "software", "file"):
         assert services[f"executor-{task_type}"]["deploy"]["replicas"] == 2
