@@ -65,7 +65,7 @@ SETTINGS = hypothesis.settings(
     print_blob=False,
 )
 # Operations that remove what the others name run last, so that the others meet existing ids.
-LAST = ("DELETE /api/schedule/tasks/{id}", "DELETE /api/groups/{id}")
+LAST = ("DELETE /api/schedule/tasks/{id}", "DELETE /api/groups/{id}", "DELETE /api/webhooks/{id}")
 # The bodies whose free-form objects (recurrence_config, task_payload) get valid ones at times.
 WITH_RECURRENCE = (
     "POST /api/schedule/tasks",
@@ -93,6 +93,7 @@ class Seeds(msgspec.Struct):
 
     task_ids: list[str]
     group_ids: list[int]
+    webhook_ids: list[str] = []
 
 
 class Outcome(msgspec.Struct):
@@ -128,7 +129,17 @@ async def _seed(admin: Client) -> Seeds:
     ]
     status, paused = await admin.post(f"{TASKS}/{tasks[2]['id']}/pause")
     assert status == 200, paused
-    return Seeds(task_ids=[task["id"] for task in tasks], group_ids=group_ids)
+    # No sender runs beside this API: nothing is ever sent to these (loopback) URLs.
+    hook = {"url": "http://127.0.0.1:9/fuzz", "secret": "fuzz-secret-0123456789"}
+    webhook_ids = []
+    for types in (["TaskCreated"], ["TaskPaused", "ExecutionCompleted"]):
+        status, webhook = await admin.post("/api/webhooks", hook | {"event_types": types})
+        assert status == 201, webhook
+        webhook_ids.append(webhook["id"])
+    assert (await admin.post(f"/api/webhooks/{webhook_ids[0]}/test"))[0] == 202
+    return Seeds(
+        task_ids=[task["id"] for task in tasks], group_ids=group_ids, webhook_ids=webhook_ids
+    )
 
 
 def _fuzz(base_url: str, token: str, seeds: Seeds) -> Outcome:
@@ -245,6 +256,8 @@ def _cases(operation: Operation, seeds: Seeds) -> st.SearchStrategy[AnyCase]:
     existing: list[Any] = []
     if operation.get_parameter("id", "path") is not None:
         existing = seeds.group_ids if operation.path.startswith(GROUPS) else seeds.task_ids
+        if operation.path.startswith("/api/webhooks"):
+            existing = seeds.webhook_ids
     strategies: list[st.SearchStrategy[AnyCase]] = []
     for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
         generated = [operation.as_strategy(generation_mode=mode)]
