@@ -12,9 +12,10 @@ import pytest
 
 from events.task import TaskPaused
 from services.cli.audit import verify_database
+from services.engine.follower import follow_log
 from services.engine.sealer import seal_all_visible
 from services.infra.db import create_pool
-from services.infra.store import append
+from services.infra.store import Connection, append
 
 
 @pytest.fixture
@@ -76,3 +77,23 @@ async def test_the_chain_of_many_concurrent_writers_verifies(
     assert await pool.fetchval("SELECT count(*) FROM audit_chain") == 12 * 25
     assert await verify_database(database_url, {}) == 0
     assert "ok: 300 sealed events intact" in capsys.readouterr().out
+
+
+async def test_a_reader_of_the_log_outlives_a_failing_step_and_an_outage(
+    pool: asyncpg.Pool,
+) -> None:
+    """A step that raises (a bug, or the database going away) is tried again; the reader does
+    not die with it (follower.py, under the sealer and the webhooks enqueuer)."""
+    failures: list[BaseException] = [RuntimeError("a bad batch"), ConnectionResetError()]
+    stop, steps = asyncio.Event(), 0
+
+    async def step(_conn: Connection) -> int:
+        nonlocal steps
+        steps += 1
+        if failures:
+            raise failures.pop(0)
+        stop.set()
+        return 0
+
+    await asyncio.wait_for(follow_log(pool, stop, "test-reader", step), timeout=10)
+    assert steps == 3 and not failures
