@@ -100,6 +100,18 @@ CREATE TABLE IF NOT EXISTS tasks (
 CREATE INDEX IF NOT EXISTS tasks_due ON tasks (next_run_time) WHERE next_run_time IS NOT NULL;
 CREATE INDEX IF NOT EXISTS tasks_by_user ON tasks (user_id, created_at DESC);
 CREATE INDEX IF NOT EXISTS tasks_by_created ON tasks (created_at DESC);
+-- Fleet delivery and the task's end (second wave): the run policy, end_at and max_runs
+-- (scheduled_runs counts toward it; completed_by says which limit ended the task), and
+-- pause_on_failure (failed_run: a failed scheduled run whose pause the ticker still owes).
+ALTER TABLE tasks ADD COLUMN IF NOT EXISTS delivery jsonb NOT NULL DEFAULT '{}';
+ALTER TABLE tasks ADD COLUMN IF NOT EXISTS end_at timestamptz;
+ALTER TABLE tasks ADD COLUMN IF NOT EXISTS max_runs integer;
+ALTER TABLE tasks ADD COLUMN IF NOT EXISTS scheduled_runs integer NOT NULL DEFAULT 0;
+ALTER TABLE tasks ADD COLUMN IF NOT EXISTS completed_by text;
+ALTER TABLE tasks ADD COLUMN IF NOT EXISTS pause_on_failure boolean NOT NULL DEFAULT false;
+ALTER TABLE tasks ADD COLUMN IF NOT EXISTS failed_run uuid;
+ALTER TABLE tasks ADD COLUMN IF NOT EXISTS failed_run_error text;
+CREATE INDEX IF NOT EXISTS tasks_pause_owed ON tasks (id) WHERE failed_run IS NOT NULL;
 
 -- Which runs the tasks projection has seen start and finish (so none is counted twice).
 CREATE TABLE IF NOT EXISTS task_runs (
@@ -107,6 +119,8 @@ CREATE TABLE IF NOT EXISTS task_runs (
     task_id      uuid NOT NULL,
     status       text NOT NULL DEFAULT 'running'
 );
+-- Whether the run was fired by the schedule (pause_on_failure looks only at those).
+ALTER TABLE task_runs ADD COLUMN IF NOT EXISTS scheduled boolean NOT NULL DEFAULT false;
 
 CREATE TABLE IF NOT EXISTS executions (
     id                uuid        PRIMARY KEY,

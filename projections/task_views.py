@@ -8,9 +8,18 @@ from typing import Any
 
 import msgspec
 
+from events.execution import Delivery
 from projections.base import Db
 
 _config_decoder = msgspec.json.Decoder(dict[str, Any])
+
+
+class DeliveryPolicy(Delivery, frozen=True, kw_only=True, omit_defaults=True):
+    """A task's `delivery` as the API shows it: the fields that differ from their defaults, as
+    in the Execution's `delivery`."""
+
+
+_delivery_decoder = msgspec.json.Decoder(DeliveryPolicy)
 
 
 class Task(msgspec.Struct, kw_only=True):
@@ -37,6 +46,12 @@ class Task(msgspec.Struct, kw_only=True):
     created_at: datetime
     updated_at: datetime
     version: int
+    delivery: DeliveryPolicy
+    end_at: datetime | None
+    max_runs: int | None
+    # Runs the schedule fired so far ("execute now" not counted): what max_runs counts.
+    scheduled_runs: int
+    pause_on_failure: bool
 
 
 class TaskPage(msgspec.Struct):
@@ -59,7 +74,8 @@ _COLUMNS = """
     id::text, user_id, name, description, task_type, status, recurrence_type,
     recurrence_config::text, next_run_time, last_run_time, last_execution_status,
     execution_count, device_ids, group_ids, task_payload::text, misfire_grace_seconds,
-    overlap_policy, jitter_seconds, created_at, updated_at, version
+    overlap_policy, jitter_seconds, created_at, updated_at, version, delivery::text, end_at,
+    max_runs, scheduled_runs, pause_on_failure
 """
 
 
@@ -68,6 +84,7 @@ def to_task(row: Mapping[str, Any]) -> Task:
     values.pop("total", None)
     values["recurrence_config"] = _config_decoder.decode(row["recurrence_config"])
     values["task_payload"] = _config_decoder.decode(row["task_payload"])
+    values["delivery"] = _delivery_decoder.decode(row["delivery"])
     return Task(**values)
 
 

@@ -33,14 +33,19 @@ _UPDATABLE = {
     "misfire_grace_seconds": "integer",
     "overlap_policy": "text",
     "jitter_seconds": "integer",
+    "delivery": "jsonb",
+    "end_at": "timestamptz",
+    "max_runs": "integer",
+    "pause_on_failure": "boolean",
 }
-_JSON_COLUMNS = {"recurrence_config", "task_payload"}
+_JSON_COLUMNS = {"recurrence_config", "task_payload", "delivery"}
 
 # The status a task settles in when nothing of it is running.
 _RESTING_STATUS = """
     CASE
         WHEN status = 'paused' THEN 'paused'
         WHEN running_executions > 0 THEN 'running'
+        WHEN completed_by IS NOT NULL THEN 'completed'
         WHEN next_run_time IS NOT NULL OR recurrence_type <> 'once' THEN 'pending'
         WHEN last_execution_status = 'failed' THEN 'failed'
         WHEN last_execution_status = 'success' THEN 'completed'
@@ -61,8 +66,13 @@ class TasksProjection:
             case TaskUpdated():
                 await _update(conn, event, version)
             case TaskPaused():
+                # Any pause settles a pause owed for a failed run (pause_on_failure).
                 await _task_step(
-                    conn, event.task_id, version, "status = 'paused', next_run_time = NULL"
+                    conn,
+                    event.task_id,
+                    version,
+                    "status = 'paused', next_run_time = NULL, failed_run = NULL, "
+                    "failed_run_error = NULL",
                 )
             case TaskResumed():
                 await _task_step(
@@ -76,36 +86,59 @@ class TasksProjection:
             case TaskDeleted():
                 await conn.execute("DELETE FROM tasks WHERE id = $1", event.task_id)
             case TaskDue():
+                scheduled = event.trigger == "schedule"
                 await conn.execute(
-                    "INSERT INTO task_runs (execution_id, task_id) VALUES ($1, $2) "
+                    "INSERT INTO task_runs (execution_id, task_id, scheduled) VALUES ($1, $2, $3) "
                     "ON CONFLICT DO NOTHING",
                     event.execution_id,
                     event.task_id,
+                    scheduled,
                 )
-                # Only a scheduled fire moves the schedule; "execute now" leaves it alone.
+                # Only a scheduled fire moves the schedule and counts toward max_runs; "execute
+                # now" leaves them alone.
+                moves = "CASE WHEN $5 THEN {} ELSE {} END"
                 await _task_step(
                     conn,
                     event.task_id,
                     version,
-                    "next_run_time = CASE WHEN $5 THEN $3 ELSE next_run_time END, "
+                    f"next_run_time = {moves.format('$3', 'next_run_time')}, "
+                    f"scheduled_runs = {moves.format('scheduled_runs + 1', 'scheduled_runs')}, "
+                    f"completed_by = {moves.format('$6', 'completed_by')}, "
+                    f"{_NO_PAUSE_OWED_WHEN.format('($5 AND $3::timestamptz IS NULL)')}, "
                     "running_executions = running_executions + 1, "
                     "status = CASE WHEN status = 'paused' THEN 'paused' ELSE 'running' END, "
                     "last_run_time = $4",
                     event.next_run_time,
                     event.due_at,
-                    event.trigger == "schedule",
+                    scheduled,
+                    event.completed_by,
                 )
-            case RunMissed():
-                failed = ", status = 'failed'" if event.task_failed else ""
+            case RunMissed() | RunSkipped():
+                # A one-time task missed for good fails; an end_at that leaves no occurrence
+                # completes the task (at once unless a run is in flight, else when it ends).
+                status = "status"
+                if isinstance(event, RunMissed) and event.task_failed:
+                    status = "'failed'"
+                elif event.completed_by is not None:
+                    status = "CASE WHEN running_executions > 0 THEN status ELSE 'completed' END"
                 await _task_step(
-                    conn, event.task_id, version, f"next_run_time = $3{failed}", event.next_run_time
-                )
-            case RunSkipped():
-                await _task_step(
-                    conn, event.task_id, version, "next_run_time = $3", event.next_run_time
+                    conn,
+                    event.task_id,
+                    version,
+                    f"next_run_time = $3, completed_by = $4, status = {status}, "
+                    f"{_NO_PAUSE_OWED_WHEN.format('$3::timestamptz IS NULL')}",
+                    event.next_run_time,
+                    event.completed_by,
                 )
             case ExecutionCompleted():
                 await _execution_completed(conn, event)
+
+
+# A pause owed for a failed run lapses once the task has nothing left to schedule.
+_NO_PAUSE_OWED_WHEN = (
+    "failed_run = CASE WHEN {0} THEN NULL ELSE failed_run END, "
+    "failed_run_error = CASE WHEN {0} THEN NULL ELSE failed_run_error END"
+)
 
 
 async def _insert(conn: Db, event: TaskCreated, version: int) -> None:
@@ -114,9 +147,9 @@ async def _insert(conn: Db, event: TaskCreated, version: int) -> None:
         INSERT INTO tasks (id, version, user_id, name, description, task_type, status,
             recurrence_type, recurrence_config, next_run_time, device_ids, group_ids,
             task_payload, misfire_grace_seconds, overlap_policy, jitter_seconds,
-            created_at, updated_at)
+            created_at, updated_at, delivery, end_at, max_runs, pause_on_failure)
         VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9, $10, $11, $12, $13, $14, $15,
-            $16, $16)
+            $16, $16, $17, $18, $19, $20)
         ON CONFLICT (id) DO NOTHING
         """,
         event.task_id,
@@ -135,6 +168,10 @@ async def _insert(conn: Db, event: TaskCreated, version: int) -> None:
         event.overlap_policy,
         event.jitter_seconds,
         event.created_at,
+        _json.encode(event.delivery).decode(),
+        event.end_at,
+        event.max_runs,
+        event.pause_on_failure,
     )
 
 
@@ -147,10 +184,22 @@ async def _update(conn: Db, event: TaskUpdated, version: int) -> None:
             continue
         values.append(_json.encode(value).decode() if column in _JSON_COLUMNS else value)
         assignments.append(f"{column} = ${len(values) + 2}::{cast}")
+    values.append(event.completed_by)
+    assignments.append(f"completed_by = ${len(values) + 2}")
     if event.rearmed:
         assignments.append(
             "status = CASE WHEN running_executions > 0 THEN 'running' ELSE 'pending' END"
         )
+    elif event.completed_by is not None:
+        assignments.append(
+            "status = CASE WHEN status = 'paused' OR running_executions > 0 THEN status "
+            "ELSE 'completed' END"
+        )
+    # A new pause_on_failure (either way) starts afresh; an ended task owes no pause.
+    lapses = "$4::timestamptz IS NULL"
+    if event.pause_on_failure is not UNSET:
+        lapses = "true"
+    assignments.append(_NO_PAUSE_OWED_WHEN.format(lapses))
     await _task_step(conn, event.task_id, version, ", ".join(assignments), *values)
 
 
@@ -168,14 +217,24 @@ async def _task_step(
 
 async def _execution_completed(conn: Db, event: ExecutionCompleted) -> None:
     # task_runs says whether this execution was counted already, which makes re-apply harmless.
-    counted = await conn.fetchval(
+    run = await conn.fetchrow(
         "UPDATE task_runs SET status = $2 WHERE execution_id = $1 AND status = 'running' "
-        "RETURNING task_id",
+        "RETURNING task_id, scheduled",
         event.execution_id,
         event.status,
     )
-    if counted is None:
+    if run is None:
         return
+    counted = run["task_id"]
+    if run["scheduled"] and event.status == "failed":
+        # pause_on_failure: the ticker appends the TaskPaused this owes (docs/scheduling.md).
+        await conn.execute(
+            "UPDATE tasks SET failed_run = $2, failed_run_error = $3 WHERE id = $1 "
+            "AND pause_on_failure AND status <> 'paused' AND next_run_time IS NOT NULL",
+            counted,
+            event.execution_id,
+            event.error_message,
+        )
     await conn.execute(
         """
         UPDATE tasks SET

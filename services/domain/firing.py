@@ -10,7 +10,8 @@ from typing import Any
 import msgspec
 
 from events.base import Event
-from events.task import RunMissed, RunSkipped, TaskDue
+from events.task import RunMissed, RunSkipped, TaskDue, TaskPaused
+from services.domain.limits import END_AT, failure_reason, limited
 from services.domain.recurrence import Schedule, parse_schedule
 
 _IDS = uuid.UUID("0b5d0c38-9d5f-4a8e-8f7e-3c1f2a4b6d90")
@@ -32,9 +33,23 @@ class DueTask(msgspec.Struct, frozen=True, kw_only=True):
     overlap_policy: str = "skip"
     jitter_seconds: int = 0
     running_executions: int = 0
+    end_at: datetime | None = None
+    max_runs: int | None = None
+    scheduled_runs: int = 0
 
 
-def event_id(task: DueTask) -> str:
+class FailedRun(msgspec.Struct, frozen=True, kw_only=True):
+    """A task with pause_on_failure whose scheduled run failed while it was scheduled and not
+    paused, as the tasks read table has it at `version`: it owes a TaskPaused."""
+
+    task_id: str
+    version: int
+    task_type: str
+    execution_id: str
+    error_message: str | None = None
+
+
+def event_id(task: DueTask | FailedRun) -> str:
     """Whatever the ticker decides for a task at one version gets one id: racing tickers
     produce the same event, and the version check lets exactly one of them append it."""
     return str(uuid.uuid5(_IDS, f"{task.task_id}/{task.version}"))
@@ -50,6 +65,14 @@ def schedule_of(task: DueTask) -> Schedule:
     if task.recurrence_type == "interval" and "start_at" not in task.recurrence_config:
         anchor -= timedelta(seconds=int(task.recurrence_config["every_seconds"]))
     return parse_schedule(task.recurrence_type, task.recurrence_config, anchor=anchor)
+
+
+def following_of(task: DueTask, schedule: Schedule, after: datetime) -> datetime | None:
+    """The task's next occurrence after `after`, none past its end_at."""
+    following = schedule.next_after(after)
+    if following is None or task.end_at is None or following <= task.end_at:
+        return following
+    return None
 
 
 def fire_at(task: DueTask, following: datetime | None) -> datetime:
@@ -71,7 +94,9 @@ def decide_fire(task: DueTask, now: datetime) -> Event | None:
     """One event for a task whose occurrence is due at `now`; None while jitter holds it back."""
     schedule = schedule_of(task)
     scheduled = task.next_run_time
-    following = schedule.next_after(scheduled)
+    following = following_of(task, schedule, scheduled)
+    # Past end_at there is no occurrence: if that leaves none, the task is completed.
+    ended = END_AT if following is None and schedule.next_after(scheduled) is not None else None
     if following is not None and following <= now:
         return _missed_older(task, schedule, following, now)
     planned = fire_at(task, following)
@@ -88,6 +113,7 @@ def decide_fire(task: DueTask, now: datetime) -> Event | None:
             recorded_at=now,
             next_run_time=following,
             task_failed=once,
+            completed_by=ended,
         )
     if task.running_executions > 0 and task.overlap_policy == "skip":
         return RunSkipped(
@@ -96,7 +122,15 @@ def decide_fire(task: DueTask, now: datetime) -> Event | None:
             reason="the previous run is still running (overlap_policy skip)",
             recorded_at=now,
             next_run_time=following,
+            completed_by=ended,
         )
+    # This run counts toward max_runs: the last one allowed leaves no next occurrence.
+    following, ended_by = limited(
+        following,
+        end_at=None,
+        max_runs=task.max_runs,
+        scheduled_runs=task.scheduled_runs + 1,
+    )
     due_id = event_id(task)
     return TaskDue(
         task_id=task.task_id,
@@ -106,7 +140,15 @@ def decide_fire(task: DueTask, now: datetime) -> Event | None:
         due_at=now,
         next_run_time=following,
         lateness_seconds=round(lateness, 6),
+        completed_by=ended_by or ended,
     )
+
+
+def decide_pause(task: FailedRun, now: datetime) -> tuple[TaskPaused, str]:
+    """pause_on_failure: the TaskPaused a failed scheduled run owes its task, and the reason
+    for the event's metadata."""
+    paused = TaskPaused(task_id=task.task_id, paused_at=now)
+    return paused, failure_reason(task.execution_id, task.error_message)
 
 
 def _missed_older(
@@ -114,9 +156,9 @@ def _missed_older(
 ) -> RunMissed:
     """A later occurrence is due too: this one is missed (only the latest may still fire)."""
     count, latest = 1, following
-    upcoming = schedule.next_after(following)
+    upcoming = following_of(task, schedule, following)
     while upcoming is not None and upcoming <= now and count < _MISSED_SCAN_LIMIT:
-        count, latest, upcoming = count + 1, upcoming, schedule.next_after(upcoming)
+        count, latest, upcoming = count + 1, upcoming, following_of(task, schedule, upcoming)
     reason = "a later occurrence was due before this one could run (scheduler not running)"
     if count <= MISSED_ONE_BY_ONE:
         return RunMissed(

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
+from events.execution import Delivery
 from services.agent.protocol import DEVICE_ID_PATTERN
+from services.domain.delivery import checked
 from services.domain.errors import ValidationFailed
 from services.domain.kinds import TaskType, kind_of
 from services.domain.recurrence import RecurrenceType
@@ -19,9 +22,18 @@ MAX_GROUP_ID = 2**31 - 1  # device_groups.id is a PostgreSQL integer
 GroupId = Annotated[int, Meta(ge=1, le=MAX_GROUP_ID)]
 Seconds = Annotated[int, Meta(ge=0, le=366 * 86400)]
 OverlapPolicy = Literal["skip", "allow"]
+MAX_RUNS = 2**31 - 1  # tasks.max_runs is a PostgreSQL integer
+RunCount = Annotated[int, Meta(ge=1, le=MAX_RUNS)]
 
 MAX_TARGETS = 10_000  # device ids of one task or group
 MAX_GROUPS = 1_000  # group ids of one task
+
+
+class DeliveryInput(
+    Delivery, frozen=True, kw_only=True, omit_defaults=True, forbid_unknown_fields=True
+):
+    """`delivery` as a user writes it: the fields of the run's Delivery policy, and no others
+    (services/domain/delivery.py checks their ranges)."""
 
 
 class TaskInput(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -38,6 +50,10 @@ class TaskInput(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     misfire_grace_seconds: Seconds = 3600
     overlap_policy: OverlapPolicy = "skip"
     jitter_seconds: Seconds = 0
+    delivery: DeliveryInput = DeliveryInput()
+    end_at: datetime | None = None
+    max_runs: RunCount | None = None
+    pause_on_failure: bool = False
 
 
 class TaskPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -53,6 +69,11 @@ class TaskPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     misfire_grace_seconds: Seconds | UnsetType = UNSET
     overlap_policy: OverlapPolicy | UnsetType = UNSET
     jitter_seconds: Seconds | UnsetType = UNSET
+    # A new delivery replaces the whole policy (fields left out take their defaults).
+    delivery: DeliveryInput | UnsetType = UNSET
+    end_at: datetime | UnsetType | None = UNSET  # null removes the end
+    max_runs: RunCount | UnsetType | None = UNSET  # null removes the limit
+    pause_on_failure: bool | UnsetType = UNSET
 
 
 WRITABLE_FIELDS: tuple[str, ...] = TaskPatch.__struct_fields__
@@ -74,6 +95,11 @@ def canonical_payload(task_type: str, payload: dict[str, Any]) -> dict[str, Any]
     kind.check(f"task_payload.{key}", parsed)
     canonical: dict[str, Any] = msgspec.to_builtins(parsed)
     return {key: canonical}
+
+
+def canonical_delivery(delivery: Delivery) -> Delivery:
+    """The policy as the log stores it, once its ranges are checked (422 naming the field)."""
+    return checked(Delivery(**msgspec.structs.asdict(delivery)))
 
 
 def unique(values: list[Any]) -> list[Any]:

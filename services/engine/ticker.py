@@ -1,4 +1,5 @@
-"""The ticker: appends TaskDue (or RunMissed / RunSkipped) when a task's occurrence comes."""
+"""The ticker: appends TaskDue (or RunMissed / RunSkipped) when a task's occurrence comes, and
+TaskPaused when a failed scheduled run of a task with pause_on_failure owes one."""
 
 from __future__ import annotations
 
@@ -11,23 +12,48 @@ import msgspec
 import structlog
 
 from events.codec import RecordedEvent
-from services.domain.firing import DueTask, decide_fire, event_id, fire_at, schedule_of
+from services.domain.firing import (
+    DueTask,
+    FailedRun,
+    decide_fire,
+    decide_pause,
+    event_id,
+    fire_at,
+    following_of,
+    schedule_of,
+)
 from services.engine.read_your_writes import ProjectionWatcher
 from services.infra.clock import Clock
 from services.infra.db import DATABASE_ERRORS
-from services.infra.store import StreamAppend, append_many
+from services.infra.store import (
+    ConcurrencyError,
+    DuplicateEvent,
+    StreamAppend,
+    append,
+    append_many,
+)
 
 log = structlog.get_logger("deployx.ticker")
 
 _DUE = """
 SELECT id::text AS task_id, version, task_type, recurrence_type, recurrence_config::text,
-    next_run_time, misfire_grace_seconds, overlap_policy, jitter_seconds, running_executions
+    next_run_time, misfire_grace_seconds, overlap_policy, jitter_seconds, running_executions,
+    end_at, max_runs, scheduled_runs
 FROM tasks WHERE next_run_time <= $1 AND (next_run_time, id) > ($2, $3::uuid)
 ORDER BY next_run_time, id LIMIT $4
 """
 # Where a pass over the due tasks starts: before every (next_run_time, id) there is.
 _FIRST_PAGE = (datetime(1, 1, 1, tzinfo=UTC), "00000000-0000-0000-0000-000000000000")
 _NEXT = "SELECT min(next_run_time) FROM tasks WHERE next_run_time > $1"
+# The tasks projection sets failed_run only while the pause applies (pause_on_failure, not
+# paused, not ended) and clears it on any pause, so each row here owes exactly one TaskPaused;
+# the conditions are restated so that nothing else could ever pause a task.
+_PAUSES_OWED = """
+SELECT id::text AS task_id, version, task_type, failed_run::text AS execution_id,
+    failed_run_error AS error_message
+FROM tasks WHERE failed_run IS NOT NULL AND pause_on_failure AND next_run_time IS NOT NULL
+ORDER BY id LIMIT $1
+"""
 _config = msgspec.json.Decoder(dict[str, Any])
 # With nothing scheduled, look again this often anyway (a lost wake-up costs at most this).
 IDLE_RECHECK = timedelta(seconds=30)
@@ -95,19 +121,23 @@ class Ticker:
         tasks, the rest being left to the next tick).
         """
         now = self._clock.now()
-        recorded: list[RecordedEvent] = []
-        decided = 0
+        recorded, lost = await self._pause_failed(now)
+        decided = len(recorded) + lost
+        paused = {event.stream_id for event in recorded}
         held_until: datetime | None = None
         after = _FIRST_PAGE
         while True:
             rows = await self._pool.fetch(_DUE, now, *after, self._batch_size)
             items: list[StreamAppend] = []
             for row in rows:
+                if row["task_id"] in paused:
+                    continue
                 config = _config.decode(row["recurrence_config"])
                 task = DueTask(**(dict(row) | {"recurrence_config": config}))
                 event = decide_fire(task, now)
                 if event is None:
-                    planned = fire_at(task, schedule_of(task).next_after(task.next_run_time))
+                    following = following_of(task, schedule_of(task), task.next_run_time)
+                    planned = fire_at(task, following)
                     held_until = planned if held_until is None else min(held_until, planned)
                     continue
                 items.append(
@@ -128,6 +158,31 @@ class Ticker:
             except TimeoutError:
                 log.warning("tasks_projection_lagging")
         return TickResult(recorded, decided - len(recorded), held_until)
+
+    async def _pause_failed(self, now: datetime) -> tuple[list[RecordedEvent], int]:
+        """Pauses each task a failed scheduled run owes a pause: the events, and how many lost
+        to a newer version of their task (decided again on the next tick)."""
+        recorded: list[RecordedEvent] = []
+        lost = 0
+        for row in await self._pool.fetch(_PAUSES_OWED, self._batch_size):
+            task = FailedRun(**dict(row))
+            event, reason = decide_pause(task, now)
+            metadata = METADATA | {"reason": reason, "execution_id": task.execution_id}
+            try:
+                recorded += await append(
+                    self._pool,
+                    task.task_id,
+                    task.task_type,
+                    [event],
+                    expected_version=task.version,
+                    metadata=metadata,
+                    event_ids=[event_id(task)],
+                )
+            except (ConcurrencyError, DuplicateEvent):
+                lost += 1
+        if recorded:
+            log.info("paused_after_failure", tasks=len(recorded), lost_races=lost)
+        return recorded, lost
 
     async def _next_wake(self, held_until: datetime | None) -> datetime:
         now = self._clock.now()

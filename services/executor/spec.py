@@ -146,4 +146,5 @@ async def _spec_of_task(db: Db, task_id: str, due_version: int) -> RunSpec:
         task_payload=spec.task_payload,
         device_ids=spec.device_ids,
         group_ids=spec.group_ids,
+        delivery=spec.delivery,
     )

@@ -12,7 +12,8 @@ import asyncpg
 import msgspec
 import pytest
 
-from services.domain.task import CreateTask, PauseTask, UpdateTask
+from events.execution import ExecutionCompleted
+from services.domain.task import CreateTask, ExecuteNow, PauseTask, ResumeTask, UpdateTask
 from services.domain.task_spec import TaskInput, TaskPatch
 from services.engine.handler import TASKS, handle
 from services.engine.projector import run_projector
@@ -20,6 +21,7 @@ from services.engine.read_your_writes import ProjectionWatcher
 from services.engine.ticker import Ticker
 from services.infra.clock import ManualClock
 from services.infra.db import create_pool
+from services.infra.store import append
 
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -228,3 +230,232 @@ async def test_daily_0230_new_york_fires_once_a_day_across_dst(
         await projector
         await watcher.stop()
         await pool.close()
+
+
+# --- the end of a task: end_at, max_runs, pause_on_failure ------------------------------------
+
+
+async def finish_runs(
+    scheduler: Scheduler, task_id: str, status: str = "success", error: str | None = None
+) -> None:
+    """Ends every run of the task still in flight with `status`, as an executor would."""
+    due = [data for kind, data in await scheduler.history(task_id) if kind == "TaskDue"]
+    ended = await scheduler.pool.fetch(
+        "SELECT execution_id::text FROM task_runs WHERE task_id = $1 AND status <> 'running'",
+        task_id,
+    )
+    done = {row["execution_id"] for row in ended}
+    for data in due:
+        if data["execution_id"] in done:
+            continue
+        completed = ExecutionCompleted(
+            execution_id=data["execution_id"],
+            task_id=task_id,
+            status=status,
+            completed_at=scheduler.clock.now(),
+            error_message=error,
+            devices_targeted=1,
+            devices_succeeded=int(status == "success"),
+            devices_failed=int(status != "success"),
+        )
+        recorded = await append(
+            scheduler.pool, data["execution_id"], "command", [completed], expected_version=None
+        )
+        await scheduler.watcher.wait_for(recorded, ["tasks"], timeout=10)
+
+
+async def task_row(scheduler: Scheduler, task_id: str) -> dict[str, Any]:
+    row = await scheduler.pool.fetchrow(
+        "SELECT status, next_run_time, scheduled_runs, completed_by, failed_run::text "
+        "FROM tasks WHERE id = $1",
+        task_id,
+    )
+    assert row is not None
+    return dict(row)
+
+
+async def test_an_interval_task_fires_until_its_end_at_and_ends_completed(
+    scheduler: Scheduler,
+) -> None:
+    # Every 60 s from 12:00, ending at 12:02:30: runs at 12:01 and 12:02, then no more.
+    task_id = await scheduler.create(
+        recurrence_type="interval",
+        recurrence_config={"every_seconds": 60},
+        end_at=(START + timedelta(seconds=150)).isoformat(),
+    )
+    for seconds in range(0, 600, 10):
+        scheduler.clock.set(START + timedelta(seconds=seconds))
+        await scheduler.run_ticks()
+        await finish_runs(scheduler, task_id)
+
+    assert await scheduler.fired(task_id) == ["2026-03-01T12:01:00Z", "2026-03-01T12:02:00Z"]
+    history = await scheduler.history(task_id)
+    assert (history[-1][1]["next_run_time"], history[-1][1]["completed_by"]) == (None, "end_at")
+    row = await task_row(scheduler, task_id)
+    assert (row["status"], row["next_run_time"], row["completed_by"]) == (
+        "completed",
+        None,
+        "end_at",
+    )
+
+
+async def test_max_runs_counts_scheduled_runs_only_and_ends_the_task_completed(
+    scheduler: Scheduler,
+) -> None:
+    task_id = await scheduler.create(
+        recurrence_type="interval", recurrence_config={"every_seconds": 60}, max_runs=2
+    )
+    # A run by hand first: it does not count.
+    scheduler.clock.set(START + timedelta(seconds=30))
+    await scheduler.command(
+        task_id, ExecuteNow(execution_id=str(uuid.uuid4()), now=scheduler.clock.now())
+    )
+    await finish_runs(scheduler, task_id)
+    statuses = []
+    for seconds in range(30, 600, 10):
+        scheduler.clock.set(START + timedelta(seconds=seconds))
+        await scheduler.run_ticks()
+        statuses.append((await task_row(scheduler, task_id))["status"])
+        await finish_runs(scheduler, task_id)
+
+    # From 12:00:30 every 10 s: running at 12:01 and 12:02 (its last run), then completed.
+    pending = ["pending"] * 5
+    assert statuses == ["pending"] * 3 + ["running", *pending, "running"] + ["completed"] * 47
+    scheduled = [
+        data["scheduled_for"]
+        for kind, data in await scheduler.history(task_id)
+        if kind == "TaskDue" and data["trigger"] == "schedule"
+    ]
+    assert scheduled == ["2026-03-01T12:01:00Z", "2026-03-01T12:02:00Z"]
+    row = await task_row(scheduler, task_id)
+    assert row == {
+        "status": "completed",
+        "next_run_time": None,
+        "scheduled_runs": 2,
+        "completed_by": "max_runs",
+        "failed_run": None,
+    }
+
+
+async def paused_events(scheduler: Scheduler, task_id: str) -> list[dict[str, Any]]:
+    rows = await scheduler.pool.fetch(
+        "SELECT metadata::text FROM events WHERE stream_id = $1 AND type = 'TaskPaused' "
+        "ORDER BY version",
+        task_id,
+    )
+    return [msgspec.json.decode(row["metadata"]) for row in rows]
+
+
+async def test_a_failed_scheduled_run_pauses_a_task_with_pause_on_failure_once(
+    scheduler: Scheduler,
+) -> None:
+    task_id = await scheduler.create(
+        recurrence_type="interval", recurrence_config={"every_seconds": 60}, pause_on_failure=True
+    )
+    scheduler.clock.set(START + timedelta(seconds=60))
+    await scheduler.run_ticks()
+    [due] = [data for kind, data in await scheduler.history(task_id) if kind == "TaskDue"]
+
+    await finish_runs(scheduler, task_id, "failed", "1 of 1 devices did not succeed")
+    # Three tickers race to pause it.
+    await asyncio.gather(*(scheduler.run_ticks(scheduler.ticker()) for _ in range(3)))
+    await scheduler.run_ticks()
+
+    reason = f"run {due['execution_id']} failed: 1 of 1 devices did not succeed"
+    assert await paused_events(scheduler, task_id) == [
+        {
+            "user": "scheduler",
+            "service": "ticker",
+            "reason": reason,
+            "execution_id": due["execution_id"],
+        }
+    ]
+    row = await task_row(scheduler, task_id)
+    assert (row["status"], row["next_run_time"], row["failed_run"]) == ("paused", None, None)
+
+
+async def test_pause_on_failure_ignores_runs_by_hand_successes_and_tasks_without_it(
+    scheduler: Scheduler,
+) -> None:
+    watching = await scheduler.create(
+        recurrence_type="daily", recurrence_config={"time": "18:00"}, pause_on_failure=True
+    )
+    other = await scheduler.create(
+        recurrence_type="interval", recurrence_config={"every_seconds": 60}
+    )
+    # A run by hand of the watching task fails; the other task's scheduled run fails too.
+    await scheduler.command(
+        watching, ExecuteNow(execution_id=str(uuid.uuid4()), now=scheduler.clock.now())
+    )
+    await finish_runs(scheduler, watching, "failed", "exit 1")
+    scheduler.clock.set(START + timedelta(seconds=60))
+    await scheduler.run_ticks()
+    await finish_runs(scheduler, other, "failed", "exit 1")
+    await scheduler.run_ticks()
+
+    assert await paused_events(scheduler, watching) == []
+    assert await paused_events(scheduler, other) == []
+    assert (await task_row(scheduler, watching))["status"] == "pending"
+
+
+async def test_a_pause_owed_lapses_when_the_failed_run_was_the_tasks_last(
+    scheduler: Scheduler,
+) -> None:
+    task_id = await scheduler.create(
+        recurrence_type="interval",
+        recurrence_config={"every_seconds": 60},
+        pause_on_failure=True,
+        max_runs=1,
+    )
+    scheduler.clock.set(START + timedelta(seconds=60))
+    await scheduler.run_ticks()
+    await finish_runs(scheduler, task_id, "failed", "exit 1")
+    await scheduler.run_ticks()
+
+    assert await paused_events(scheduler, task_id) == []
+    row = await task_row(scheduler, task_id)
+    assert (row["status"], row["completed_by"], row["failed_run"]) == (
+        "completed",
+        "max_runs",
+        None,
+    )
+
+
+async def test_a_task_resumed_after_its_pause_on_failure_runs_on(scheduler: Scheduler) -> None:
+    task_id = await scheduler.create(
+        recurrence_type="interval", recurrence_config={"every_seconds": 60}, pause_on_failure=True
+    )
+    scheduler.clock.set(START + timedelta(seconds=60))
+    await scheduler.run_ticks()
+    await finish_runs(scheduler, task_id, "failed", "exit 1")
+    await scheduler.run_ticks()
+    scheduler.clock.set(START + timedelta(seconds=90))
+    await scheduler.command(task_id, ResumeTask(now=scheduler.clock.now()))
+
+    scheduler.clock.set(START + timedelta(seconds=150))
+    await scheduler.run_ticks()
+
+    assert len(await paused_events(scheduler, task_id)) == 1
+    assert await scheduler.fired(task_id) == ["2026-03-01T12:01:00Z", "2026-03-01T12:02:30Z"]
+    assert (await task_row(scheduler, task_id))["status"] == "running"
+
+
+async def test_turning_pause_on_failure_off_before_the_pause_cancels_it(
+    scheduler: Scheduler,
+) -> None:
+    task_id = await scheduler.create(
+        recurrence_type="interval", recurrence_config={"every_seconds": 60}, pause_on_failure=True
+    )
+    scheduler.clock.set(START + timedelta(seconds=60))
+    await scheduler.run_ticks()
+    await finish_runs(scheduler, task_id, "failed", "exit 1")
+    assert (await task_row(scheduler, task_id))["failed_run"] is not None
+    # Off and on again before any ticker got to it: the earlier failure no longer counts.
+    for value in (False, True):
+        patch = TaskPatch(pause_on_failure=value)
+        await scheduler.command(task_id, UpdateTask(patch=patch, now=scheduler.clock.now()))
+
+    await scheduler.run_ticks()
+
+    assert await paused_events(scheduler, task_id) == []
+    assert (await task_row(scheduler, task_id))["failed_run"] is None

@@ -785,7 +785,7 @@ def test_execute_now_on_a_missing_task_is_not_found() -> None:
 
 def test_scheduled_fire_of_a_once_task_finishes_it() -> None:
     assert given(ONCE, ONCE_FIRED) == TaskState(
-        task_id=TASK_ID, version=2, spec=ONCE, finished=True, next_run_time=None
+        task_id=TASK_ID, version=2, spec=ONCE, finished=True, next_run_time=None, scheduled_runs=1
     )
 
 
@@ -800,7 +800,11 @@ def test_scheduled_fire_of_a_daily_task_moves_next_run() -> None:
     )
 
     assert given(DAILY, fired) == TaskState(
-        task_id=TASK_ID, version=2, spec=DAILY, next_run_time=utc(2026, 6, 2, 12)
+        task_id=TASK_ID,
+        version=2,
+        spec=DAILY,
+        next_run_time=utc(2026, 6, 2, 12),
+        scheduled_runs=1,
     )
 
 
