@@ -9,6 +9,8 @@ import msgspec
 
 from services.agent.protocol import JobReport
 
+# The finished jobs remembered: older ones are forgotten, a tenth of them at a time, so the file
+# stays small (a job is not sent again that long after its run); a job still running never is.
 KEEP_JOBS = 10_000
 _report = msgspec.json.Decoder(JobReport)
 
@@ -16,7 +18,8 @@ _report = msgspec.json.Decoder(JobReport)
 class Journal:
     """A small SQLite file: a job is written down as running before it starts."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, keep: int = KEEP_JOBS) -> None:
+        self._keep, self._prune_every = keep, max(1, keep // 10)
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -35,8 +38,10 @@ class Journal:
             "INSERT OR IGNORE INTO jobs (job_id, report, seq) VALUES (?, NULL, ?)", (job_id, seq)
         ).rowcount
         if inserted:
-            if seq % 1000 == 0:
-                self._db.execute("DELETE FROM jobs WHERE seq <= ?", (seq - KEEP_JOBS,))
+            if seq % self._prune_every == 0:
+                self._db.execute(
+                    "DELETE FROM jobs WHERE seq <= ? AND report IS NOT NULL", (seq - self._keep,)
+                )
             return True, None
         row = self._db.execute("SELECT report FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
         return False, _report.decode(row[0]) if row and row[0] is not None else None
