@@ -17,6 +17,7 @@ import nats.aio.client
 import nats.aio.msg
 import pytest
 from nats.js.api import AckPolicy, ConsumerConfig
+from nats.js.object_store import ObjectStore
 from prometheus_client import REGISTRY
 
 from services.agent.file import deploy_file as deploy_typed
@@ -365,6 +366,14 @@ FORBIDDEN_PUBLISHES = [
         id="events-consumer",
     ),
     pytest.param("deployx.events.command.TaskDue", b"{}", id="publish-event"),
+    pytest.param(f"$JS.API.STREAM.MSG.GET.{STREAM}", b'{"seq": 1}', id="get-event"),
+    pytest.param(f"$JS.API.DIRECT.GET.{STREAM}", b'{"seq": 1}', id="direct-get-event"),
+    pytest.param(f"$JS.API.CONSUMER.MSG.NEXT.{STREAM}.keeper", b"1", id="pull-events"),
+    pytest.param(f"$JS.API.CONSUMER.INFO.{STREAM}.keeper", b"", id="events-consumer-info"),
+    pytest.param(f"$JS.ACK.{STREAM}.keeper.1.1.1.0.0", b"", id="ack-an-event"),
+    pytest.param(f"$JS.API.STREAM.PURGE.{STREAM}", b"{}", id="purge-events"),
+    pytest.param(f"$JS.API.STREAM.UPDATE.{STREAM}", b"{}", id="update-events-stream"),
+    pytest.param(f"$JS.API.STREAM.DELETE.{STREAM}", b"", id="delete-events-stream"),
 ]
 
 
@@ -424,6 +433,44 @@ async def test_an_agent_cannot_use_jetstream_at_all(
     assert delivered == []
     await rogue.close()
     await victim.close()
+
+
+async def test_an_agent_can_neither_change_the_files_nor_read_the_events_with_a_client(
+    server: Server, services_client: nats.aio.client.Client, stores: None
+) -> None:
+    """What a compromised agent would try with nats-py itself: every call fails, and the
+    bucket and the events stream are as they were."""
+    js = services_client.jetstream()
+    await js.publish("deployx.events.command.TaskDue", b'{"real": true}')
+    before = {name: (await js.stream_info(name)).state for name in (FILES_STREAM, STREAM)}
+    errors: list[str] = []
+    rogue = await agent_client(server, "dev-a", errors)
+    rogue_js = rogue.jetstream(timeout=1)
+    bucket = ObjectStore(FILES_BUCKET, FILES_STREAM, rogue_js)
+    refused = (nats.errors.Error, nats.js.errors.Error, TimeoutError)
+
+    with pytest.raises(refused):
+        await bucket.put("f-0", b"planted by dev-a")
+    with pytest.raises(refused):
+        await bucket.put("f-new", b"planted by dev-a")
+    with pytest.raises(refused):
+        await bucket.delete("f-0")
+    with pytest.raises(refused):
+        await rogue_js.stream_info(STREAM)
+    with pytest.raises(refused):
+        await rogue_js.publish("deployx.events.command.TaskDue", b"{}")
+    with pytest.raises(refused):
+        await rogue_js.pull_subscribe("deployx.events.>", durable="rogue", stream=STREAM)
+    await refusal(errors, "permissions violation")
+    await rogue.close()
+
+    after = {name: (await js.stream_info(name)).state for name in (FILES_STREAM, STREAM)}
+    assert after == before
+    for stream in (FILES_STREAM, STREAM):
+        assert [c.name for c in await js.consumers_info(stream)] == ["keeper"], stream
+    store = await js.object_store(FILES_BUCKET)
+    assert (await store.get("f-0")).data == b"secret file"
+    assert [info.name for info in await store.list()] == ["f-0"]
 
 
 @pytest.mark.parametrize(
