@@ -22,7 +22,7 @@ from services.domain.webhooks import (
 from services.infra.clock import Backoff, wait_first
 from services.infra.db import UNAVAILABLE, describe, reconnect_backoff
 from services.infra.listen import Listener
-from services.infra.webhook_claims import Claimed, Outcome, bodies_of, claim, complete
+from services.infra.webhook_claims import Claimed, Outcome, claim, complete
 from services.infra.webhook_queue import WAKE_CHANNEL, headless, promote
 
 log = structlog.get_logger("deployx.webhooks")
@@ -110,16 +110,16 @@ class Sender:
             return
         lease = self._config.timeout + 30.0
         claimed = await claim(self._pool, free, self._config.per_webhook, self._busy, lease)
-        bodies = await bodies_of(self._pool, claimed)
         for item in claimed:
             self._busy[item.webhook_id] = self._busy.get(item.webhook_id, 0) + 1
-            task = asyncio.create_task(self._deliver(item, bodies[item.event_id]))
+            task = asyncio.create_task(self._deliver(item))
             self._running.add(task)
             task.add_done_callback(self._running.discard)
 
-    async def _deliver(self, item: Claimed, body: bytes | str) -> None:
+    async def _deliver(self, item: Claimed) -> None:
         attempted_at, started = datetime.now(UTC), time.perf_counter()
         status: int | None = None
+        body = item.body
         error = body if isinstance(body, str) else None
         try:
             if isinstance(body, bytes):

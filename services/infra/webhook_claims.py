@@ -10,25 +10,34 @@ import msgspec
 
 from events.codec import Undecodable, encode_envelope
 from services.infra.db import Db
-from services.infra.store import read_positions
+from services.infra.store import to_recorded
 from services.infra.webhook_queue import Key
 
 
 class Claimed(msgspec.Struct, frozen=True, kw_only=True):
-    """A delivery a sender has leased: it sends it, then reports with `attempt`."""
+    """A delivery a sender has leased: it sends it, then reports with `attempt`.
+
+    body: the event's envelope, as the relay publishes it (or a test delivery's own), else
+    why there is none to send.
+    """
 
     webhook_id: str
     event_id: str
     event_type: str
-    position: int
     order_key: str
-    body: bytes | None
+    body: bytes | str
     attempt: int
     url: str
     secret: str
 
 
-_CLAIM = """
+# The event's columns as store.to_recorded reads them.
+_EVENT = """
+    e.id::text AS id, e.stream_id, e.version, e.position, e.tx_id::text::bigint AS tx_id,
+    e.category, e.type, e.schema_version, e.data::text AS data, e.metadata::text AS metadata,
+    e.recorded_at
+"""
+_CLAIM = f"""
 WITH picked AS (
     SELECT d.row_id
     FROM webhooks w
@@ -45,15 +54,19 @@ WITH picked AS (
     ) d
     ORDER BY d.next_attempt_at
     LIMIT $1
+), claimed AS (
+    UPDATE webhook_deliveries d
+    SET leased_until = now() + make_interval(secs => $5), attempts = d.attempts + 1
+    FROM webhooks w
+    -- By the rows' physical ids (locked above, so they cannot move): a TID scan, whatever
+    -- the planner guesses of how many were picked.
+    WHERE d.ctid = ANY (ARRAY(SELECT row_id FROM picked)) AND w.id = d.webhook_id
+    RETURNING d.webhook_id, d.event_id, d.event_type, d.position AS at, d.order_key, d.body,
+        d.attempts, w.url, w.secret
 )
-UPDATE webhook_deliveries d
-SET leased_until = now() + make_interval(secs => $5), attempts = d.attempts + 1
-FROM webhooks w
--- By the rows' physical ids (locked above, so they cannot move): a TID scan, whatever the
--- planner guesses of how many were picked.
-WHERE d.ctid = ANY (ARRAY(SELECT row_id FROM picked)) AND w.id = d.webhook_id
-RETURNING d.webhook_id::text, d.event_id::text, d.event_type, d.position, d.order_key, d.body,
-    d.attempts AS attempt, w.url, w.secret
+SELECT c.webhook_id::text AS hook, c.event_id::text AS delivery, c.event_type, c.order_key,
+    c.body, c.attempts AS attempt, c.url, c.secret, e.id IS NOT NULL AS found, {_EVENT}
+FROM claimed c LEFT JOIN events e ON c.body IS NULL AND e.position = c.at
 """
 
 
@@ -70,7 +83,29 @@ async def claim(
         list(busy.values()),
         lease_seconds,
     )
-    return [Claimed(**dict(row)) for row in rows]
+    return [
+        Claimed(
+            webhook_id=row["hook"],
+            event_id=row["delivery"],
+            event_type=row["event_type"],
+            order_key=row["order_key"],
+            body=row["body"] or _body(row),
+            attempt=row["attempt"],
+            url=row["url"],
+            secret=row["secret"],
+        )
+        for row in rows
+    ]
+
+
+def _body(row: asyncpg.Record) -> bytes | str:
+    """The event read with the claim, as the relay encodes it; or why it cannot be sent."""
+    if not row["found"]:
+        return "the event is no longer in the log"
+    recorded = to_recorded(row)
+    if isinstance(recorded.event, Undecodable):
+        return f"this version cannot read the event: {recorded.event.error}"
+    return encode_envelope(recorded)
 
 
 class Outcome(msgspec.Struct, frozen=True, kw_only=True):
@@ -136,18 +171,3 @@ async def _complete(db: Db, outcomes: Sequence[Outcome]) -> list[asyncpg.Record]
         [o.duration_ms for o in outcomes],
         [o.retry_in for o in outcomes],
     )
-
-
-async def bodies_of(db: Db, claimed: list[Claimed]) -> dict[str, bytes | str]:
-    """Each delivery's body (the event's envelope, as the relay publishes it), or the reason
-    there is none."""
-    bodies: dict[str, bytes | str] = {c.event_id: c.body for c in claimed if c.body}
-    wanted = [c.position for c in claimed if not c.body]
-    for recorded in await read_positions(db, wanted) if wanted else []:
-        if isinstance(recorded.event, Undecodable):
-            bodies[recorded.id] = f"this version cannot read the event: {recorded.event.error}"
-        else:
-            bodies[recorded.id] = encode_envelope(recorded)
-    for item in claimed:
-        bodies.setdefault(item.event_id, "the event is no longer in the log")
-    return bodies
