@@ -23,6 +23,7 @@ from services.domain.task_spec import TaskInput
 from services.engine.handler import TASKS, handle
 from services.engine.relay import CHECKPOINT, STREAM
 from services.infra.bus import NATS_UNAVAILABLE
+from tests.e2e.leads import measured_lead, never_due
 from tests.e2e.processes import ServiceProcess, Services, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -177,7 +178,10 @@ async def test_ticker_and_relay_killed_mid_burst_fire_every_task_once(
     await ticker.wait_for_log("ticker_started")
     await relay.wait_for_log("relay_leading")
 
-    begin = datetime.now(UTC) + BURST_LEAD
+    lead = await measured_lead(
+        lambda n: create_tasks(pool, [never_due()] * n), BURST, floor=BURST_LEAD
+    )
+    begin = datetime.now(UTC) + lead
     step = BURST_WINDOW / BURST
     started = time.monotonic()
     task_ids = await create_tasks(pool, [begin + i * step for i in range(BURST)])

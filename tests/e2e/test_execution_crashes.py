@@ -18,7 +18,7 @@ import pytest
 from services.agent.protocol import JobReport, results_subject
 from services.executor.run import job_id
 from tests.e2e.fleet import Fleet, command_task, run_now
-from tests.e2e.processes import ServiceProcess, wait_until
+from tests.e2e.processes import wait_until
 from tests.stack import Stack
 
 pytestmark = pytest.mark.e2e
@@ -58,10 +58,6 @@ def results_by_device(events: list[tuple[str, Any]]) -> dict[str, list[dict[str,
 
 def lines(path: Path) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
-
-
-def times_logged(service: ServiceProcess, event: str) -> int:
-    return sum(1 for line in service.log_lines() if line.get("event") == event)
 
 
 async def _true(value: bool) -> bool:
@@ -109,9 +105,8 @@ async def test_a_killed_executors_run_is_resumed_and_no_device_runs_its_job_twic
     completed = next(data for kind, data in events if kind == "ExecutionCompleted")
     assert (completed["status"], completed["devices_succeeded"]) == ("success", 2)
     assert execution["status"] == "success"
-    for device, agent in agents.items():
+    for device in agents:
         assert lines(runs / device) == ["run"], f"{device} ran the job more than once"
-        assert times_logged(agent, "job_started") == 1, agent.log_tail()
     print(f"\nthe second executor completed the execution {recovered_in:.2f} s after the kill")
 
 
@@ -153,7 +148,6 @@ async def test_an_agent_killed_mid_job_reports_it_failed_and_never_runs_it_again
     # The killed agent's command runs in a session of its own and may still write "done".
     assert lines(runs / "dev-a").count("start") == 1, "dev-a ran the job again after its restart"
     assert lines(runs / "dev-b") == ["start", "done"]
-    assert times_logged(agents["dev-a"], "job_started") == 0, agents["dev-a"].log_tail()
     print(f"\nthe execution finished {finished_in:.2f} s after the agent's kill")
 
 

@@ -24,6 +24,7 @@ from services.engine.handler import TASKS, handle
 from services.engine.relay import STREAM
 from services.infra.embedded import free_port
 from services.infra.embedded_cluster import NatsCluster
+from tests.e2e.leads import measured_lead, never_due
 from tests.e2e.processes import ServiceProcess, Services, wait_until
 from tests.e2e.test_crash_recovery import assert_stream_matches_log, relay_caught_up
 
@@ -258,7 +259,9 @@ async def assert_every_task_ran_once(pool: asyncpg.Pool, targets: dict[str, list
 async def schedule_burst(
     pool: asyncpg.Pool, size: int, lead: timedelta, window: timedelta
 ) -> dict[str, list[str]]:
-    """`size` one-time tasks due evenly over `window`, the first `lead` from now."""
+    """`size` one-time tasks due evenly over `window`, the first `lead` from now, or later if
+    creating them takes longer here."""
+    lead = await measured_lead(lambda n: create_tasks(pool, [never_due()] * n), size, lead)
     begin = datetime.now(UTC) + lead
     started = time.monotonic()
     targets = await create_tasks(pool, [begin + i * (window / size) for i in range(size)])

@@ -21,10 +21,11 @@ import asyncpg
 import msgspec
 import pytest
 
+from services.agent.protocol import heartbeat_subject, results_subject
 from services.cli.demo_agents import AGENT_USERS, agent_user
 from services.cli.up import read_env_file
 from services.infra.embedded import free_port
-from services.infra.nats_auth import Login, agent_permissions
+from services.infra.nats_auth import Login
 from tests.e2e.fleet import command_task, run_now
 from tests.e2e.processes import ServiceProcess, wait_until
 from tests.stack import Client
@@ -170,6 +171,23 @@ async def nats_login(address: str, connect: dict[str, Any]) -> bytes:
         await writer.wait_closed()
 
 
+async def nats_exchange(address: str, connect: dict[str, Any], command: str) -> bytes:
+    """Logs in with CONNECT, sends one command (a PUB of an empty message, say), then PING: the
+    server's answer to the command (an -ERR line), or b"" if it took it without a word."""
+    host, _, port = address.partition(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        assert (await reader.readline()).startswith(b"INFO ")
+        login = b"CONNECT " + json.dumps(connect).encode()
+        writer.write(login + b"\r\n" + command.encode() + b"\r\n\r\nPING\r\n")
+        await writer.drain()
+        answer = (await reader.readline()).rstrip(b"\r\n")
+        return b"" if answer == b"PONG" else answer
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
 async def test_the_embedded_nats_refuses_anonymous_clients(up: Up) -> None:
     services_url = up.env["DEPLOYX_NATS_URL"]
     login, _, address = services_url.removeprefix("nats://").rpartition("@")
@@ -182,15 +200,17 @@ async def test_the_embedded_nats_refuses_anonymous_clients(up: Up) -> None:
 
 
 async def test_the_embedded_nats_fences_each_demo_agent_as_in_production(up: Up) -> None:
-    conf = (up.data_dir / "nats-auth" / "auth.conf").read_text()
-    users = json.loads(conf.removeprefix("authorization "))["users"]
-    fenced = {user["user"]: user.get("permissions") for user in users}
-    for device in DEVICES:
-        assert fenced[f"agent-{device}"] == agent_permissions(device)
+    address = up.env["DEPLOYX_NATS_URL"].rpartition("@")[2]
+    for device, other in zip(DEVICES, reversed(DEVICES), strict=True):
         creds = up.data_dir / "nats-auth" / "agents" / f"{device}.json"
         login = msgspec.json.decode(creds.read_bytes(), type=Login)
         assert login.password not in up.env["DEPLOYX_NATS_URL"]
-    assert fenced["deployx-services"] is None
+        agent = {"verbose": False, "pedantic": False, "user": login.user, "pass": login.password}
+        # Its own heartbeat goes through; another device's results, or the events, do not.
+        assert await nats_exchange(address, agent, f"PUB {heartbeat_subject(device)} 0") == b""
+        for subject in (results_subject(other), "deployx.events.command.TaskDue"):
+            refused = f"-ERR 'Permissions Violation for Publish to \"{subject}\"'"
+            assert await nats_exchange(address, agent, f"PUB {subject} 0") == refused.encode()
 
 
 async def test_the_embedded_postgres_refuses_a_login_without_the_password(up: Up) -> None:

@@ -8,7 +8,6 @@ import hashlib
 import hmac
 import json
 import random
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -161,15 +160,13 @@ async def test_a_slow_or_dead_endpoint_does_not_delay_a_healthy_one(
     slow = await subscribe(admin, receiver.url("slow"), "TaskCreated")
     refused = await subscribe(admin, dead, "TaskCreated")
     await subscribe(admin, receiver.url("healthy"), "TaskCreated")
-    started = time.monotonic()
     for _ in range(40):
         await create_task(admin)
-    written = time.monotonic()
-    got = await arrive(receiver, "healthy", 40, [webhooks])
-    # Each of the slow endpoint's 40 requests holds a slot for the 1 s timeout: behind them,
-    # the healthy endpoint would wait 10 s and more.
-    assert max(r.at for r in got) - written < 2.0, (written - started, [r.at for r in got])
-    assert len(receiver.at("slow")) >= 4
+    await arrive(receiver, "healthy", 40, [webhooks])
+    # Each of the slow endpoint's requests holds one of its 4 slots for the 1 s timeout: had the
+    # healthy endpoint waited behind them, the slow one would have had all 40 first.
+    slow_so_far = len(receiver.at("slow"))
+    assert 4 <= slow_so_far < 40, slow_so_far
 
     async def failing(hook: dict[str, Any], error: str) -> bool:
         _, page = await admin.get(f"/api/webhooks/{hook['id']}/deliveries?status=pending")

@@ -287,14 +287,29 @@ async def test_an_agent_cannot_get_a_file_of_another_devices_job(
     await victim.close()
 
 
-def test_auth_files_keep_existing_logins_when_an_agent_is_added(tmp_path: Path) -> None:
-    first = write_auth_files(tmp_path, ["dev-a"])
-    dev_a = msgspec.json.decode((tmp_path / "agents" / "dev-a.json").read_bytes(), type=Login)
-    again = write_auth_files(tmp_path, ["dev-b"])
-    conf = (tmp_path / "auth.conf").read_text()
+async def test_auth_files_keep_existing_logins_when_an_agent_is_added(tmp_path: Path) -> None:
+    auth_dir = tmp_path / "auth"
+    first = write_auth_files(auth_dir, ["dev-a"])
+    dev_a = (auth_dir / "agents" / "dev-a.json").read_bytes()
+    again = write_auth_files(auth_dir, ["dev-b"])
     assert again == first
-    assert dev_a.password in conf
-    assert '"user": "agent-dev-b"' in conf
+    assert (auth_dir / "agents" / "dev-a.json").read_bytes() == dev_a
+    # A server started on the new files takes the old logins and the new agent's.
+    nats_server = EmbeddedNats(tmp_path / "nats", extra_args=["-c", str(auth_dir / "auth.conf")])
+    nats_server.start()
+    try:
+        server = Server(nats_server.url, auth_dir, again)
+        for device in ("dev-a", "dev-b"):
+            errors: list[str] = []
+            agent = await agent_client(server, device, errors)
+            await agent.publish(heartbeat_subject(device), b"{}")
+            await settled(agent)
+            assert errors == [], (device, errors)
+            await agent.close()
+        services = await nats.connect(server.with_login(first))
+        await services.close()
+    finally:
+        nats_server.stop()
 
 
 async def test_an_agent_cannot_publish_a_heartbeat_as_another_device(
