@@ -191,15 +191,19 @@ async def test_rerun_of_the_failed_devices_links_both_runs(fleet: Fleet) -> None
     assert (status, refused["error"]["details"]["field"]) == (422, "devices")
 
 
-async def test_a_device_silent_mid_job_ends_expired_not_running_forever(fleet: Fleet) -> None:
+async def test_a_device_silent_mid_job_ends_expired_not_running_forever(
+    fleet: Fleet, tmp_path: Path
+) -> None:
     fleet.executor()
     agent = fleet.agent("dev-a")
     await fleet.wait_online(["dev-a"])
-    execution_id = await start(fleet.api, adhoc("sleep 30", ["dev-a"]))
+    started = tmp_path / "started"
+    execution_id = await start(fleet.api, adhoc(f"touch {started}; sleep 30", ["dev-a"]))
 
     async def running() -> bool:
+        # The agent took the job (its process runs), and the run shows the device running.
         _, run = await fleet.api.get(f"/api/executions/{execution_id}")
-        return statuses(run) == {"dev-a": "running"}
+        return started.exists() and statuses(run) == {"dev-a": "running"}
 
     await wait_until(running, 20, "the job to run", fleet.watched)
     agent.pause()  # the laptop sleeps mid-job
