@@ -1,4 +1,9 @@
--- DeployX Scheduler schema. Idempotent: `deployx migrate` applies it on every start.
+-- DeployX Scheduler schema: every table, readable in one place. `deployx migrate` applies it as
+-- the base (step 0 in schema_migrations) on a new database, and again only when this text has
+-- changed, one statement at a time, each waiting at most the lock timeout (docs/upgrades.md).
+-- So every statement must be idempotent (IF NOT EXISTS, OR REPLACE, or guarded in a DO block)
+-- and cheap to repeat. What is not additive (a type change, a rename, a drop, a backfill, an
+-- index on a big table) is a numbered step in migrations/ instead.
 
 -- The event log: the one source of truth. Append-only (see the triggers below).
 CREATE TABLE IF NOT EXISTS events (
@@ -34,15 +39,24 @@ BEGIN
     RETURN NULL;
 END $$;
 
-DROP TRIGGER IF EXISTS events_append_only ON events;
-CREATE TRIGGER events_append_only BEFORE UPDATE OR DELETE ON events
-    FOR EACH ROW EXECUTE FUNCTION events_refuse_change();
-DROP TRIGGER IF EXISTS events_no_truncate ON events;
-CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON events
-    FOR EACH STATEMENT EXECUTE FUNCTION events_refuse_change();
-DROP TRIGGER IF EXISTS events_wake_readers ON events;
-CREATE TRIGGER events_wake_readers AFTER INSERT ON events
-    FOR EACH STATEMENT EXECUTE FUNCTION events_notify();
+-- Created only when missing: CREATE or DROP TRIGGER would lock `events` against every append.
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger
+                   WHERE tgrelid = 'events'::regclass AND tgname = 'events_append_only') THEN
+        CREATE TRIGGER events_append_only BEFORE UPDATE OR DELETE ON events
+            FOR EACH ROW EXECUTE FUNCTION events_refuse_change();
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger
+                   WHERE tgrelid = 'events'::regclass AND tgname = 'events_no_truncate') THEN
+        CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON events
+            FOR EACH STATEMENT EXECUTE FUNCTION events_refuse_change();
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger
+                   WHERE tgrelid = 'events'::regclass AND tgname = 'events_wake_readers') THEN
+        CREATE TRIGGER events_wake_readers AFTER INSERT ON events
+            FOR EACH STATEMENT EXECUTE FUNCTION events_notify();
+    END IF;
+END $$;
 
 -- Where each reader of the log (projection, relay) has got to, in log order.
 CREATE TABLE IF NOT EXISTS checkpoints (
@@ -265,12 +279,20 @@ BEGIN
     RAISE EXCEPTION 'the audit chain is append-only: % is not allowed on audit_chain', TG_OP
         USING ERRCODE = 'insufficient_privilege';
 END $$;
-DROP TRIGGER IF EXISTS audit_chain_append_only ON audit_chain;
-CREATE TRIGGER audit_chain_append_only BEFORE UPDATE OR DELETE ON audit_chain
-    FOR EACH ROW EXECUTE FUNCTION audit_chain_refuse_change();
-DROP TRIGGER IF EXISTS audit_chain_no_truncate ON audit_chain;
-CREATE TRIGGER audit_chain_no_truncate BEFORE TRUNCATE ON audit_chain
-    FOR EACH STATEMENT EXECUTE FUNCTION audit_chain_refuse_change();
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger
+                   WHERE tgrelid = 'audit_chain'::regclass AND tgname = 'audit_chain_append_only')
+    THEN
+        CREATE TRIGGER audit_chain_append_only BEFORE UPDATE OR DELETE ON audit_chain
+            FOR EACH ROW EXECUTE FUNCTION audit_chain_refuse_change();
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger
+                   WHERE tgrelid = 'audit_chain'::regclass AND tgname = 'audit_chain_no_truncate')
+    THEN
+        CREATE TRIGGER audit_chain_no_truncate BEFORE TRUNCATE ON audit_chain
+            FOR EACH STATEMENT EXECUTE FUNCTION audit_chain_refuse_change();
+    END IF;
+END $$;
 
 -- Webhook subscriptions (docs/webhooks.md), managed by admins. The secret signs every body.
 CREATE TABLE IF NOT EXISTS webhooks (

@@ -12,6 +12,7 @@ import asyncpg
 import nats
 import pytest
 
+from services.infra.db import migrate
 from services.infra.embedded_nats import EmbeddedNats
 from services.infra.embedded_postgres import EmbeddedPostgres
 from tests.ci_skips import pytest_sessionfinish, pytest_terminal_summary  # noqa: F401
@@ -42,7 +43,8 @@ def postgres_server() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 async def database_template(postgres_server: str) -> str:
-    """A database with the repo's schema.sql applied once, cloned by `database_url`."""
+    """A database migrated once as `deployx migrate` does it (the repo's schema.sql, then the
+    steps of migrations/), cloned by `database_url`."""
     if not SCHEMA.is_file():
         raise FileNotFoundError(f"{SCHEMA} is missing: the tests need the project's schema")
     admin = await asyncpg.connect(postgres_server)
@@ -50,11 +52,8 @@ async def database_template(postgres_server: str) -> str:
         await admin.execute(f"CREATE DATABASE {TEMPLATE_DB}")
     finally:
         await admin.close()
-    conn = await asyncpg.connect(with_database(postgres_server, TEMPLATE_DB))
-    try:
-        await conn.execute(SCHEMA.read_text())
-    finally:
-        await conn.close()  # a template must have no connections while it is copied
+    # It closes its connection: a template must have none while it is copied.
+    await migrate(with_database(postgres_server, TEMPLATE_DB))
     return TEMPLATE_DB
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from services.cli.extras import missing_extra_message
+from services.cli.ops_commands import add_commands as add_ops_commands
 from services.cli.trust_commands import add_commands as add_trust_commands
 from services.domain.kinds import TASK_TYPES
 from services.infra.logs import configure_logging
@@ -113,7 +114,27 @@ def _parser() -> argparse.ArgumentParser:
     auth.add_argument("--out", type=Path, required=True, help="directory for the files")
     auth.set_defaults(run=_nats_auth)
 
-    migrate = commands.add_parser("migrate", help="apply schema.sql (idempotent)")
+    migrate = commands.add_parser(
+        "migrate", help="apply what is pending of schema.sql and migrations/ (docs/upgrades.md)"
+    )
+    migrate.add_argument(
+        "--contract",
+        action="store_true",
+        help="also the contract steps: once every service runs this version",
+    )
+    migrate.add_argument(
+        "--check",
+        action="store_true",
+        help="change nothing; exit 1 if migrate would apply something, 2 if it cannot",
+    )
+    migrate.add_argument(
+        "--lock-timeout",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="the longest a statement waits for a lock (and so holds up writes) before it is "
+        "rolled back and tried again (default 5)",
+    )
     _stack_dir_option(migrate)
     migrate.set_defaults(run=_migrate)
 
@@ -145,6 +166,7 @@ def _parser() -> argparse.ArgumentParser:
     events.set_defaults(run=_events)
 
     add_trust_commands(commands, _stack_dir_option)
+    add_ops_commands(commands, _stack_dir_option)
 
     replay = commands.add_parser("replay", help="rebuild every read table from the log")
     _stack_dir_option(replay)
@@ -208,15 +230,14 @@ def _service(args: argparse.Namespace, settings: Settings) -> None:
         runtime.run_alone(settings, alone[args.command])
 
 
-def _migrate(_args: argparse.Namespace, settings: Settings) -> None:
-    from services.infra.db import ensure_database, migrate
+def _migrate(args: argparse.Namespace, settings: Settings) -> None:
+    from services.cli.migrate import check, migrate
 
-    async def run() -> None:
-        await ensure_database(settings.database_url)
-        await migrate(settings.database_url)
-
-    asyncio.run(run())
-    print("schema applied")
+    if args.check:
+        raise SystemExit(asyncio.run(check(settings.database_url, contract=args.contract)))
+    asyncio.run(
+        migrate(settings.database_url, contract=args.contract, lock_timeout=args.lock_timeout)
+    )
 
 
 def _token_create(args: argparse.Namespace, settings: Settings) -> None:

@@ -1,4 +1,4 @@
-"""Connecting to Postgres and applying schema.sql."""
+"""Connecting to PostgreSQL, what its failures mean, and applying the schema."""
 
 from __future__ import annotations
 
@@ -13,8 +13,6 @@ from services.infra.package_files import package_file
 Db = asyncpg.Pool | asyncpg.Connection | PoolConnectionProxy
 
 SCHEMA_PATH = package_file("services.infra", "schema.sql")
-# Several services may start together; the lock makes their migrations take turns.
-_MIGRATION_LOCK = 7_240_001
 # Seconds a new connection may take: an unreachable host fails in this time, not in a minute.
 CONNECT_TIMEOUT = 10.0
 # Seconds a statement of a pooled connection may take: a server that hangs (or a network that
@@ -61,17 +59,12 @@ async def create_pool(database_url: str, max_size: int = 20) -> asyncpg.Pool:
     return pool
 
 
-async def migrate(database_url: str) -> None:
-    """Applies schema.sql; idempotent, so every service may call it on start."""
-    conn = await asyncpg.connect(database_url)
-    try:
-        await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
-        try:
-            await conn.execute(SCHEMA_PATH.read_text())
-        finally:
-            await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
-    finally:
-        await conn.close()
+async def migrate(database_url: str, lock_timeout: float = 5.0) -> list[str]:
+    """Applies what is pending of schema.sql and migrations/ (services/infra/migrations.py);
+    nothing, and no lock on any table, when the database is up to date. The steps it ran."""
+    from services.infra.migrations import migrate as run_migrations
+
+    return await run_migrations(database_url, lock_timeout=lock_timeout)
 
 
 async def ensure_database(database_url: str) -> None:

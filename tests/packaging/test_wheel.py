@@ -75,6 +75,9 @@ def test_the_wheel_ships_the_console_and_the_schema_and_no_tests(wheel: Path) ->
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
         assert archive.read("services/infra/schema.sql") == (REPO / "schema.sql").read_bytes()
+        for path in (REPO / "migrations").iterdir():  # the steps after the base, and their README
+            shipped = f"services/infra/migrations/{path.name}"
+            assert archive.read(shipped) == path.read_bytes(), shipped
         web = [path for path in (REPO / "web").rglob("*") if path.is_file()]
         for path in web:
             shipped = f"services/api/web/{path.relative_to(REPO / 'web')}"
@@ -85,11 +88,16 @@ def test_the_wheel_ships_the_console_and_the_schema_and_no_tests(wheel: Path) ->
 
 
 def test_the_installed_package_serves_its_own_console_and_schema(full: Venv, base: Path) -> None:
-    script = "import services.api.app as a, services.infra.db as d; print(a.WEB_DIR, d.SCHEMA_PATH)"
-    web, schema = map(Path, run([full.bin("python"), "-c", script], cwd=base).stdout.split())
+    script = (
+        "import services.api.app as a, services.infra.db as d, services.infra.migrations as m; "
+        "print(a.WEB_DIR, d.SCHEMA_PATH, m.STEPS_DIR)"
+    )
+    found = map(Path, run([full.bin("python"), "-c", script], cwd=base).stdout.split())
+    web, schema, steps = found
     site = full.site_packages()
     assert (web, schema) == (site / "services/api/web", site / "services/infra/schema.sql")
-    assert (web / "index.html").is_file() and schema.is_file()
+    assert steps == site / "services/infra/migrations"
+    assert (web / "index.html").is_file() and schema.is_file() and (steps / "README.md").is_file()
 
 
 def test_the_bare_wheel_installs_only_what_the_agent_needs(bare: Venv) -> None:
