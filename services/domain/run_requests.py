@@ -9,17 +9,18 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
-from events.execution import Delivery, ExecutionRequested
-from services.domain.delivery import checked
+from events.execution import ExecutionRequested
 from services.domain.errors import Conflict, ValidationFailed
 from services.domain.execution import ExecutionState
 from services.domain.kinds import TaskType
 from services.domain.task_spec import (
     MAX_GROUPS,
     MAX_TARGETS,
+    DeliveryInput,
     DeviceId,
     GroupId,
     Name,
+    canonical_delivery,
     canonical_payload,
     unique,
 )
@@ -33,7 +34,7 @@ class RunInput(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     task_payload: dict[str, Any] = {}
     device_ids: Annotated[list[DeviceId], Meta(max_length=MAX_TARGETS)] = []
     group_ids: Annotated[list[GroupId], Meta(max_length=MAX_GROUPS)] = []
-    delivery: Delivery = Delivery()
+    delivery: DeliveryInput = DeliveryInput()
 
 
 class RerunInput(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -62,7 +63,7 @@ def request_adhoc(run: RunInput, execution_id: str, now: datetime) -> ExecutionR
         task_payload=canonical_payload(run.task_type, run.task_payload),
         device_ids=unique(run.device_ids),
         group_ids=unique(run.group_ids),
-        delivery=checked(run.delivery),
+        delivery=canonical_delivery(run.delivery),
         requested_at=now,
     )
 

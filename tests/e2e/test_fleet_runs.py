@@ -229,3 +229,10 @@ def _alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
     except FileNotFoundError:
         return False
+
+
+async def test_an_unknown_delivery_field_is_refused_by_name(fleet: Fleet) -> None:
+    body = adhoc("true", ["dev-a"]) | {"delivery": {"max_concurency": 2}}
+    status, refused = await fleet.api.post("/api/executions", body)
+    assert status == 422, refused
+    assert "max_concurency" in refused["error"]["message"]
