@@ -38,7 +38,7 @@ def device_of(subject: str) -> str:
     return subject.split(".")[2]
 
 
-class Job(msgspec.Struct, frozen=True, kw_only=True, tag="run", tag_field="kind"):
+class Job(msgspec.Struct, frozen=True, kw_only=True, tag="run", tag_field="action"):
     """Work for one device. job_id is the same on every dispatch of the same run to the device.
 
     payload is the task kind's payload Struct (services/domain/kinds), encoded: the agent
@@ -54,7 +54,7 @@ class Job(msgspec.Struct, frozen=True, kw_only=True, tag="run", tag_field="kind"
     file_bucket: str | None = None
 
 
-class CancelJob(msgspec.Struct, frozen=True, kw_only=True, tag="cancel", tag_field="kind"):
+class CancelJob(msgspec.Struct, frozen=True, kw_only=True, tag="cancel", tag_field="action"):
     """Stop that job: its whole process group gets SIGTERM, then SIGKILL after a grace; the
     agent reports it "canceled". A job not started yet never starts."""
 
