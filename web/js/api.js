@@ -111,6 +111,13 @@ export const api = {
   executeTask: (id) => request('POST', task(id, 'execute')),
   executions: (id, query) => request('GET', task(id, 'executions'), { query }),
   taskEvents: (id) => request('GET', task(id, 'events')),
+  listExecutions: (query) => request('GET', '/api/executions', { query }),
+  getExecution: (id) => request('GET', `/api/executions/${encodeURIComponent(id)}`),
+  cancelExecution: (id) =>
+    request('POST', `/api/executions/${encodeURIComponent(id)}/cancel`, { body: {} }),
+  rerunExecution: (id, devices = 'failed') =>
+    request('POST', `/api/executions/${encodeURIComponent(id)}/rerun`, { body: { devices } }),
+  runNow: (body) => request('POST', '/api/executions', { body }),
   preview: (body) => request('POST', '/api/schedule/preview', { body }),
   stats: () => request('GET', '/api/schedule/stats'),
   devices: () => request('GET', '/api/devices'),

@@ -9,6 +9,8 @@ import { auditView } from './views/audit.js';
 import { errorPanel } from './views/common.js';
 import { dashboardView } from './views/dashboard.js';
 import { devicesView } from './views/devices.js';
+import { executionsView } from './views/executions.js';
+import { runView } from './views/run.js';
 import { signInView } from './views/signin.js';
 import { taskDetailView } from './views/task-detail.js';
 import { tasksView } from './views/tasks.js';
@@ -22,6 +24,14 @@ const ROUTES = [
     view: taskDetailView,
     nav: 'tasks',
     title: 'Task',
+    params: ['id'],
+  },
+  { pattern: /^\/executions$/, view: executionsView, nav: 'executions', title: 'Executions' },
+  {
+    pattern: /^\/executions\/([0-9a-f-]{36})$/i,
+    view: runView,
+    nav: 'executions',
+    title: 'Run',
     params: ['id'],
   },
   { pattern: /^\/devices$/, view: devicesView, nav: 'devices', title: 'Devices' },

@@ -8,6 +8,7 @@ import { duration, formatInstant, plural } from '../format.js';
 import { describePayload } from '../kinds/index.js';
 import { taskIdOf } from '../live.js';
 import { describeSchedule } from '../schedule-words.js';
+import { TRIGGER_WORDS } from './run.js';
 import { errorPanel, instant, loading, statusBadge, taskActions, typeBadge } from './common.js';
 import { fact, targetsWords } from './tasks.js';
 
@@ -16,6 +17,13 @@ const EXECUTION_EVENTS = new Set([
   'ExecutionStarted',
   'DeviceResultRecorded',
   'ExecutionCompleted',
+]);
+// Events that move a device between pending, waiting and running, or ask for a cancel: the
+// task page asks the read tables again for them.
+const PROGRESS_EVENTS = new Set([
+  'DeviceJobDispatched',
+  'DevicesWaiting',
+  'ExecutionCancelRequested',
 ]);
 
 export function taskDetailView(container, { me, live, navigate, params, query }) {
@@ -226,10 +234,12 @@ export function taskDetailView(container, { me, live, navigate, params, query })
       devices_succeeded: ok,
       devices_failed: failed,
     } = run.result;
-    const reported = Object.keys(run.result.execution_details).length;
+    const finished = Object.values(run.result.execution_details).filter(
+      (detail) => !['pending', 'waiting', 'running'].includes(detail.status),
+    ).length;
     const counts =
       run.status === 'running'
-        ? `${reported} of ${plural(targeted, 'device')} reported`
+        ? `${finished} of ${plural(targeted, 'device')} finished`
         : `${ok}/${targeted} succeeded${failed ? `, ${failed} failed` : ''}`;
     const details = h(
       'details',
@@ -241,7 +251,7 @@ export function taskDetailView(container, { me, live, navigate, params, query })
         h(
           'span',
           { class: 'run-when' },
-          run.trigger === 'manual' ? 'Run now · ' : 'Scheduled · ',
+          `${TRIGGER_WORDS[run.trigger] ?? run.trigger} · `,
           instant(run.scheduled_for),
         ),
         h('span', { class: 'run-counts muted', text: counts }),
@@ -255,6 +265,14 @@ export function taskDetailView(container, { me, live, navigate, params, query })
       h(
         'div',
         { class: 'run-body' },
+        h(
+          'p',
+          { class: 'run-links' },
+          h('a', { class: 'open-run', href: `#/executions/${run.id}`, text: 'Open this run' }),
+          run.status === 'running' && run.cancel_requested_at
+            ? h('span', { class: 'muted', text: ' · canceling…' })
+            : null,
+        ),
         run.error_message ? h('p', { class: 'run-error', text: run.error_message }) : null,
         deviceResults(run),
       ),
@@ -310,6 +328,10 @@ export function taskDetailView(container, { me, live, navigate, params, query })
   function onEvent(envelope) {
     if (!task || taskIdOf(envelope) !== taskId) return;
     const data = envelope.data;
+    if (PROGRESS_EVENTS.has(envelope.type)) {
+      refreshRuns();
+      return;
+    }
     if (!EXECUTION_EVENTS.has(envelope.type)) {
       refreshTask();
       return;

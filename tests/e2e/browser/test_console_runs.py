@@ -1,0 +1,135 @@
+"""The console's runs: one run's live device statuses, cancel and rerun; runs across tasks."""
+
+from __future__ import annotations
+
+import re
+
+from playwright.async_api import Browser, Page, expect
+
+from tests.e2e.browser.conftest import TASKS, Console, create_task, new_context, snap, tag
+
+
+async def test_a_run_shows_each_device_live_cancels_and_reruns_the_failed(
+    page: Page, console: Console
+) -> None:
+    # One device at a time: local-1 runs while local-2 waits its turn as pending.
+    task = await create_task(
+        console.api,
+        name=f"Slow rollout {tag()}",
+        delivery={"waves": [1]},
+        task_payload={"command_payload": {"command": "sleep 120"}},
+    )
+    status, started = await console.api.post(f"{TASKS}/{task['id']}/execute")
+    assert status == 202, started
+    run_id = started["execution_id"]
+
+    await page.goto(f"{console.base_url}/#/executions/{run_id}")
+    await expect(page.get_by_role("heading", level=1)).to_have_text(task["name"])
+    await expect(page.locator('.device-result[data-device="local-1"]')).to_have_attribute(
+        "data-status", "running"
+    )
+    await expect(page.locator('.device-result[data-device="local-2"]')).to_have_attribute(
+        "data-status", "pending"
+    )
+    await expect(page.locator(".delivery-words")).to_contain_text("1 device first")
+    await snap(page, "run-view")
+
+    # Cancel asks first; then the run says canceling and ends canceled.
+    await page.get_by_role("button", name="Cancel run").click()
+    dialog = page.get_by_role("dialog", name="Cancel this run?")
+    await dialog.get_by_role("button", name="Cancel run").click()
+    await expect(page.get_by_role("button", name="Cancel run")).to_have_count(0)
+    await expect(page.locator(".detail-title .badge").first).to_have_text("canceled")
+    await expect(page.locator('.device-result[data-device="local-2"]')).to_have_attribute(
+        "data-status", "canceled"
+    )
+    status, run = await console.api.get(f"/api/executions/{run_id}")
+    assert run["status"] == "canceled" and run["cancel_requested_at"], run
+
+    # Rerun failed: a new run, linked both ways.
+    await page.get_by_role("button", name="Rerun failed").click()
+    await expect(page).not_to_have_url(re.compile(run_id))
+    rerun_of = page.locator("a.rerun-of")
+    await expect(rerun_of).to_have_attribute("href", f"#/executions/{run_id}")
+    new_id = page.url.rsplit("/", 1)[1]
+    status, rerun = await console.api.get(f"/api/executions/{new_id}")
+    assert rerun["trigger"] == "rerun" and rerun["rerun_of"] == run_id, rerun
+    await expect(page.locator(".detail-title .badge.trigger")).to_have_text("rerun")
+    await expect(page.get_by_role("button", name="Cancel run")).to_be_visible()
+    await page.get_by_role("button", name="Cancel run").click()
+    await page.get_by_role("dialog").get_by_role("button", name="Cancel run").click()
+    await expect(page.locator(".detail-title .badge").first).to_have_text("canceled")
+    await rerun_of.click()
+    await expect(page.locator("a.rerun-as")).to_have_attribute("href", f"#/executions/{new_id}")
+
+    # The task's page links each run to its own page.
+    await page.goto(f"{console.base_url}/#/tasks/{task['id']}?run={run_id}")
+    await expect(page.locator(f'li.run[data-execution-id="{run_id}"] a.open-run')).to_be_visible()
+
+
+async def test_the_executions_page_lists_runs_across_tasks_with_filters(
+    page: Page, console: Console, browser: Browser
+) -> None:
+    name = f"Hotfix check {tag()}"
+    status, adhoc = await console.api.post(
+        "/api/executions",
+        {
+            "name": name,
+            "task_type": "command",
+            "task_payload": {"command_payload": {"command": "echo adhoc"}},
+            "device_ids": ["local-2"],
+        },
+    )
+    assert status == 202, adhoc
+    failing = await create_task(
+        console.api,
+        name=f"Failing {tag()}",
+        device_ids=["local-1"],
+        task_payload={"command_payload": {"command": "exit 3"}},
+    )
+    status, failed_run = await console.api.post(f"{TASKS}/{failing['id']}/execute")
+    assert status == 202
+
+    await page.goto(f"{console.base_url}/#/executions")
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Executions")
+    row = page.locator("tr.run-row", has_text=name)
+    await expect(row).to_contain_text("ad hoc")
+    await expect(row).to_have_attribute("data-status", "success")
+    await snap(page, "executions")
+
+    # Trigger: only ad-hoc runs; the filter is kept in the address.
+    await page.get_by_label("Trigger").select_option("adhoc")
+    await expect(page).to_have_url(re.compile(r"trigger=adhoc"))
+    await expect(row).to_be_visible()
+    await expect(
+        page.locator("tr.run-row .run-trigger").filter(has_not_text="ad hoc")
+    ).to_have_count(0)
+    # Device local-1: the ad-hoc run on local-2 is gone.
+    await page.get_by_label("Trigger").select_option("")
+    await page.get_by_label("Device").select_option("local-1")
+    await expect(row).to_have_count(0)
+    # Task and status: the failed run of the failing task.
+    await page.get_by_label("Task").select_option(failing["id"])
+    await page.get_by_label("Status").select_option("failed")
+    failed_row = page.locator(f'tr.run-row[data-execution-id="{failed_run["execution_id"]}"]')
+    await expect(failed_row).to_be_visible()
+    await expect(page.locator("tr.run-row")).to_have_count(1)
+    await page.reload()
+    await expect(page.get_by_label("Status")).to_have_value("failed")
+    await expect(failed_row).to_be_visible()
+    await failed_row.get_by_role("link").click()
+    await expect(page.get_by_role("button", name="Rerun failed")).to_be_visible()
+
+    # A phone: the list fits the screen.
+    context = await new_context(
+        browser, console.token, viewport={"width": 390, "height": 844}, is_mobile=True
+    )
+    phone = await context.new_page()
+    await phone.goto(f"{console.base_url}/#/executions")
+    await expect(phone.locator("tr.run-row").first).to_be_visible()
+    overflow = await phone.evaluate(
+        "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+    assert overflow <= 0, f"the executions page is {overflow}px wider than the phone"
+    await snap(phone, "executions-phone")
+    await context.close()
