@@ -23,7 +23,7 @@ from services.infra.clock import Backoff, wait_first
 from services.infra.db import UNAVAILABLE, describe, reconnect_backoff
 from services.infra.listen import Listener
 from services.infra.webhook_claims import Claimed, Outcome, claim, complete
-from services.infra.webhook_queue import WAKE_CHANNEL, headless, promote
+from services.infra.webhook_queue import WAKE_CHANNEL, headless, promote, quick_commit
 
 log = structlog.get_logger("deployx.webhooks")
 # Due retries are found by looking this often; new deliveries wake the sender at once.
@@ -98,18 +98,21 @@ class Sender:
             return
         outcomes, self._done = self._done, []
         try:
-            ended = await complete(self._pool, outcomes)
+            async with quick_commit(self._pool) as conn:
+                ended = await complete(conn, outcomes)
         except BaseException:
             self._done[:0] = outcomes
             raise
-        await promote(self._pool, ended)
+        async with quick_commit(self._pool) as conn:  # after the commit: see promote
+            await promote(conn, ended)
 
     async def _claim(self) -> None:
         free = self._config.concurrency - len(self._running)
         if free <= 0:
             return
         lease = self._config.timeout + 30.0
-        claimed = await claim(self._pool, free, self._config.per_webhook, self._busy, lease)
+        async with quick_commit(self._pool) as conn:
+            claimed = await claim(conn, free, self._config.per_webhook, self._busy, lease)
         for item in claimed:
             self._busy[item.webhook_id] = self._busy.get(item.webhook_id, 0) + 1
             task = asyncio.create_task(self._deliver(item))

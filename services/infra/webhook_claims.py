@@ -10,7 +10,7 @@ import msgspec
 
 from events.codec import Undecodable, encode_envelope
 from services.infra.db import Db
-from services.infra.store import to_recorded
+from services.infra.store import Connection, to_recorded
 from services.infra.webhook_queue import Key
 
 
@@ -149,13 +149,14 @@ RETURNING d.webhook_id::text, d.order_key, d.status
 """
 
 
-async def complete(db: Db, outcomes: Sequence[Outcome]) -> list[Key]:
+async def complete(conn: Connection, outcomes: Sequence[Outcome]) -> list[Key]:
     """Records attempts; the queues whose head ended (delivered or failed), to promote."""
     try:
-        rows = await _complete(db, outcomes)
+        async with conn.transaction():  # a savepoint, when the caller's transaction is open
+            rows = await _complete(conn, outcomes)
     except asyncpg.ForeignKeyViolationError:
         # A subscription deleted meanwhile: its deliveries are gone, so are its attempts.
-        rows = await _complete(db, outcomes)
+        rows = await _complete(conn, outcomes)
     return [(row["webhook_id"], row["order_key"]) for row in rows if row["status"] != "pending"]
 
 

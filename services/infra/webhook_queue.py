@@ -8,12 +8,14 @@ ended, a re-send): whichever of two racing writers runs it last sees both commit
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+from collections.abc import AsyncIterator, Iterable
 
+import asyncpg
 import msgspec
 
 from services.infra.db import Db
-from services.infra.store import LogCursor
+from services.infra.store import Connection, LogCursor
 
 WAKE_CHANNEL = "deployx_webhooks"
 Key = tuple[str, str]  # (webhook id, order key)
@@ -68,6 +70,21 @@ WITH promoted AS (
 )
 SELECT pg_notify($3, '') FROM (SELECT count(*) AS n FROM promoted) p WHERE p.n > 0
 """
+
+
+@contextlib.asynccontextmanager
+async def quick_commit(pool: asyncpg.Pool) -> AsyncIterator[Connection]:
+    """A transaction whose commit waits for no flush to disk (synchronous_commit off).
+
+    A sender commits a few times per round of deliveries; waiting each time for the disk made
+    them wait on one another (a dead endpoint's quick failures took the healthy ones' turns).
+    What a crash of PostgreSQL may forget of such commits, the last fraction of a second, is
+    that a delivery was claimed, made or ended: it is sent again (at least once), and a queue
+    left without its head is repaired by the sender's sweep.
+    """
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL synchronous_commit = off")
+        yield conn
 
 
 class Enqueued(msgspec.Struct, frozen=True):
