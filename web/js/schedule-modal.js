@@ -8,6 +8,7 @@ import { debounce, field, h, replaceChildren, setFieldError, uid } from './dom.j
 import { FieldErrors } from './field-errors.js';
 import { browserTimeZone, formatInstant } from './format.js';
 import { payloadFields, typeLabel } from './kinds/index.js';
+import { deliveryWords } from './delivery-words.js';
 import { describeSchedule } from './schedule-words.js';
 import { targetPicker } from './targets.js';
 
@@ -84,6 +85,7 @@ function scheduleForm({ type, task, payload, targets, close }) {
     groupIds: task?.group_ids ?? targets.group_ids ?? [],
   });
   const when = recurrenceFields(task);
+  const rollout = deliveryFields(task?.delivery ?? {});
   const formError = h('div', { class: 'form-error', role: 'alert', hidden: true });
   const submit = h('button', {
     type: 'submit',
@@ -97,9 +99,11 @@ function scheduleForm({ type, task, payload, targets, close }) {
     .addAll(what.errors)
     .add('device_ids', { show: picker.setError, focus: picker.focus })
     .add('group_ids', { show: picker.setError, focus: picker.focus })
-    .addAll(when.errors);
+    .addAll(when.errors)
+    .addAll(rollout.errors);
 
   const preview = previewBox(when, errors);
+  rollout.element.addEventListener('input', () => errors.clear('delivery'));
 
   const form = h(
     'form',
@@ -116,7 +120,7 @@ function scheduleForm({ type, task, payload, targets, close }) {
         h('fieldset', { class: 'group' }, h('legend', { text: 'What to run' }), what.element),
         picker.element,
       ),
-      h('div', { class: 'form-column' }, when.element, preview.element),
+      h('div', { class: 'form-column' }, when.element, preview.element, rollout.element),
     ),
     dialogActions(close, undefined, submit),
   );
@@ -152,6 +156,7 @@ function scheduleForm({ type, task, payload, targets, close }) {
       ...when.value(),
       ...chosen,
       task_payload: what.value(),
+      delivery: rollout.value(),
     };
     submit.disabled = true;
     submit.textContent = task ? 'Saving…' : 'Scheduling…';
@@ -178,6 +183,7 @@ function changes(task, body) {
   for (const key of ['name', 'description', 'device_ids', 'group_ids', 'task_payload']) {
     if (canonical(body[key]) !== canonical(task[key])) patch[key] = body[key];
   }
+  if (canonical(body.delivery) !== canonical(task.delivery ?? {})) patch.delivery = body.delivery;
   const schedule = ['recurrence_type', 'recurrence_config'];
   if (schedule.some((key) => canonical(body[key]) !== canonical(task[key]))) {
     for (const key of schedule) patch[key] = body[key];
@@ -194,6 +200,128 @@ function canonical(value) {
     return `{${keys.map((key) => `${JSON.stringify(key)}:${canonical(value[key])}`).join(',')}}`;
   }
   return JSON.stringify(value ?? null);
+}
+
+// --- rollout and delivery ----------------------------------------------------------------------
+
+/** "10%" stays a percentage, "3" becomes 3; anything else goes as typed, for the API to name. */
+function sizeValue(text) {
+  const trimmed = text.trim().replace(/\s+%$/, '%');
+  if (/^\d+$/.test(trimmed)) return Number(trimmed);
+  return trimmed;
+}
+
+function sizeText(value) {
+  return value === undefined || value === null ? '' : String(value);
+}
+
+/** Waves, concurrency, error threshold, offline wait and wave pause, with the sentence saying
+ * what a run will do. value() is the task's `delivery` (only the fields given). */
+export function deliveryFields(delivery = {}) {
+  const text = (label, hint, value) => {
+    const made = field({
+      label,
+      hint,
+      input: h('input', { class: 'input', type: 'text', autocomplete: 'off', spellcheck: 'false' }),
+    });
+    made.input.value = value;
+    return made;
+  };
+  const waves = text(
+    'Waves',
+    'Batch sizes in order, e.g. 1, 10%, 100%; the last repeats. Empty: all at once',
+    (delivery.waves ?? []).map(sizeText).join(', '),
+  );
+  const concurrency = text(
+    'Max concurrency',
+    'At most this many (or %) running at once',
+    sizeText(delivery.max_concurrency),
+  );
+  const errorsAllowed = text(
+    'Error threshold',
+    'Stop once more than this many (or %) fail',
+    sizeText(delivery.max_errors),
+  );
+  const duration = (label, hint, total) => {
+    const [amount, size] = total ? splitSeconds(total) : ['', 60];
+    const made = field({
+      label,
+      hint,
+      input: h('input', { class: 'input', type: 'number', min: 0, inputmode: 'numeric' }),
+    });
+    made.input.value = amount;
+    made.unit = h(
+      'select',
+      { class: 'input', 'aria-label': `${label} unit` },
+      UNITS.map(([seconds, name]) =>
+        h('option', { value: seconds, selected: seconds === size, text: name }),
+      ),
+    );
+    made.input.after(made.unit);
+    made.seconds = () =>
+      made.input.value === '' ? null : Math.round(Number(made.input.value) * Number(made.unit.value));
+    return made;
+  };
+  const offline = duration(
+    'Offline wait',
+    'How long to wait for a device that is offline',
+    delivery.offline_wait_seconds,
+  );
+  const pause = duration('Wave pause', 'Between one wave and the next', delivery.wave_pause_seconds);
+  const sentence = h('p', { class: 'delivery-sentence', 'aria-live': 'polite' });
+  const generalError = h('p', { class: 'field-error', hidden: true });
+
+  function value() {
+    const out = {};
+    const list = waves.input.value
+      .split(',')
+      .map((item) => item.trim())
+      .filter(Boolean)
+      .map(sizeValue);
+    if (list.length) out.waves = list;
+    if (concurrency.input.value.trim()) out.max_concurrency = sizeValue(concurrency.input.value);
+    if (errorsAllowed.input.value.trim()) out.max_errors = sizeValue(errorsAllowed.input.value);
+    const wait = offline.seconds();
+    if (wait) out.offline_wait_seconds = wait;
+    const between = pause.seconds();
+    if (between) out.wave_pause_seconds = between;
+    return out;
+  }
+
+  const element = h(
+    'fieldset',
+    { class: 'group delivery' },
+    h('legend', { text: 'Rollout and delivery' }),
+    sentence,
+    generalError,
+    h(
+      'div',
+      { class: 'delivery-fields' },
+      waves.wrapper,
+      concurrency.wrapper,
+      errorsAllowed.wrapper,
+      offline.wrapper,
+      pause.wrapper,
+    ),
+  );
+  const say = () => {
+    sentence.textContent = `${deliveryWords(value())}.`;
+  };
+  element.addEventListener('input', say);
+  element.addEventListener('change', say);
+  say();
+  return {
+    element,
+    value,
+    errors: [
+      ['delivery', { show: (message) => setFieldError(generalError, null, message) }],
+      ['delivery.waves', waves],
+      ['delivery.max_concurrency', concurrency],
+      ['delivery.max_errors', errorsAllowed],
+      ['delivery.offline_wait_seconds', offline],
+      ['delivery.wave_pause_seconds', pause],
+    ],
+  };
 }
 
 // --- recurrence ----------------------------------------------------------------------------------

@@ -133,3 +133,54 @@ async def test_the_executions_page_lists_runs_across_tasks_with_filters(
     assert overflow <= 0, f"the executions page is {overflow}px wider than the phone"
     await snap(phone, "executions-phone")
     await context.close()
+
+
+async def test_the_modal_says_how_a_rollout_goes_and_sends_it_as_delivery(
+    page: Page, console: Console
+) -> None:
+    name = f"Careful rollout {tag()}"
+    panel = page.locator("[data-panel=command]")
+    await panel.get_by_label("Command").fill("uptime")
+    await page.get_by_role("checkbox", name="local-1").check()
+    await page.get_by_role("checkbox", name="local-2").check()
+    await panel.get_by_role("button", name="Schedule").click()
+    modal = page.get_by_role("dialog", name="Schedule a command task")
+    await modal.get_by_label("Task name").fill(name)
+    await modal.get_by_label("Daily").check()
+
+    rollout = modal.locator("fieldset.delivery")
+    sentence = rollout.locator(".delivery-sentence")
+    await expect(sentence).to_have_text(
+        "All devices at once, offline devices are unreachable at once."
+    )
+    await rollout.get_by_label("Waves").fill("1, 10%")
+    await rollout.get_by_label("Error threshold").fill("1")
+    await rollout.get_by_label("Offline wait", exact=True).fill("1")
+    await rollout.get_by_label("Offline wait unit").select_option(label="hours")
+    await expect(sentence).to_have_text(
+        "1 device first, then 10 % at a time, stop after 2 failures,"
+        " wait up to 1 h for offline devices."
+    )
+    # Not a number: the API's 422 names delivery.max_concurrency, shown beside that field.
+    concurrency = rollout.get_by_label("Max concurrency")
+    await concurrency.fill("lots")
+    await modal.get_by_role("button", name="Schedule task").click()
+    await expect(concurrency).to_have_attribute("aria-invalid", "true")
+    await expect(rollout.locator(".field-error:not([hidden])")).to_have_count(1)
+    await concurrency.fill("50%")
+    await expect(rollout.locator(".field-error:not([hidden])")).to_have_count(0)
+    await expect(sentence).to_contain_text("at most 50 % running at once")
+    await rollout.scroll_into_view_if_needed()
+    await snap(page, "schedule-modal-rollout")
+    await modal.get_by_role("button", name="Schedule task").click()
+    await expect(page).to_have_url(re.compile(r"#/tasks$"))
+
+    status, tasks = await console.api.get(f"{TASKS}?q={name.split()[-1]}")
+    assert status == 200 and tasks["items"], tasks
+    delivery = tasks["items"][0]["delivery"]
+    assert delivery == {
+        "waves": [1, "10%"],
+        "max_concurrency": "50%",
+        "max_errors": 1,
+        "offline_wait_seconds": 3600,
+    }, delivery
