@@ -51,3 +51,16 @@ ensure_chromium() {
         echo "scripts: no $CHROMIUM; install Debian's chromium to run the browser tests" >&2
     fi
 }
+
+# tests/e2e/test_pgbouncer.py runs the services behind Debian's pgbouncer (transaction mode).
+ensure_pgbouncer() {
+    command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ] && return 0
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "installing pgbouncer with apt-get (for the connection pooler test)"
+        apt-get update -qq \
+            && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer >/dev/null \
+            || echo "scripts: apt-get install pgbouncer failed; the pooler test will fail" >&2
+    else
+        echo "scripts: no pgbouncer; install Debian's pgbouncer for the pooler test" >&2
+    fi
+}

@@ -21,7 +21,7 @@ from services.engine.read_your_writes import ProjectionWatcher
 from services.engine.registry import DeviceRegistry
 from services.infra.auth import TokenCache
 from services.infra.bus import connect_nats
-from services.infra.db import create_pool
+from services.infra.db import open_pool
 from services.infra.package_files import package_file
 from services.infra.settings import Settings
 
@@ -77,10 +77,12 @@ async def _console(_request: web.Request) -> web.StreamResponse:
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    pool = await create_pool(settings.database_url, settings.db_pool_max)
-    watcher = ProjectionWatcher(pool)
+    pool = await open_pool(settings, settings.db_pool_max)
+    # LISTEN on the session URL when it is not the pool's (docs/operations.md, "Poolers").
+    listen_on = settings.database_session_url
+    watcher = ProjectionWatcher(pool, session_url=listen_on)
     await watcher.start()
-    tokens = TokenCache(pool)
+    tokens = TokenCache(pool, session_url=listen_on)
     await tokens.start()
     app[POOL], app[WATCHER], app[TOKENS] = pool, watcher, tokens
     yield

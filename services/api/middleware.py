@@ -6,6 +6,7 @@ import re
 import time
 import uuid
 
+import asyncpg
 import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -90,7 +91,11 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         )
     except UNAVAILABLE as exc:
         log.warning("backend_unavailable", error=describe(exc))
-        return error_response(503, "unavailable", "the database is unreachable; retry shortly")
+        if isinstance(exc, asyncpg.ReadOnlySQLTransactionError):
+            message = "the database takes no writes (read-only: a failover?); retry shortly"
+        else:
+            message = "the database is unreachable; retry shortly"
+        return error_response(503, "unavailable", message)
     except Exception:
         log.exception("unhandled_error")
         return error_response(500, "internal_error", "an unexpected error occurred")

@@ -33,7 +33,7 @@ def database_of(data_dir: Path, settings: Settings) -> Iterator[str]:
 
     named = "DEPLOYX_DATABASE_URL" in os.environ
     if named or ((data_dir / ENV_FILE).is_file() and _answers(settings.database_url)):
-        yield settings.database_url
+        yield settings.session_url  # one long session of its own: never through a pooler
         return
     from services.infra.embedded_postgres import EmbeddedPostgres
 

@@ -233,10 +233,11 @@ def _service(args: argparse.Namespace, settings: Settings) -> None:
 def _migrate(args: argparse.Namespace, settings: Settings) -> None:
     from services.cli.migrate import check, migrate
 
+    # The session URL: migrate holds a session-level lock and sets lock_timeout per session.
     if args.check:
-        raise SystemExit(asyncio.run(check(settings.database_url, contract=args.contract)))
+        raise SystemExit(asyncio.run(check(settings.session_url, contract=args.contract)))
     asyncio.run(
-        migrate(settings.database_url, contract=args.contract, lock_timeout=args.lock_timeout)
+        migrate(settings.session_url, contract=args.contract, lock_timeout=args.lock_timeout)
     )
 
 

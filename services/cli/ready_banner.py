@@ -11,7 +11,7 @@ import asyncpg
 from services.api.server import api_url
 from services.cli.lifecycle import Service
 from services.infra.clock import wait_first
-from services.infra.db import UNAVAILABLE, create_pool
+from services.infra.db import UNAVAILABLE, open_pool
 from services.infra.settings import Settings
 
 POLL = 0.1
@@ -22,7 +22,7 @@ def announce_when_ready(devices: Sequence[str], banner: str) -> Service:
     row, so that a run started on local-1 right after it reaches that agent."""
 
     async def announce(settings: Settings, stop: asyncio.Event) -> None:
-        pool = await create_pool(settings.database_url, max_size=1)
+        pool = await open_pool(settings, max_size=1)
         try:
             async with aiohttp.ClientSession() as session:
                 while not stop.is_set() and not await _ready(session, settings, pool, devices):

@@ -20,7 +20,7 @@ from services.executor.file_server import FileServer
 from services.executor.service import run_executor
 from services.infra.bus import NATS_UNAVAILABLE, connect_nats
 from services.infra.clock import Backoff, SystemClock, wait_first
-from services.infra.db import UNAVAILABLE, create_pool, describe, reconnect_backoff
+from services.infra.db import UNAVAILABLE, describe, open_pool, reconnect_backoff
 from services.infra.health import serve_health
 from services.infra.rejections import Rejections
 from services.infra.settings import Settings
@@ -42,17 +42,17 @@ async def serve_api(settings: Settings, stop: asyncio.Event) -> None:
 
 
 async def serve_projector(settings: Settings, stop: asyncio.Event) -> None:
-    pool = await create_pool(settings.database_url, max_size=4)
+    pool = await open_pool(settings, max_size=4)
     log.info("projector_started")
     try:
-        await run_projector(pool, stop)
+        await run_projector(pool, stop, session_url=settings.database_session_url)
     finally:
         await pool.close()
 
 
 async def serve_ticker(settings: Settings, stop: asyncio.Event) -> None:
-    pool = await create_pool(settings.database_url, max_size=4)
-    watcher = ProjectionWatcher(pool)
+    pool = await open_pool(settings, max_size=4)
+    watcher = ProjectionWatcher(pool, session_url=settings.database_session_url)
     await watcher.start()
     log.info("ticker_started")
     try:
@@ -63,7 +63,8 @@ async def serve_ticker(settings: Settings, stop: asyncio.Event) -> None:
 
 
 async def serve_relay(settings: Settings, stop: asyncio.Event) -> None:
-    pool = await create_pool(settings.database_url, max_size=2)
+    # All on the session URL: the leader lock lives as long as the session that took it.
+    pool = await open_pool(settings, max_size=2, session=True)
     client = await connect_nats(settings.nats_url, "deployx-relay", settings.nats_ca)
     failures, outage = Backoff(first=0.5, limit=30.0), reconnect_backoff()
     try:
@@ -72,7 +73,7 @@ async def serve_relay(settings: Settings, stop: asyncio.Event) -> None:
             try:
                 js = client.jetstream()
                 await ensure_stream(js, settings.stream_replicas)
-                await run_relay(pool, js, stop)
+                await run_relay(pool, js, stop, lease_seconds=settings.relay_lease_seconds)
                 continue
             except (*UNAVAILABLE, *NATS_UNAVAILABLE) as exc:
                 # NATS or PostgreSQL away: the checkpoint holds, so nothing is lost; retry.
@@ -91,7 +92,7 @@ async def serve_relay(settings: Settings, stop: asyncio.Event) -> None:
 
 def executor_service(task_type: str) -> Service:
     async def serve_executor(settings: Settings, stop: asyncio.Event) -> None:
-        pool = await create_pool(settings.database_url, max_size=10)
+        pool = await open_pool(settings, max_size=10)
         client = await connect_nats(
             settings.nats_url, f"deployx-executor-{task_type}", settings.nats_ca
         )

@@ -12,7 +12,7 @@ from services.engine.sealer import run_sealer
 from services.engine.webhook_enqueuer import run_enqueuer
 from services.engine.webhook_sender import Sender, SenderConfig
 from services.infra.bus import connect_nats
-from services.infra.db import create_pool
+from services.infra.db import open_pool
 from services.infra.settings import Settings
 
 log = structlog.get_logger("deployx")
@@ -26,13 +26,14 @@ def sender_config(settings: Settings) -> SenderConfig:
         first_retry=settings.webhook_first_retry_seconds,
         max_retry=settings.webhook_max_retry_seconds,
         give_up_seconds=settings.webhook_retry_seconds,
+        session_url=settings.database_session_url,
     )
 
 
 async def serve_webhooks(settings: Settings, stop: asyncio.Event) -> None:
     """Turns the log into deliveries and sends them; replicas share the work."""
     config = sender_config(settings)
-    pool = await create_pool(settings.database_url, max_size=4)
+    pool = await open_pool(settings, max_size=4)
     # Our own bound per process; no proxies from the environment, no cookies kept.
     connector = aiohttp.TCPConnector(limit=config.concurrency)
     session = aiohttp.ClientSession(
@@ -41,7 +42,7 @@ async def serve_webhooks(settings: Settings, stop: asyncio.Event) -> None:
     log.info("webhooks_started")
     try:
         await asyncio.gather(
-            run_enqueuer(pool, stop, config.give_up_seconds),
+            run_enqueuer(pool, stop, config.give_up_seconds, session_url=config.session_url),
             Sender(pool, config, session).run(stop),
         )
     finally:
@@ -51,12 +52,12 @@ async def serve_webhooks(settings: Settings, stop: asyncio.Event) -> None:
 
 async def serve_sealer(settings: Settings, stop: asyncio.Event) -> None:
     """Seals the log into the audit chain and publishes its head on NATS now and then."""
-    pool = await create_pool(settings.database_url, max_size=3)
+    pool = await open_pool(settings, max_size=3)
     client = await connect_nats(settings.nats_url, "deployx-sealer", settings.nats_ca)
     log.info("sealer_started")
     try:
         await asyncio.gather(
-            run_sealer(pool, stop),
+            run_sealer(pool, stop, session_url=settings.database_session_url),
             publish_anchors(
                 pool,
                 client.jetstream(),

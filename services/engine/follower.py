@@ -19,14 +19,27 @@ log = structlog.get_logger("deployx.follower")
 Step = Callable[[Connection], Awaitable[int]]
 
 
-async def follow_log(pool: asyncpg.Pool, stop: asyncio.Event, checkpoint: str, step: Step) -> None:
+async def follow_log(
+    pool: asyncpg.Pool,
+    stop: asyncio.Event,
+    checkpoint: str,
+    step: Step,
+    *,
+    session_url: str | None = None,
+) -> None:
     """Runs step until it finds nothing, then waits for the next append; until stop.
 
     A failed step moved nothing (its transaction rolled back), so the same batch is tried
     again, after a pause that grows while it keeps failing.
     """
     wake = asyncio.Event()
-    listener = Listener(pool, EVENTS_CHANNEL, on_notify=lambda _: wake.set(), on_gap=wake.set)
+    listener = Listener(
+        pool,
+        EVENTS_CHANNEL,
+        on_notify=lambda _: wake.set(),
+        on_gap=wake.set,
+        session_url=session_url,
+    )
     await listener.start()
     held_back = Backoff(first=0.002, limit=0.1)
     failures, outage = Backoff(first=0.5, limit=30.0), reconnect_backoff()

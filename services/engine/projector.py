@@ -154,11 +154,21 @@ async def catch_up(
 
 
 async def run_projector(
-    pool: asyncpg.Pool, stop: asyncio.Event, projections: tuple[Projection, ...] = PROJECTIONS
+    pool: asyncpg.Pool,
+    stop: asyncio.Event,
+    projections: tuple[Projection, ...] = PROJECTIONS,
+    *,
+    session_url: str | None = None,
 ) -> None:
     """The projector service: catch up, then again on every append (LISTEN is only a wake-up)."""
     wake = asyncio.Event()
-    listener = Listener(pool, EVENTS_CHANNEL, on_notify=lambda _: wake.set(), on_gap=wake.set)
+    listener = Listener(
+        pool,
+        EVENTS_CHANNEL,
+        on_notify=lambda _: wake.set(),
+        on_gap=wake.set,
+        session_url=session_url,
+    )
     await listener.start()
     retry = Backoff(first=0.002, limit=0.1)
     failures = Backoff(first=0.5, limit=30.0)

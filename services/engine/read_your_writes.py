@@ -24,12 +24,14 @@ class ProjectionWatcher:
     """Follows every projection's checkpoint through NOTIFY, with a poll as a safety net (also
     for the moments the LISTEN connection is down)."""
 
-    def __init__(self, pool: asyncpg.Pool, poll_interval: float = 0.5) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, poll_interval: float = 0.5, *, session_url: str | None = None
+    ) -> None:
         self._pool = pool
         self._poll_interval = poll_interval
         self._cursors: dict[str, LogCursor] = {}
         self._changed = asyncio.Condition()
-        self._listener = Listener(pool, PROJECTED_CHANNEL, self._on_notify)
+        self._listener = Listener(pool, PROJECTED_CHANNEL, self._on_notify, session_url=session_url)
         self._poller: asyncio.Task[None] | None = None
         self._on_advance: list[Callable[[str], None]] = []
 

@@ -117,8 +117,18 @@ async def publish_batch(js: JetStreamContext, batch: list[RecordedEvent]) -> Non
             ack.cancel()  # the unanswered ones: they would hold the client's publish slots
 
 
-async def run_relay(pool: asyncpg.Pool, js: JetStreamContext, stop: asyncio.Event) -> None:
-    """Leads (or waits to) until stop; raises when the database goes away, to be run again."""
+async def run_relay(
+    pool: asyncpg.Pool,
+    js: JetStreamContext,
+    stop: asyncio.Event,
+    *,
+    lease_seconds: float | None = None,
+) -> None:
+    """Leads (or waits to) until stop; raises when the database goes away, to be run again.
+
+    lease_seconds: leadership is a lease of that length, renewed by every statement; a leader
+    silent longer (hung, or cut off from PostgreSQL) loses its session and its lock.
+    """
     wake = asyncio.Event()
     # A lost connection wakes the loop too, whose next read then fails: the leader lock was
     # on a connection of the same server, so leading must start over.
@@ -129,14 +139,37 @@ async def run_relay(pool: asyncpg.Pool, js: JetStreamContext, stop: asyncio.Even
             await wait_first(stop, timeout=1.0)
             if stop.is_set():
                 return
+        idle = 5.0
+        if lease_seconds is not None:
+            await _hold_lease(conn, lease_seconds)
+            idle = min(idle, lease_seconds / 3)  # a statement at least this often: renewed
         await listener.start()
         log.info("relay_leading")
         try:
-            await _relay_loop(conn, js, stop, wake)
+            await _relay_loop(conn, js, stop, wake, idle)
         finally:
             await listener.stop()
             with contextlib.suppress(*UNAVAILABLE):  # a lost connection took the lock along
                 await conn.execute("SELECT pg_advisory_unlock($1)", _LEADER_LOCK)
+
+
+async def _hold_lease(conn: asyncpg.pool.PoolConnectionProxy, seconds: float) -> None:
+    """The server ends the leader's session, and so releases its lock, after `seconds` without
+    a statement (idle_session_timeout, PostgreSQL 14+), or once TCP keepalives find the peer
+    gone (every version), instead of the kernel's two hours. Undone (RESET ALL) when the
+    connection goes back to the pool."""
+    milliseconds = str(max(1000, round(seconds * 1000)))
+    probe = str(max(1, round(seconds / 3)))
+    settings = {
+        "tcp_keepalives_idle": probe,
+        "tcp_keepalives_interval": probe,
+        "tcp_keepalives_count": "2",
+        "tcp_user_timeout": milliseconds,
+    }
+    if conn.get_server_version() >= (14, 0):
+        settings["idle_session_timeout"] = milliseconds
+    for name, value in settings.items():
+        await conn.execute("SELECT set_config($1, $2, false)", name, value)
 
 
 async def _relay_loop(
@@ -144,6 +177,7 @@ async def _relay_loop(
     js: JetStreamContext,
     stop: asyncio.Event,
     wake: asyncio.Event,
+    idle: float,
 ) -> None:
     cursor = await load_checkpoint(conn, CHECKPOINT)
     held_back = Backoff(first=0.002, limit=0.1)
@@ -167,7 +201,7 @@ async def _relay_loop(
             await asyncio.sleep(held_back.next())
             continue
         held_back.reset()
-        await wait_first(wake, stop, timeout=5.0)
+        await wait_first(wake, stop, timeout=idle)
 
 
 def _about_one_event(exc: BaseException) -> bool:

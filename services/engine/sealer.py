@@ -44,6 +44,8 @@ async def seal_all_visible(conn: Connection) -> int:
     return total
 
 
-async def run_sealer(pool: asyncpg.Pool, stop: asyncio.Event) -> None:
+async def run_sealer(
+    pool: asyncpg.Pool, stop: asyncio.Event, *, session_url: str | None = None
+) -> None:
     """Seals on every append until stop."""
-    await follow_log(pool, stop, CHECKPOINT, seal_next)
+    await follow_log(pool, stop, CHECKPOINT, seal_next, session_url=session_url)

@@ -30,8 +30,14 @@ async def enqueue_step(conn: Connection, give_up_seconds: float, batch: int = BA
     return 1
 
 
-async def run_enqueuer(pool: asyncpg.Pool, stop: asyncio.Event, give_up_seconds: float) -> None:
+async def run_enqueuer(
+    pool: asyncpg.Pool,
+    stop: asyncio.Event,
+    give_up_seconds: float,
+    *,
+    session_url: str | None = None,
+) -> None:
     async def step(conn: Connection) -> int:
         return await enqueue_step(conn, give_up_seconds)
 
-    await follow_log(pool, stop, CHECKPOINT, step)
+    await follow_log(pool, stop, CHECKPOINT, step, session_url=session_url)

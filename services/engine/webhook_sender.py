@@ -39,6 +39,7 @@ class SenderConfig(msgspec.Struct, frozen=True, kw_only=True):
     first_retry: float = 1.0
     max_retry: float = 3600.0
     give_up_seconds: float = 86_400.0
+    session_url: str | None = None  # where to LISTEN (Listener), if not on the pool
 
 
 class Sender:
@@ -55,7 +56,11 @@ class Sender:
 
     async def run(self, stop: asyncio.Event) -> None:
         listener = Listener(
-            self._pool, WAKE_CHANNEL, on_notify=lambda _: self._wake.set(), on_gap=self._wake.set
+            self._pool,
+            WAKE_CHANNEL,
+            on_notify=lambda _: self._wake.set(),
+            on_gap=self._wake.set,
+            session_url=self._config.session_url,
         )
         await listener.start()
         failures, outage = Backoff(first=0.5, limit=30.0), reconnect_backoff()

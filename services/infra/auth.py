@@ -115,14 +115,22 @@ class TokenCache:
     """Looks tokens up, remembering answers for a second so a busy API does not ask on every
     call; a revocation (NOTIFY on REVOKED_CHANNEL) makes it forget everything at once."""
 
-    def __init__(self, pool: asyncpg.Pool, ttl_seconds: float = CACHE_SECONDS) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        ttl_seconds: float = CACHE_SECONDS,
+        *,
+        session_url: str | None = None,
+    ) -> None:
         self._pool = pool
         self._ttl = ttl_seconds
         self._known: dict[bytes, tuple[float, Principal | None]] = {}
         # Bumped on every revocation: a lookup that began before one must not be remembered.
         self._generation = 0
         self._changed = asyncio.Event()
-        self._listener = Listener(pool, REVOKED_CHANNEL, lambda _: self.forget(), self.forget)
+        self._listener = Listener(
+            pool, REVOKED_CHANNEL, lambda _: self.forget(), self.forget, session_url=session_url
+        )
 
     async def start(self) -> None:
         await self._listener.start()

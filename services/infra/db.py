@@ -7,6 +7,7 @@ from asyncpg.pool import PoolConnectionProxy
 
 from services.infra.clock import Backoff
 from services.infra.package_files import package_file
+from services.infra.settings import Settings
 
 # Anything queries can run on: a pool, a connection, or a connection borrowed from a pool.
 # (projections/base.py spells the same alias, since projections import nothing of services.)
@@ -30,6 +31,9 @@ UNAVAILABLE: tuple[type[Exception], ...] = (
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
     asyncpg.CannotConnectNowError,
+    # A server that takes no writes: a standby, or a primary demoted or not yet promoted in a
+    # failover. Retried like an outage until a writable server answers.
+    asyncpg.ReadOnlySQLTransactionError,
 )
 
 # The above, and any error the server answers with: for loops that must outlive both.
@@ -47,16 +51,28 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
-async def create_pool(database_url: str, max_size: int = 20) -> asyncpg.Pool:
+async def create_pool(
+    database_url: str, max_size: int = 20, *, statement_cache_size: int = 100
+) -> asyncpg.Pool:
+    """statement_cache_size 0: no named prepared statements, which PgBouncer in transaction
+    mode cannot keep (each transaction may get another server connection)."""
     pool = await asyncpg.create_pool(
         database_url,
         min_size=1,
         max_size=max_size,
         timeout=CONNECT_TIMEOUT,
         command_timeout=COMMAND_TIMEOUT,
+        statement_cache_size=statement_cache_size,
     )
     assert pool is not None
     return pool
+
+
+async def open_pool(settings: Settings, max_size: int, *, session: bool = False) -> asyncpg.Pool:
+    """A service's pool, on DEPLOYX_DATABASE_URL (session: on the session URL, for the relay's
+    leader lock), with the statement cache the settings say."""
+    url = settings.session_url if session else settings.database_url
+    return await create_pool(url, max_size, statement_cache_size=settings.db_statement_cache_size)
 
 
 async def migrate(database_url: str, lock_timeout: float = 5.0) -> list[str]:

@@ -9,7 +9,7 @@ import nats.aio.client
 from aiohttp import web
 
 from services.infra.bus import connect_nats
-from services.infra.db import create_pool
+from services.infra.db import open_pool
 from services.infra.settings import Settings
 
 # The first event past each reader's checkpoint, if it has waited longer than $1 seconds.
@@ -43,10 +43,13 @@ async def readiness(
     checks = {"database": "ok", "nats": "ok", "consumers": "ok"}
     try:
         stuck = await stuck_readers(pool, stuck_after)
+        read_only = await pool.fetchval("SELECT current_setting('transaction_read_only')")
     except Exception as exc:  # any failure means not ready, and says why
         checks["database"] = f"unavailable: {exc}"
         checks["consumers"] = "unknown: the database is unavailable"
     else:
+        if read_only == "on":
+            checks["database"] = "read-only: a standby, or a failover under way"
         if stuck:
             checks["consumers"] = "stuck: " + "; ".join(stuck)
     if not client.is_connected:
@@ -57,7 +60,7 @@ async def readiness(
 
 async def serve_health(settings: Settings, stop: asyncio.Event) -> None:
     """Live while the event loop answers; ready while PostgreSQL and NATS are reachable."""
-    pool = await create_pool(settings.database_url, max_size=1)
+    pool = await open_pool(settings, max_size=1)
     client = await connect_nats(settings.nats_url, "deployx-health", settings.nats_ca)
 
     async def healthz(_request: web.Request) -> web.Response:

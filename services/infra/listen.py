@@ -11,7 +11,7 @@ import structlog
 from asyncpg.pool import PoolConnectionProxy
 
 from services.infra.clock import wait_first
-from services.infra.db import UNAVAILABLE, describe, reconnect_backoff
+from services.infra.db import CONNECT_TIMEOUT, UNAVAILABLE, describe, reconnect_backoff
 
 log = structlog.get_logger(__name__)
 
@@ -35,10 +35,14 @@ class Listener:
         channel: str,
         on_notify: Callable[[str], None],
         on_gap: Callable[[], None] = lambda: None,
+        *,
+        session_url: str | None = None,
     ) -> None:
-        self._pool, self._channel = pool, channel
+        """session_url: LISTEN on a connection of its own there rather than one of the pool's
+        (behind PgBouncer in transaction mode, a pooled connection cannot LISTEN)."""
+        self._pool, self._channel, self._session_url = pool, channel, session_url
         self._on_notify, self._on_gap = on_notify, on_gap
-        self._conn: PoolConnectionProxy | None = None
+        self._conn: PoolConnectionProxy | asyncpg.Connection | None = None
         self._lost = asyncio.Event()
         self._keeper: asyncio.Task[None] | None = None
 
@@ -56,7 +60,10 @@ class Listener:
 
     async def _listen(self) -> None:
         self._lost.clear()
-        self._conn = await self._pool.acquire()
+        if self._session_url is None:
+            self._conn = await self._pool.acquire()
+        else:
+            self._conn = await asyncpg.connect(self._session_url, timeout=CONNECT_TIMEOUT)
         try:
             self._conn.add_termination_listener(self._on_terminated)
             await self._conn.add_listener(self._channel, self._notified)
@@ -104,7 +111,10 @@ class Listener:
             conn.remove_termination_listener(self._on_terminated)
             await conn.remove_listener(self._channel, self._notified)
         with contextlib.suppress(*UNAVAILABLE):
-            await self._pool.release(conn)
+            if isinstance(conn, PoolConnectionProxy):
+                await self._pool.release(conn)
+            else:
+                await conn.close(timeout=PROBE_TIMEOUT)
 
     def _on_terminated(self, _conn: object) -> None:
         self._lost.set()

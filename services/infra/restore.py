@@ -13,7 +13,6 @@ server's counter is below R, restore first spends transaction ids until it is no
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from pathlib import Path
 
 import asyncpg
@@ -251,9 +250,3 @@ class _Loader:
 
 def _array(chunk: list[bytes]) -> str:
     return (b"[" + b",".join(chunk) + b"]").decode()
-
-
-def restored_tables(rows: dict[str, int], rebuilt: Collection[str]) -> str:
-    """A line for the operator: what was loaded, and what replay rebuilds next."""
-    loaded = ", ".join(f"{name} {count}" for name, count in rows.items())
-    return f"restored: {loaded}; replay rebuilds {', '.join(rebuilt)}"

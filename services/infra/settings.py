@@ -26,6 +26,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # How long a write waits for the read tables to show it before answering 503.
     read_your_writes_timeout: float = 10.0
     db_pool_max: int = 20
+    # Where the relay's leader lock and every LISTEN connect: PostgreSQL itself (or a pooler in
+    # session mode) when database_url is a pooler in transaction mode (docs/operations.md).
+    database_session_url: str | None = None
+    # asyncpg's prepared statements kept per connection: 0 behind PgBouncer in transaction mode.
+    db_statement_cache_size: int = 100
+    # A relay leader silent this long (hung, or cut off from PostgreSQL) loses its lock: its
+    # session is ended by the server (idle_session_timeout, PostgreSQL 14 and newer).
+    relay_lease_seconds: float = 30.0
     # Seconds an executor's TaskDue may go unacknowledged before JetStream hands it to another
     # replica: how long an execution waits to be resumed after its executor died. Read when
     # the durable consumer is created (by the first executor of a task type to start).
@@ -49,6 +57,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # How often the sealer publishes the audit chain's head on NATS (docs/audit.md).
     audit_anchor_seconds: float = 60.0
 
+    @property
+    def session_url(self) -> str:
+        """The database for session-level features: the leader lock, LISTEN, migrations."""
+        return self.database_session_url or self.database_url
+
 
 _ENV = {
     "database_url": "DEPLOYX_DATABASE_URL",
@@ -64,6 +77,9 @@ _ENV = {
     "files_quota_bytes": "DEPLOYX_FILES_QUOTA_BYTES",
     "read_your_writes_timeout": "DEPLOYX_READ_YOUR_WRITES_TIMEOUT",
     "db_pool_max": "DEPLOYX_DB_POOL_MAX",
+    "database_session_url": "DEPLOYX_DATABASE_SESSION_URL",
+    "db_statement_cache_size": "DEPLOYX_DB_STATEMENT_CACHE_SIZE",
+    "relay_lease_seconds": "DEPLOYX_RELAY_LEASE_SECONDS",
     "executor_ack_wait": "DEPLOYX_EXECUTOR_ACK_WAIT",
     "stream_replicas": "DEPLOYX_STREAM_REPLICAS",
     "health_port": "DEPLOYX_HEALTH_PORT",
