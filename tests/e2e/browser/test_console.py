@@ -91,13 +91,15 @@ async def test_a_file_is_uploaded_with_progress_and_deployed_to_a_device(
     await expect(modal).to_have_count(0)
     await expect(schedule).to_be_focused()
 
-    # Execute runs it now (the file is not uploaded again) and follows the run.
+    # Execute runs it now as an ad-hoc run (no task; the file is not uploaded again) and
+    # follows the run on its page.
     await panel.get_by_role("button", name="Execute").click()
-    await expect(page).to_have_url(re.compile(r"#/tasks/[0-9a-f-]{36}\?follow=1$"))
-    result = page.locator('li.run .device-result[data-device="local-1"]')
+    await expect(page).to_have_url(re.compile(r"#/executions/[0-9a-f-]{36}$"))
+    result = page.locator('.device-result[data-device="local-1"]')
     await expect(result.locator(".badge")).to_have_text("success")
     assert destination.read_bytes() == content
-    await expect(page.locator("li.run").first).to_have_attribute("data-status", "success")
+    await expect(page.locator(".detail-title .badge").first).to_have_text("success")
+    await expect(page.locator(".detail-title .badge.trigger")).to_have_text("ad hoc")
 
 
 async def test_devices_show_their_state_and_groups_are_created_renamed_and_edited(

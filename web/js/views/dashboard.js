@@ -13,7 +13,6 @@ import { targetPicker } from '../targets.js';
 import { toast } from '../toast.js';
 import { statusBadge } from './common.js';
 
-const RUN_LEAD_SECONDS = 2;
 const ACTIVITY_LIMIT = 8;
 
 export function dashboardView(container, { me, live, navigate }) {
@@ -140,19 +139,16 @@ function deploymentPanel(kind, { picker, canWrite, navigate }) {
   execute.addEventListener('click', () =>
     busy(execute, 'Starting…', async () => {
       if (!(await ready({ needTargets: true }))) return;
-      const runAt = await serverTimeIn(RUN_LEAD_SECONDS);
       const summary = fields.summary().slice(0, 120);
-      const task = await api.createTask({
+      // An ad-hoc run: it starts now and creates no task.
+      const { execution_id: executionId } = await api.runNow({
         name: `Run now: ${summary}`,
-        description: 'Run once from the dashboard.',
         task_type: type,
-        recurrence_type: 'once',
-        recurrence_config: { run_at: runAt, timezone: 'UTC' },
         ...picker.value(),
         task_payload: fields.value(),
       });
       toast(`Running “${summary}” on ${targetsText(picker.value())}.`);
-      navigate(`#/tasks/${task.id}?follow=1`);
+      navigate(`#/executions/${executionId}`);
     }),
   );
 
@@ -181,20 +177,6 @@ function targetsText({ device_ids: devices, group_ids: groups }) {
   if (devices.length) parts.push(plural(devices.length, 'device'));
   if (groups.length) parts.push(plural(groups.length, 'group'));
   return parts.join(' and ');
-}
-
-/**
- * The server's clock plus a few seconds: a one-time run_at that the server will not find in the
- * past even when this browser's clock is off. The first fire of an interval schedule is exactly
- * "now + every_seconds" by the server's clock.
- */
-async function serverTimeIn(seconds) {
-  const { times } = await api.preview({
-    recurrence_type: 'interval',
-    recurrence_config: { every_seconds: seconds },
-    count: 1,
-  });
-  return times[0];
 }
 
 // --- what is running ----------------------------------------------------------------------------
@@ -236,7 +218,10 @@ function activityCard(live) {
               'li',
               { class: 'activity-item', dataset: { execution: id } },
               statusBadge(run.status),
-              h('a', { href: `#/tasks/${run.taskId}`, text: run.name ?? '…' }),
+              h('a', {
+                href: id.startsWith('task-') ? `#/tasks/${run.taskId}` : `#/executions/${id}`,
+                text: run.name ?? '…',
+              }),
               h('span', { class: 'muted', text: progressText(run) }),
             ),
           )
@@ -294,7 +279,12 @@ function activityCard(live) {
       });
       while (runs.size > ACTIVITY_LIMIT) runs.delete(runs.keys().next().value);
       render();
-      runs.get(id).name = await nameOf(data.task_id);
+      runs.get(id).name = data.task_id
+        ? await nameOf(data.task_id)
+        : await api.getExecution(id).then(
+            (run) => run.name ?? 'an ad-hoc run',
+            () => 'an ad-hoc run',
+          );
     } else if (envelope.type === 'DeviceResultRecorded' && runs.has(id)) {
       runs.get(id).done += 1;
     } else if (envelope.type === 'ExecutionCompleted' && runs.has(id)) {
