@@ -490,8 +490,14 @@ function eventWords(envelope) {
           : `, exit code ${data.exit_code}`;
       return `${data.device_id}: ${data.status}${code}${data.error ? ` (${data.error})` : ''}`;
     }
+    case 'DeviceJobDispatched':
+      return `Job sent to ${(data.device_ids ?? []).join(', ')}`;
+    case 'DevicesWaiting':
+      return `Waiting for offline ${(data.device_ids ?? []).join(', ')}`;
+    case 'ExecutionCancelRequested':
+      return `Cancel asked${data.reason ? `: ${data.reason}` : ''}`;
     case 'ExecutionCompleted':
-      return `Run ${data.status === 'success' ? 'succeeded' : 'failed'}: ${data.devices_succeeded} of ${plural(data.devices_targeted, 'device')}${data.error_message ? ` (${data.error_message})` : ''}`;
+      return `Run ${{ success: 'succeeded', canceled: 'canceled' }[data.status] ?? 'failed'}: ${data.devices_succeeded} of ${plural(data.devices_targeted, 'device')}${data.error_message ? ` (${data.error_message})` : ''}`;
     default:
       return envelope.type;
   }
