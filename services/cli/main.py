@@ -15,7 +15,7 @@ from services.cli.ops_commands import add_commands as add_ops_commands
 from services.cli.trust_commands import add_commands as add_trust_commands
 from services.domain.kinds import TASK_TYPES
 from services.infra.logs import configure_logging
-from services.infra.settings import Settings, from_env
+from services.infra.settings import SETTING_VARIABLES, Settings, from_env
 
 if TYPE_CHECKING:
     import asyncpg
@@ -338,8 +338,10 @@ def _agent(args: argparse.Namespace, settings: Settings) -> None:
         labels=labels,
         driver_modules=args.driver_module,
     )
-    # Jobs inherit the agent's environment: not the connection settings it was started with.
-    for name in ("DEPLOYX_NATS_URL", "DEPLOYX_DATABASE_URL"):
+    # Jobs inherit the agent's environment: none of the settings it was started with (a
+    # database URL, the services' NATS login, where they share a container's environment).
+    # Read once, above; each job gets its own DEPLOYX_DEVICE_ID, _EXECUTION_ID and _TASK_ID.
+    for name in SETTING_VARIABLES:
         os.environ.pop(name, None)
 
     async def serve_agent(_settings: Settings, stop: asyncio.Event) -> None:

@@ -94,6 +94,11 @@ _ENV = {
 }
 
 
+# Every variable a DeployX process reads its settings from: an agent drops them all before it
+# runs a job, whatever it was started with.
+SETTING_VARIABLES = frozenset(_ENV.values())
+
+
 def from_env(environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
     """Settings from DEPLOYX_* variables; keyword overrides (e.g. from CLI flags) win."""
     environ = os.environ if environ is None else environ

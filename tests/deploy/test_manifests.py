@@ -40,6 +40,23 @@ def test_compose_runs_two_replicas_of_every_service() -> None:
     assert {"nats-1", "nats-2", "nats-3", "postgres", "agent-1", "agent-2"} <= set(services)
 
 
+def test_compose_agents_get_none_of_the_services_settings() -> None:
+    """An agent's jobs inherit its environment: it must not hold the database URL or the
+    services' NATS login, which the services share through one environment block."""
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    services = compose["services"]
+    secrets = {
+        name: value
+        for name, value in services["api"]["environment"].items()
+        if name in ("DEPLOYX_DATABASE_URL", "DEPLOYX_NATS_URL")
+    }
+    assert len(secrets) == 2
+    for agent in ("agent-1", "agent-2"):
+        environment = services[agent].get("environment", {})
+        leaked = {name for name, value in secrets.items() if value in environment.values()}
+        assert not leaked and not set(secrets) & set(environment), (agent, environment)
+
+
 def kubernetes_documents() -> list[tuple[str, dict[str, Any]]]:
     documents = []
     for path in sorted(KUBERNETES.glob("*.yaml")):
