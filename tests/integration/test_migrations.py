@@ -4,6 +4,7 @@ the log never held up longer than that timeout while a reader holds `events` (is
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -25,6 +26,7 @@ from services.infra.migrations import (
 )
 from services.infra.store import append
 from tests.conftest import SCHEMA, with_database
+from tests.e2e.processes import deployx_command
 
 LOCK_TIMEOUT = 0.5
 # A statement on `events` that needs its strongest lock, as a column change does.
@@ -184,3 +186,27 @@ def test_steps_are_numbered_without_gaps(tmp_path: Path) -> None:
 
 def test_the_shipped_steps_load() -> None:
     load_steps()
+
+
+async def deployx_migrate(database_url: str, *args: str) -> tuple[int, str]:
+    env = dict(os.environ) | {"DEPLOYX_DATABASE_URL": database_url, "DEPLOYX_LOG_FORMAT": "json"}
+    proc = await asyncio.create_subprocess_exec(
+        *deployx_command(),
+        "migrate",
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await proc.communicate()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode()
+
+
+async def test_migrate_check_tells_ci_whether_anything_is_pending(bare_database: str) -> None:
+    code, out = await deployx_migrate(bare_database, "--check")
+    assert (code, "pending: the base" in out) == (1, True), out
+    code, out = await deployx_migrate(bare_database)
+    assert code == 0 and "applied base (schema.sql)" in out, out
+    code, out = await deployx_migrate(bare_database, "--check")
+    assert (code, "the schema is up to date" in out) == (0, True), out
