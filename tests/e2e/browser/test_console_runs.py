@@ -64,7 +64,12 @@ async def test_a_run_shows_each_device_live_cancels_and_reruns_the_failed(
 
     # The task's page links each run to its own page.
     await page.goto(f"{console.base_url}/#/tasks/{task['id']}?run={run_id}")
-    await expect(page.locator(f'li.run[data-execution-id="{run_id}"] a.open-run')).to_be_visible()
+    first_run = page.locator(f'li.run[data-execution-id="{run_id}"]')
+    await expect(first_run.locator("a.open-run")).to_be_visible()
+    await expect(first_run.get_by_role("button", name="Rerun failed")).to_be_visible()
+    await expect(first_run.locator('.device-result[data-device="local-2"]')).to_have_attribute(
+        "data-status", "canceled"
+    )
 
 
 async def test_the_executions_page_lists_runs_across_tasks_with_filters(

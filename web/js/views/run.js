@@ -120,9 +120,6 @@ export function runView(container, { me, live, navigate, params }) {
   function renderHead() {
     back.firstChild.href = run.task_id ? `#/tasks/${run.task_id}` : '#/executions';
     back.firstChild.textContent = run.task_id ? '← The task' : '← Executions';
-    const canceling = run.status === 'running' && run.cancel_requested_at;
-    const details = Object.values(run.result.execution_details);
-    const failures = details.some((detail) => detail.status !== 'success');
     keepingFocus(() => {
       replaceChildren(
         head,
@@ -138,33 +135,7 @@ export function runView(container, { me, live, navigate, params }) {
             h('span', { class: 'badge trigger', text: TRIGGER_WORDS[run.trigger] ?? run.trigger }),
           ),
         ),
-        h(
-          'div',
-          { class: 'task-actions' },
-          canceling
-            ? h('span', { class: 'canceling muted', role: 'status', text: 'canceling…' })
-            : null,
-          run.status === 'running' && !canceling
-            ? h('button', {
-                type: 'button',
-                class: 'button small danger-ghost',
-                text: 'Cancel run',
-                disabled: !canWrite,
-                dataset: { focusKey: 'run-cancel' },
-                onclick: cancel,
-              })
-            : null,
-          run.status !== 'running' && failures
-            ? h('button', {
-                type: 'button',
-                class: 'button small primary',
-                text: 'Rerun failed',
-                disabled: !canWrite,
-                dataset: { focusKey: 'run-rerun' },
-                onclick: rerunFailed,
-              })
-            : null,
-        ),
+        runActions(run, { canWrite, navigate, onChanged: changed }),
       );
     });
   }
@@ -236,34 +207,10 @@ export function runView(container, { me, live, navigate, params }) {
     });
   }
 
-  async function cancel() {
-    const sure = await confirmDialog({
-      title: 'Cancel this run?',
-      message:
-        'Devices that have not started will not start, and running jobs are stopped. Devices that already finished keep their result.',
-      confirmLabel: 'Cancel run',
-      danger: true,
-    });
-    if (!sure) return;
-    try {
-      run = await api.cancelExecution(runId);
-      toast('Canceling the run.');
-      render();
-      schedulePoll();
-    } catch (error) {
-      toastError(error);
-      refresh();
-    }
-  }
-
-  async function rerunFailed() {
-    try {
-      const { execution_id: newId } = await api.rerunExecution(runId, 'failed');
-      toast('Started a rerun of the failed devices.');
-      navigate(`#/executions/${newId}`);
-    } catch (error) {
-      toastError(error);
-    }
+  function changed(updated) {
+    if (updated) run = updated;
+    render();
+    refresh();
   }
 
   const debounced = debounce(refresh, 250);
@@ -315,5 +262,71 @@ export function deviceRow(deviceId, result = {}) {
     result.error ? h('p', { class: 'run-error', text: result.error }) : null,
     output('stdout', result.stdout, 'stdout'),
     output('stderr', result.stderr, 'stderr'),
+  );
+}
+
+/**
+ * A run's buttons: Cancel run while it runs (asks first; "canceling…" once asked), Rerun failed
+ * once it finished with any device not `success` (opens the new run). onChanged(run) after a
+ * cancel.
+ */
+export function runActions(run, { canWrite, navigate, onChanged = () => {} }) {
+  const canceling = run.status === 'running' && run.cancel_requested_at;
+  const details = Object.values(run.result?.execution_details ?? {});
+  const failures = details.some((detail) => detail.status !== 'success');
+
+  async function cancel() {
+    const sure = await confirmDialog({
+      title: 'Cancel this run?',
+      message:
+        'Devices that have not started will not start, and running jobs are stopped. Devices that already finished keep their result.',
+      confirmLabel: 'Cancel run',
+      danger: true,
+    });
+    if (!sure) return;
+    try {
+      const updated = await api.cancelExecution(run.id);
+      toast('Canceling the run.');
+      onChanged(updated);
+    } catch (error) {
+      toastError(error);
+      onChanged(null);
+    }
+  }
+
+  async function rerunFailed() {
+    try {
+      const { execution_id: newId } = await api.rerunExecution(run.id, 'failed');
+      toast('Started a rerun of the failed devices.');
+      navigate(`#/executions/${newId}`);
+    } catch (error) {
+      toastError(error);
+    }
+  }
+
+  return h(
+    'div',
+    { class: 'task-actions run-actions' },
+    canceling ? h('span', { class: 'canceling muted', role: 'status', text: 'canceling…' }) : null,
+    run.status === 'running' && !canceling
+      ? h('button', {
+          type: 'button',
+          class: 'button small danger-ghost',
+          text: 'Cancel run',
+          disabled: !canWrite,
+          dataset: { focusKey: `run-cancel-${run.id}` },
+          onclick: cancel,
+        })
+      : null,
+    run.status !== 'running' && failures
+      ? h('button', {
+          type: 'button',
+          class: 'button small primary',
+          text: 'Rerun failed',
+          disabled: !canWrite,
+          dataset: { focusKey: `run-rerun-${run.id}` },
+          onclick: rerunFailed,
+        })
+      : null,
   );
 }

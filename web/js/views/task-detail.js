@@ -8,7 +8,7 @@ import { duration, formatInstant, plural } from '../format.js';
 import { describePayload } from '../kinds/index.js';
 import { taskIdOf } from '../live.js';
 import { describeSchedule } from '../schedule-words.js';
-import { TRIGGER_WORDS } from './run.js';
+import { runActions, TRIGGER_WORDS } from './run.js';
 import { errorPanel, instant, loading, statusBadge, taskActions, typeBadge } from './common.js';
 import { fact, targetsWords } from './tasks.js';
 
@@ -269,10 +269,8 @@ export function taskDetailView(container, { me, live, navigate, params, query })
           'p',
           { class: 'run-links' },
           h('a', { class: 'open-run', href: `#/executions/${run.id}`, text: 'Open this run' }),
-          run.status === 'running' && run.cancel_requested_at
-            ? h('span', { class: 'muted', text: ' · canceling…' })
-            : null,
         ),
+        runActions(run, { canWrite, navigate, onChanged: () => refreshRuns() }),
         run.error_message ? h('p', { class: 'run-error', text: run.error_message }) : null,
         deviceResults(run),
       ),
