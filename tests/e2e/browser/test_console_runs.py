@@ -12,12 +12,13 @@ from tests.e2e.browser.conftest import TASKS, Console, create_task, new_context,
 async def test_a_run_shows_each_device_live_cancels_and_reruns_the_failed(
     page: Page, console: Console
 ) -> None:
-    # One device at a time: local-1 runs while local-2 waits its turn as pending.
+    # One device at a time: local-1 runs while local-2 waits its turn as pending. The job
+    # ignores SIGTERM, so a cancel takes the agent's 5 s to SIGKILL: long enough to see it.
     task = await create_task(
         console.api,
         name=f"Slow rollout {tag()}",
         delivery={"waves": [1]},
-        task_payload={"command_payload": {"command": "sleep 120"}},
+        task_payload={"command_payload": {"command": "trap '' TERM; sleep 120"}},
     )
     status, started = await console.api.post(f"{TASKS}/{task['id']}/execute")
     assert status == 202, started
@@ -38,6 +39,7 @@ async def test_a_run_shows_each_device_live_cancels_and_reruns_the_failed(
     await page.get_by_role("button", name="Cancel run").click()
     dialog = page.get_by_role("dialog", name="Cancel this run?")
     await dialog.get_by_role("button", name="Cancel run").click()
+    await expect(page.locator(".canceling")).to_have_text("canceling…")
     await expect(page.get_by_role("button", name="Cancel run")).to_have_count(0)
     await expect(page.locator(".detail-title .badge").first).to_have_text("canceled")
     await expect(page.locator('.device-result[data-device="local-2"]')).to_have_attribute(
@@ -189,3 +191,27 @@ async def test_the_modal_says_how_a_rollout_goes_and_sends_it_as_delivery(
         "max_errors": 1,
         "offline_wait_seconds": 3600,
     }, delivery
+
+
+async def test_the_executions_page_goes_page_by_page(page: Page, console: Console) -> None:
+    for n in range(21):
+        status, started = await console.api.post(
+            "/api/executions",
+            {
+                "name": f"Batch {n:02d} {tag()}",
+                "task_type": "command",
+                "task_payload": {"command_payload": {"command": "true"}},
+                "device_ids": ["local-1"],
+            },
+        )
+        assert status == 202, started
+    await page.goto(f"{console.base_url}/#/executions?trigger=adhoc")
+    rows = page.locator("tr.run-row")
+    await expect(rows).to_have_count(20)
+    first_page = await rows.first.get_attribute("data-execution-id")
+    await page.get_by_role("button", name="Older →").click()
+    await expect(page).to_have_url(re.compile(r"trigger=adhoc&page=2"))
+    await expect(page.locator(".pager-text")).to_have_text(re.compile(r"^Page 2 of \d+$"))
+    await expect(rows.first).not_to_have_attribute("data-execution-id", first_page or "")
+    await page.get_by_role("button", name="← Newer").click()
+    await expect(rows.first).to_have_attribute("data-execution-id", first_page or "")
