@@ -181,6 +181,11 @@ async def test_the_modal_says_how_a_rollout_goes_and_sends_it_as_delivery(
     await snap(page, "schedule-modal-rollout")
     await modal.get_by_role("button", name="Schedule task").click()
     await expect(page).to_have_url(re.compile(r"#/tasks$"))
+    await page.locator("article.task-card", has_text=name).get_by_role("link", name=name).click()
+    await expect(page.locator(".delivery-words")).to_have_text(
+        "1 device first, then 10 % at a time, at most 50 % running at once,"
+        " stop after 2 failures, wait up to 1 h for offline devices"
+    )
 
     status, tasks = await console.api.get(f"{TASKS}?q={name.split()[-1]}")
     assert status == 200 and tasks["items"], tasks

@@ -5,6 +5,7 @@ import { api } from '../api.js';
 import { debounce, h, keepingFocus, replaceChildren } from '../dom.js';
 import { fleet } from '../fleet.js';
 import { duration, formatInstant, plural } from '../format.js';
+import { deliveryWords } from '../delivery-words.js';
 import { describePayload } from '../kinds/index.js';
 import { taskIdOf } from '../live.js';
 import { describeSchedule } from '../schedule-words.js';
@@ -203,6 +204,7 @@ export function taskDetailView(container, { me, live, navigate, params, query })
             : null,
         ),
         fact('What it runs', payloadWords(task)),
+        fact('Delivery', h('span', { class: 'delivery-words', text: deliveryWords(task.delivery) })),
         fact('Owner', task.user_id),
         fact('Created', instant(task.created_at)),
       ),
