@@ -139,6 +139,12 @@ async def test_the_executions_page_lists_runs_across_tasks_with_filters(
     )
     assert overflow <= 0, f"the executions page is {overflow}px wider than the phone"
     await snap(phone, "executions-phone")
+    await phone.goto(f"{console.base_url}/#/executions/{failed_run['execution_id']}")
+    await expect(phone.get_by_role("button", name="Rerun failed")).to_be_visible()
+    overflow = await phone.evaluate(
+        "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+    assert overflow <= 0, f"a run's page is {overflow}px wider than the phone"
     await context.close()
 
 

@@ -410,12 +410,12 @@ function deviceResult(deviceId, result) {
   if (!result) {
     return h(
       'section',
-      { class: 'device-result', dataset: { device: deviceId, status: 'waiting' } },
+      { class: 'device-result', dataset: { device: deviceId, status: 'pending' } },
       h(
         'header',
         { class: 'device-result-head' },
         h('strong', { text: deviceId }),
-        h('span', { class: 'badge badge-running', text: 'waiting' }),
+        statusBadge('pending'),
       ),
     );
   }
