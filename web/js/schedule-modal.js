@@ -259,7 +259,9 @@ export function deliveryFields(delivery = {}) {
     );
     made.input.after(made.unit);
     made.seconds = () =>
-      made.input.value === '' ? null : Math.round(Number(made.input.value) * Number(made.unit.value));
+      made.input.value === ''
+        ? null
+        : Math.round(Number(made.input.value) * Number(made.unit.value));
     return made;
   };
   const offline = duration(
@@ -267,7 +269,11 @@ export function deliveryFields(delivery = {}) {
     'How long to wait for a device that is offline',
     delivery.offline_wait_seconds,
   );
-  const pause = duration('Wave pause', 'Between one wave and the next', delivery.wave_pause_seconds);
+  const pause = duration(
+    'Wave pause',
+    'Between one wave and the next',
+    delivery.wave_pause_seconds,
+  );
   const sentence = h('p', { class: 'delivery-sentence', 'aria-live': 'polite' });
   const generalError = h('p', { class: 'field-error', hidden: true });
 

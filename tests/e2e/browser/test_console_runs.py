@@ -192,12 +192,24 @@ async def test_the_modal_says_how_a_rollout_goes_and_sends_it_as_delivery(
         "1 device first, then 10 % at a time, at most 50 % running at once,"
         " stop after 2 failures, wait up to 1 h for offline devices"
     )
+    # Edit shows the policy as stored, and an unchanged form sends no change.
+    await page.get_by_role("button", name=f"Edit {name}").click()
+    edit = page.get_by_role("dialog", name=f"Edit “{name}”")
+    await expect(edit.get_by_label("Waves")).to_have_value("1, 10%")
+    await expect(edit.get_by_label("Max concurrency")).to_have_value("50%")
+    await expect(edit.get_by_label("Offline wait", exact=True)).to_have_value("1")
+    await expect(edit.get_by_label("Offline wait unit")).to_have_value("3600")
+    await edit.get_by_label("Waves").fill("")
+    await expect(edit.locator(".delivery-sentence")).to_have_text(
+        "At most 50 % running at once, stop after 2 failures, wait up to 1 h for offline devices."
+    )
+    await edit.get_by_role("button", name="Save changes").click()
+    await expect(edit).to_have_count(0)
 
     status, tasks = await console.api.get(f"{TASKS}?q={name.split()[-1]}")
     assert status == 200 and tasks["items"], tasks
     delivery = tasks["items"][0]["delivery"]
     assert delivery == {
-        "waves": [1, "10%"],
         "max_concurrency": "50%",
         "max_errors": 1,
         "offline_wait_seconds": 3600,

@@ -204,7 +204,10 @@ export function taskDetailView(container, { me, live, navigate, params, query })
             : null,
         ),
         fact('What it runs', payloadWords(task)),
-        fact('Delivery', h('span', { class: 'delivery-words', text: deliveryWords(task.delivery) })),
+        fact(
+          'Delivery',
+          h('span', { class: 'delivery-words', text: deliveryWords(task.delivery) }),
+        ),
         fact('Owner', task.user_id),
         fact('Created', instant(task.created_at)),
       ),
