@@ -13,7 +13,7 @@ from pathlib import Path
 import asyncpg
 
 from projections import PROJECTIONS
-from services.infra.backup import backup
+from services.infra.backup import BackupError, backup
 from services.infra.backup_file import DamagedBackup, check
 from services.infra.db import DATABASE_ERRORS, ensure_database, migrate
 from services.infra.migrations import load_steps
@@ -72,6 +72,8 @@ async def backup_command(database_url: str, out: Path) -> None:
     conn = await asyncpg.connect(database_url)
     try:
         end = await backup(conn, out, REBUILT)
+    except (BackupError, OSError) as exc:
+        raise SystemExit(f"deployx backup: {exc}; no backup was written") from None
     finally:
         await conn.close()
     others = ", ".join(f"{name} {n}" for name, n in end.rows.items() if name != "events")
