@@ -19,11 +19,12 @@ from services.domain.webhooks import (
     retry_delay,
     signature,
 )
+from services.engine.webhook_cooldown import Cooldowns
 from services.infra.clock import Backoff, wait_first
 from services.infra.db import UNAVAILABLE, describe, reconnect_backoff
 from services.infra.listen import Listener
 from services.infra.webhook_claims import Claimed, Outcome, claim, complete
-from services.infra.webhook_queue import WAKE_CHANNEL, headless, promote, quick_commit
+from services.infra.webhook_queue import WAKE_CHANNEL, expire, headless, promote, quick_commit
 
 log = structlog.get_logger("deployx.webhooks")
 # Due retries are found by looking this often; new deliveries wake the sender at once.
@@ -53,6 +54,7 @@ class Sender:
         self._running: set[asyncio.Task[None]] = set()
         self._done: list[Outcome] = []
         self._wake = asyncio.Event()
+        self._cooldowns = Cooldowns(config.first_retry, config.max_retry)
 
     async def run(self, stop: asyncio.Event) -> None:
         listener = Listener(
@@ -71,7 +73,9 @@ class Sender:
                 try:
                     await self._flush()
                     if time.monotonic() >= repair_at:
-                        await promote(self._pool, await headless(self._pool))
+                        grace = self._config.timeout + 60.0
+                        stale = await expire(self._pool, grace)
+                        await promote(self._pool, [*await headless(self._pool), *stale])
                         repair_at = time.monotonic() + REPAIR_EVERY
                     await self._claim()
                     failures.reset()
@@ -116,8 +120,9 @@ class Sender:
         if free <= 0:
             return
         lease = self._config.timeout + 30.0
+        busy = self._busy | dict.fromkeys(self._cooldowns.resting(), self._config.per_webhook)
         async with quick_commit(self._pool) as conn:
-            claimed = await claim(conn, free, self._config.per_webhook, self._busy, lease)
+            claimed = await claim(conn, free, self._config.per_webhook, busy, lease)
         for item in claimed:
             self._busy[item.webhook_id] = self._busy.get(item.webhook_id, 0) + 1
             task = asyncio.create_task(self._deliver(item))
@@ -125,7 +130,7 @@ class Sender:
             task.add_done_callback(self._running.discard)
 
     async def _deliver(self, item: Claimed) -> None:
-        attempted_at, started = datetime.now(UTC), time.perf_counter()
+        attempted_at, started, began = datetime.now(UTC), time.perf_counter(), time.monotonic()
         status: int | None = None
         body = item.body
         error = body if isinstance(body, str) else None
@@ -142,7 +147,10 @@ class Sender:
                 del self._busy[item.webhook_id]
         duration_ms = (time.perf_counter() - started) * 1000
         retry_in = 0.0
-        if error is not None:
+        if error is None:
+            self._cooldowns.succeeded(item.webhook_id)
+        else:
+            self._cooldowns.failed(item.webhook_id, began)
             error = _clean(error)
             retry_in = retry_delay(item.attempt, self._config.first_retry, self._config.max_retry)
             log.warning(

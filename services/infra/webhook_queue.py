@@ -125,3 +125,19 @@ async def headless(db: Db) -> list[Key]:
         """
     )
     return [(row["webhook_id"], row["order_key"]) for row in rows]
+
+
+async def expire(db: Db, grace_seconds: float) -> list[Key]:
+    """Ends as failed what is still pending `grace_seconds` past its retry window: deliveries
+    that waited behind a failing head, or whose subscription rested, past the window."""
+    rows = await db.fetch(
+        """
+        UPDATE webhook_deliveries SET status = 'failed', is_head = false, completed_at = now(),
+            last_error = coalesce(last_error, 'not delivered within its retry window')
+        WHERE status = 'pending' AND give_up_at < now() - make_interval(secs => $1)
+          AND (leased_until IS NULL OR leased_until < now())
+        RETURNING webhook_id::text, order_key
+        """,
+        grace_seconds,
+    )
+    return [(row["webhook_id"], row["order_key"]) for row in rows]

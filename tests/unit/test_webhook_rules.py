@@ -11,6 +11,7 @@ import pytest
 
 from services.domain.errors import ValidationFailed
 from services.domain.webhooks import WebhookInput, check_webhook, retry_delay, signature
+from services.engine.webhook_cooldown import Cooldowns
 
 KNOWN = ("TaskCreated", "ExecutionCompleted")
 
@@ -72,3 +73,20 @@ def test_retries_double_with_jitter_up_to_the_limit_and_span_a_day() -> None:
         attempts += 1
         waited += retry_delay(attempts, 1.0, 3600.0, rng)
     assert 25 < attempts < 60  # about 35 tries in the day a delivery is retried
+
+
+def test_a_failing_subscription_rests_one_round_at_a_time_and_a_success_ends_it() -> None:
+    now = [100.0]
+    cooldowns = Cooldowns(first=1.0, limit=3600.0, clock=lambda: now[0])
+    cooldowns.failed("dead", started=99.9)
+    assert cooldowns.resting() == ["dead"]
+    # The rest of that round (begun before the pause) fails too: the pause stays as it is.
+    for _ in range(7):
+        cooldowns.failed("dead", started=99.95)
+    now[0] = 101.01
+    assert cooldowns.resting() == []
+    cooldowns.failed("dead", started=101.02)  # the next round: a longer pause (1 to 2 s)
+    now[0] = 102.0
+    assert cooldowns.resting() == ["dead"]
+    cooldowns.succeeded("dead")
+    assert cooldowns.resting() == []
