@@ -48,6 +48,7 @@ import msgspec
 import nats
 import nats.aio.msg
 
+from bench import seal_lag
 from bench.create_tasks import percentile
 from bench.fire_burst import (
     CLUSTER_SERVICE_REPLICAS,
@@ -590,6 +591,7 @@ def main() -> None:
     parser.add_argument("--per-task", type=int, default=10, help="devices of each burst task")
     parser.add_argument("--profile", type=Path, help="py-spy profiles of both scenarios into DIR")
     parser.add_argument("--keep", action="store_true", help="keep the data directory and logs")
+    parser.add_argument("--sealer", action="store_true", help="run `deployx sealer` too")
     parser.add_argument(
         "--cluster",
         action="store_true",
@@ -632,9 +634,14 @@ def main() -> None:
                 api_port=free_port(),
                 devices=args.devices,
             )
+            sealing = None
             try:
                 stack.start()
+                if args.sealer:
+                    stack.spawn("sealer", seal_lag.COMMAND)
                 rounds, fired = asyncio.run(run_benchmark(database_url, stack, args))
+                if args.sealer:
+                    sealing = asyncio.run(seal_lag.measure(database_url))
                 stack.check_alive()
             finally:
                 stack.stop()
@@ -642,6 +649,8 @@ def main() -> None:
             rounds, fired, args.devices, stack.agents_summary(), load, setup_line(args.cluster)
         )
         print(text)
+        if sealing is not None:
+            print(sealing.line())
         print("\nall goals met" if met else "\ngoals NOT met")
     finally:
         if args.keep:
