@@ -84,7 +84,7 @@ class Receiver:
 
 async def serve(receiver: Receiver) -> tuple[web.AppRunner, str]:
     app = web.Application()
-    app.router.add_post("/hook", receiver.handle)
+    app.router.add_post("/{name}", receiver.handle)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
     await runner.setup()
     port = free_port()
@@ -101,7 +101,7 @@ async def run(database_url: str, args: argparse.Namespace) -> dict[str, object]:
     if args.bad_endpoints:
         slow = Receiver(0.0, hang=True)
         extra.append(await serve(slow))
-        urls = [extra[0][1], f"http://127.0.0.1:{free_port()}/nobody"]
+        urls = [extra[0][1].replace("/hook", "/hangs"), f"http://127.0.0.1:{free_port()}/nobody"]
     else:
         urls = []
     for target in [url, *urls]:
@@ -133,6 +133,15 @@ async def run(database_url: str, args: argparse.Namespace) -> dict[str, object]:
             "SELECT id::text, extract(epoch FROM recorded_at)::float8 AS at FROM events"
         )
     }
+    # What each subscription cost: the healthy one's tries, and the bad endpoints' (which rest
+    # between failed rounds) until the healthy one was done.
+    tries = {
+        ("healthy" if row["url"] == url else row["url"].rsplit("/", 1)[-1]): row["n"]
+        for row in await pool.fetch(
+            "SELECT w.url, count(*) AS n FROM webhook_attempts a "
+            "JOIN webhooks w ON w.id = a.webhook_id GROUP BY w.url"
+        )
+    }
     for each in (runner, *(r for r, _ in extra)):
         await each.cleanup()
     await pool.close()
@@ -152,6 +161,7 @@ async def run(database_url: str, args: argparse.Namespace) -> dict[str, object]:
         "duplicates": receiver.duplicates,
         "bad_signatures": receiver.bad_signatures,
         "in_order": all(p == sorted(p) for p in by_task.values()),
+        "attempts": tries,
     }
 
 
