@@ -23,7 +23,7 @@ from services.domain.task_spec import TaskInput
 from services.engine.handler import TASKS, handle
 from services.engine.relay import CHECKPOINT, STREAM
 from services.infra.bus import NATS_UNAVAILABLE
-from tests.e2e.leads import measured_lead, never_due
+from tests.e2e.leads import measured_lead, never_due, seconds_until
 from tests.e2e.processes import ServiceProcess, Services, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -190,7 +190,10 @@ async def test_ticker_and_relay_killed_mid_burst_fire_every_task_once(
 
     watched = [projector, ticker, relay]
     await wait_until(
-        lambda: _at_least(due_count(pool), KILL_AFTER), 15.0, f"{KILL_AFTER} TaskDue", watched
+        lambda: _at_least(due_count(pool), KILL_AFTER),
+        15.0 + seconds_until(begin),
+        f"{KILL_AFTER} TaskDue",
+        watched,
     )
     ticker.kill9()
     relay.kill9()

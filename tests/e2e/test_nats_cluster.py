@@ -24,7 +24,7 @@ from services.engine.handler import TASKS, handle
 from services.engine.relay import STREAM
 from services.infra.embedded import free_port
 from services.infra.embedded_cluster import NatsCluster
-from tests.e2e.leads import measured_lead, never_due
+from tests.e2e.leads import measured_lead, never_due, seconds_until
 from tests.e2e.processes import ServiceProcess, Services, wait_until
 from tests.e2e.test_crash_recovery import assert_stream_matches_log, relay_caught_up
 
@@ -258,16 +258,16 @@ async def assert_every_task_ran_once(pool: asyncpg.Pool, targets: dict[str, list
 
 async def schedule_burst(
     pool: asyncpg.Pool, size: int, lead: timedelta, window: timedelta
-) -> dict[str, list[str]]:
+) -> tuple[dict[str, list[str]], datetime]:
     """`size` one-time tasks due evenly over `window`, the first `lead` from now, or later if
-    creating them takes longer here."""
+    creating them takes longer here; and when the first is due."""
     lead = await measured_lead(lambda n: create_tasks(pool, [never_due()] * n), size, lead)
     begin = datetime.now(UTC) + lead
     started = time.monotonic()
     targets = await create_tasks(pool, [begin + i * (window / size) for i in range(size)])
     created_in = time.monotonic() - started
     assert datetime.now(UTC) < begin, f"creating {size} tasks took {created_in:.1f} s"
-    return targets
+    return targets, begin
 
 
 async def last_due(pool: asyncpg.Pool) -> int:
@@ -309,9 +309,12 @@ async def assert_all_agree(
 async def test_losing_the_stream_leader_a_ticker_and_an_executor_mid_burst(
     cluster: NatsCluster, fleet: Fleet, pool: asyncpg.Pool
 ) -> None:
-    targets = await schedule_burst(pool, BURST, BURST_LEAD, BURST_WINDOW)
+    targets, begin = await schedule_burst(pool, BURST, BURST_LEAD, BURST_WINDOW)
     await wait_until(
-        lambda: _at_least(count(pool, "TaskDue"), KILL_AFTER), 30.0, "the burst", fleet.watched
+        lambda: _at_least(count(pool, "TaskDue"), KILL_AFTER),
+        30.0 + seconds_until(begin),
+        "the burst",
+        fleet.watched,
     )
     leader = await cluster.stream_leader(STREAM)
     cluster.kill(leader)
@@ -359,10 +362,10 @@ async def test_losing_the_stream_leader_a_ticker_and_an_executor_mid_burst(
 async def test_every_service_rides_out_a_full_nats_restart(
     cluster: NatsCluster, fleet: Fleet, pool: asyncpg.Pool
 ) -> None:
-    targets = await schedule_burst(pool, RESTART_BURST, BURST_LEAD, RESTART_WINDOW)
+    targets, begin = await schedule_burst(pool, RESTART_BURST, BURST_LEAD, RESTART_WINDOW)
     await wait_until(
         lambda: _at_least(count(pool, "TaskDue"), RESTART_BURST // 4),
-        30.0,
+        30.0 + seconds_until(begin),
         "the burst",
         fleet.watched,
     )

@@ -27,7 +27,7 @@ from services.infra.db import ensure_database, migrate
 from services.infra.embedded import free_port
 from services.infra.embedded_postgres import EmbeddedPostgres
 from tests.conftest import with_database
-from tests.e2e.leads import measured_lead, never_due
+from tests.e2e.leads import measured_lead, never_due, seconds_until
 from tests.e2e.processes import ServiceProcess, Services, wait_until
 from tests.e2e.test_crash_recovery import assert_stream_matches_log, relay_caught_up
 from tests.stack import Client
@@ -253,7 +253,7 @@ async def test_postgres_restart_mid_run_loses_nothing_and_fires_nothing_twice(
                 count(pool, "SELECT count(*) FROM events WHERE type = 'ExecutionCompleted'"),
                 COMPLETED_BEFORE_OUTAGE,
             ),
-            15,
+            15 + seconds_until(begin),
             f"{COMPLETED_BEFORE_OUTAGE} executions to complete",
             services.all,
         )
