@@ -26,8 +26,10 @@ from services.domain.execution import (
     abandon,
     decide,
     evolve,
+    evolve_all,
     fold,
     record_report,
+    record_reports,
     request_cancel,
     run_deadline,
 )
@@ -253,3 +255,43 @@ def test_a_policy_out_of_range_names_its_field(delivery: Delivery, field: str) -
     with pytest.raises(ValidationFailed) as refused:
         checked(delivery)
     assert refused.value.field == field
+
+
+def test_a_batch_of_events_folds_to_the_state_one_at_a_time_gives() -> None:
+    state = started(DEVICES, Delivery(waves=[2, "50%"], offline_wait_seconds=60))
+    history: list[Event] = [
+        DeviceJobDispatched(
+            execution_id=RUN,
+            task_id="task-1",
+            device_ids=["d00", "d01", "d00"],
+            dispatched_at=at(1),
+        ),
+        DevicesWaiting(execution_id=RUN, task_id="task-1", device_ids=["d01", "d02"], since=at(2)),
+        *record_report(state, "d05", at(3), "success"),  # never dispatched: nothing
+        DeviceResultRecorded(
+            execution_id=RUN, task_id="task-1", device_id="d00", status="success", recorded_at=at(3)
+        ),
+        request_cancel(state, at(4)),
+    ]
+    one_by_one = apply(state, history)
+    assert evolve_all(state, history) == one_by_one
+    assert evolve_all(state, []) == state
+    assert one_by_one.devices["d00"].status == "success"
+    assert one_by_one.devices["d01"].status == "waiting"
+    assert one_by_one.cancel is not None and one_by_one.version == state.version + len(history)
+
+
+def test_a_batch_of_reports_records_each_device_once() -> None:
+    state = apply(started(DEVICES[:3]), decide(started(DEVICES[:3]), at(0), ALL_ONLINE))
+    events = record_reports(
+        state,
+        at(1),
+        [
+            ("d00", "success", {"exit_code": 0}),
+            ("d00", "failed", {"exit_code": 1}),  # a repeat: the first word counts
+            ("d01", "failed", {"error": "boom"}),
+            ("d09", "success", {}),  # not a target
+        ],
+    )
+    assert results(events) == {"d00": "success", "d01": "failed"}
+    assert len(events) == 2
