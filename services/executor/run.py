@@ -28,8 +28,9 @@ from services.domain.execution import (
     Presence,
     decide,
     evolve,
+    evolve_all,
     fold,
-    record_report,
+    record_reports,
     run_deadline,
 )
 from services.executor.results import ResultRouter
@@ -42,11 +43,17 @@ from services.infra.store import ConcurrencyError, append, read_stream
 log = structlog.get_logger("deployx.executor")
 _encode = msgspec.json.Encoder().encode
 
-# Results are written in batches: at most this long after one arrives, or this many at once.
+# Results are written in batches: at most this long after one arrives, or this many at once,
+# or as soon as every device with a job out has answered (a wave's last result starts the next
+# wave at once).
 FLUSH_INTERVAL = 0.05
 FLUSH_SIZE = 1000
-# Presence is read at most this often (and at once when a decision needs it first).
+# Presence is read at most this often (and at once when a decision needs it first). A reading
+# older than that is renewed beside the run: its steps go on with the last one meanwhile (a
+# query over thousands of devices is then not in the way of every wave), unless it is older
+# than PRESENCE_STALE; the run looks again as soon as a renewed reading changes who is online.
 PRESENCE_EVERY = 1.0
+PRESENCE_STALE = 3.0
 # Jobs and reports travel on core NATS, at most once: one lost is sent again after 2 s, then
 # ever less often, up to every 30 s, until the device reports. The agent runs a job id once
 # and answers a repeat from its journal.
@@ -76,11 +83,17 @@ class ExecutionRun:
         self._spec: RunSpec | None = None
         self._reports: list[tuple[str, JobReport]] = []
         self._arrived = asyncio.Event()
+        # The batch in _reports is complete: FLUSH_SIZE reports, or a result from every device
+        # the last step left running (_outstanding); _finished counts the results in it.
+        self._gathered = asyncio.Event()
+        self._finished = 0
+        self._outstanding = 0
         self._first_sent: dict[str, datetime] = {}
         self._accepted: set[str] = set()
         self._jobs: dict[str, bytes] = {}
         self._presence = Presence(online=frozenset())
         self._presence_at: datetime | None = None
+        self._presence_reading: asyncio.Task[tuple[Presence, datetime]] | None = None
         self._cancels_sent = False
         self._reload = False
         self._resend_delay = Backoff(first=RESEND_FIRST, limit=RESEND_LIMIT)
@@ -98,6 +111,7 @@ class ExecutionRun:
                 if state.completed is None:
                     await self._wait(state)
         finally:
+            self._drop_presence_reading()
             self._router.unwatch(self._id)
             for device in self._jobs:
                 self._router.forget(job_id(self._id, device))
@@ -202,54 +216,84 @@ class ExecutionRun:
 
     async def _step(self, state: ExecutionState) -> ExecutionState:
         """Records what came in, decides what to do now, writes it, sends the jobs."""
+        # What arrives from here on wakes the next wait: it is not in this step.
+        self._arrived.clear()
         if self._reload:
             self._reload = False
             state = await self._load()
         now = self._clock.now()
         reports, self._reports = self._reports, []
+        self._finished = 0
+        self._gathered.clear()
         version = state.version
-        events: list[Event] = []
-        for device, report in reports:
-            if report.state == "accepted":
-                self._accepted.add(device)
-                continue
-            self._accepted.add(device)
-            for event in record_report(
-                state,
-                device,
-                now,
-                report.status or "failed",
-                exit_code=report.exit_code,
-                stdout=report.stdout,
-                stderr=report.stderr,
-                error=report.error,
-            ):
-                events.append(event)
-                state = evolve(state, event)
+        self._accepted.update(device for device, _ in reports)
+        events = record_reports(
+            state,
+            now,
+            (
+                (
+                    device,
+                    report.status or "failed",
+                    {
+                        "exit_code": report.exit_code,
+                        "stdout": report.stdout,
+                        "stderr": report.stderr,
+                        "error": report.error,
+                    },
+                )
+                for device, report in reports
+                if report.state == "finished"
+            ),
+        )
+        state = evolve_all(state, events)
         decided = decide(state, now, await self._presence_now(state, now), self._unanswered(now))
-        for event in decided:
-            events.append(event)
-            state = evolve(state, event)
+        events += decided
+        state = evolve_all(state, decided)
         if events:
             try:
                 await self._append(events, version)
             except ConcurrencyError:
                 # A cancel, or another replica: take the log's word and decide again.
                 self._reports = reports + self._reports
+                self._finished += sum(1 for _, report in reports if report.state == "finished")
                 return await self._load()
+        self._outstanding = len(state.with_status("running"))
         await self._send(state, decided, now)
         return state
 
     async def _presence_now(self, state: ExecutionState, now: datetime) -> Presence:
-        fresh = self._presence_at is not None and now - self._presence_at < timedelta(
-            seconds=PRESENCE_EVERY
-        )
-        if not fresh:
+        reading = self._presence_reading
+        if reading is not None and reading.done():
+            self._presence_reading = None
+            self._presence, self._presence_at = reading.result()  # or what the query raised
+        age = None if self._presence_at is None else now - self._presence_at
+        if age is not None and age < timedelta(seconds=PRESENCE_EVERY):
+            return self._presence
+        if self._presence_reading is None:
             asked = [d for d in state.targets if state.devices[d].status not in FINAL]
-            heard = await presence(self._db, asked, now)
-            self._presence = Presence(online=frozenset(heard.online), last_seen=heard.last_seen)
-            self._presence_at = now
+            self._presence_reading = asyncio.create_task(self._read_presence(self._db, asked, now))
+        if age is None or age >= timedelta(seconds=PRESENCE_STALE):
+            reading, self._presence_reading = self._presence_reading, None
+            self._presence, self._presence_at = await reading
         return self._presence
+
+    async def _read_presence(
+        self, db: Db, asked: list[str], now: datetime
+    ) -> tuple[Presence, datetime]:
+        heard = await presence(db, asked, now)
+        if heard.online != self._presence.online:
+            self._arrived.set()  # someone came or went: decide again with it
+        return heard, now
+
+    def _drop_presence_reading(self) -> None:
+        reading, self._presence_reading = self._presence_reading, None
+        if reading is None:
+            return
+        if reading.done():
+            if not reading.cancelled():
+                reading.exception()  # retrieved: the run is over, whatever it says
+        else:
+            reading.cancel()
 
     def _unanswered(self, now: datetime) -> set[str]:
         return {
@@ -281,11 +325,10 @@ class ExecutionRun:
     async def _wait(self, state: ExecutionState) -> None:
         """Until a report arrives (then a moment more, to gather a batch), a resend is due, or
         a second has passed: timers and presence are looked at again then."""
-        self._arrived.clear()
         until_resend = (self._resend_at - self._clock.now()).total_seconds()
         await wait_first(self._arrived, timeout=max(0.0, min(until_resend, PRESENCE_EVERY)))
-        if self._reports and len(self._reports) < FLUSH_SIZE:
-            await asyncio.sleep(FLUSH_INTERVAL)
+        if self._reports and not self._gathered.is_set():
+            await wait_first(self._gathered, timeout=FLUSH_INTERVAL)
         now = self._clock.now()
         if now >= self._resend_at:
             await self._resend(state)
@@ -293,10 +336,13 @@ class ExecutionRun:
 
     def _on_report(self, device_id: str, report: JobReport) -> None:
         self._reports.append((device_id, report))
-        if report.state == "finished" and (
-            len(self._reports) == 1 or len(self._reports) >= FLUSH_SIZE
-        ):
+        if report.state == "finished":
+            # A result to record (an "accepted" alone changes nothing in the log): the wait
+            # ends, and gathers whatever else arrives in the next FLUSH_INTERVAL.
+            self._finished += 1
             self._arrived.set()
+        if len(self._reports) >= FLUSH_SIZE or self._finished >= self._outstanding:
+            self._gathered.set()
 
     async def _resend(self, state: ExecutionState) -> None:
         """The job again to every device still working on it without a result."""
