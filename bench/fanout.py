@@ -8,7 +8,10 @@ runs `deployx projector`, `relay`, `ticker`, `executor --type command` and `api`
 turns heartbeats into device_presence rows) as five processes. A sixth process plays --devices
 agents on one NATS connection: heartbeats for every device, spread over the agents' 5 s interval,
 and a wildcard subscription on deployx.agents.*.jobs that answers each job with an "accepted"
-and then a "finished" success JobReport on deployx.agents.<id>.results.
+and then a "finished" success JobReport on deployx.agents.<id>.results. A job whose command is
+`sleep N` finishes N seconds later, any other at once; a CancelJob of a job still running ends
+it "canceled" at once, as the real agent does once its process group is gone
+(bench/sim_agents.py).
 
 1. Fan-out: one task naming every device, run with POST /api/schedule/tasks/{id}/execute,
    --rounds times; each round times TaskDue's recorded_at to ExecutionCompleted's (both from the
@@ -28,25 +31,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import collections
+import contextlib
 import json
 import os
 import shutil
-import signal
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import asyncpg
-import msgspec
-import nats
-import nats.aio.msg
 
 from bench import seal_lag
 from bench.create_tasks import percentile
@@ -62,20 +62,11 @@ from bench.fire_burst import (
     wait_settled,
     whole_second_after,
 )
+from bench.sim_agents import DEVICE_PREFIX, HEARTBEAT_SECONDS, device_ids
 from events.task import TaskCreated
-from services.agent.protocol import (
-    Heartbeat,
-    Job,
-    JobReport,
-    device_of,
-    heartbeat_subject,
-    results_subject,
-)
 from services.domain import task
 from services.domain.task_spec import TaskInput
 from services.infra.auth import create_token
-from services.infra.bus import servers
-from services.infra.clock import wait_first
 from services.infra.db import create_pool, ensure_database, migrate
 from services.infra.embedded import free_port
 from services.infra.embedded_postgres import EmbeddedPostgres
@@ -84,78 +75,9 @@ from services.infra.store import StreamAppend, append_many, new_event_id
 TASKS = "/api/schedule/tasks"
 METADATA = {"user": "bench", "service": "fanout"}
 CREATE_CHUNK = 1000
-HEARTBEAT_SECONDS = 5.0  # the real agent's default
-HEARTBEAT_SLICES = 20  # heartbeats go out in this many slices per interval, as agents spread
-DEVICE_PREFIX = "sim-"
 COMMAND = {"command_payload": {"command": "true", "timeout_seconds": 60}}
 FANOUT_GOAL = 3.0  # seconds, TaskDue -> ExecutionCompleted of the single fan-out task
 BURST_GOAL = 10.0  # seconds, due -> ExecutionCompleted of every execution of the burst
-_encode = msgspec.json.Encoder().encode
-_job = msgspec.json.Decoder(Job)
-
-
-def device_ids(count: int) -> list[str]:
-    return [f"{DEVICE_PREFIX}{index:06d}" for index in range(count)]
-
-
-# --- the simulated agents (their own process) --------------------------------------------------
-
-
-async def play_agents(nats_url: str, devices: int, summary: Path) -> None:
-    """Plays `devices` agents on one connection until SIGTERM; writes what it saw to summary."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    client = await nats.connect(servers(nats_url), name="fanout-agents", max_reconnect_attempts=-1)
-    ids = device_ids(devices)
-    started_at = datetime.now(UTC)
-    counts: collections.Counter[str] = collections.Counter()
-    job_ids: set[str] = set()
-
-    async def on_job(msg: nats.aio.msg.Msg) -> None:
-        try:
-            job = _job.decode(msg.data)
-        except msgspec.DecodeError:
-            counts["undecodable"] += 1
-            return
-        counts["jobs"] += 1
-        if job.job_id in job_ids:
-            counts["repeated"] += 1
-        job_ids.add(job.job_id)
-        subject = results_subject(device_of(msg.subject))
-        await client.publish(subject, _encode(JobReport(job_id=job.job_id, state="accepted")))
-        finished = JobReport(
-            job_id=job.job_id, state="finished", status="success", exit_code=0, stdout="ok\n"
-        )
-        await client.publish(subject, _encode(finished))
-        counts["reports"] += 2
-
-    subscription = await client.subscribe("deployx.agents.*.jobs", cb=on_job)
-    per_slice = -(-len(ids) // HEARTBEAT_SLICES)
-    try:
-        while not stop.is_set():
-            for start in range(0, len(ids), per_slice):
-                sent_at = datetime.now(UTC)
-                for device in ids[start : start + per_slice]:
-                    beat = Heartbeat(
-                        device_id=device,
-                        hostname=device,
-                        os="linux",
-                        agent_version="bench",
-                        started_at=started_at,
-                        sent_at=sent_at,
-                        interval_seconds=HEARTBEAT_SECONDS,
-                    )
-                    await client.publish(heartbeat_subject(device), _encode(beat))
-                counts["heartbeats"] += len(ids[start : start + per_slice])
-                await wait_first(stop, timeout=HEARTBEAT_SECONDS / HEARTBEAT_SLICES)
-                if stop.is_set():
-                    break
-    finally:
-        await subscription.unsubscribe()
-        await client.drain()
-        await asyncio.to_thread(summary.write_text, json.dumps(dict(counts)))
 
 
 # --- the processes -----------------------------------------------------------------------------
@@ -168,6 +90,8 @@ class Stack(Services):
 
     api_port: int = 0
     devices: int = 0
+    announced_interval: float = HEARTBEAT_SECONDS
+    agents: dict[str, Any] = field(default_factory=dict)
     commands: dict[str, list[str]] = field(default_factory=dict)
 
     def start(self) -> None:
@@ -185,8 +109,9 @@ class Stack(Services):
         } | {
             "api": [deployx, "api", "--port", str(self.api_port)],
             "agents": [
-                *(sys.executable, "-m", "bench.fanout", "--play-agents"),
+                *(sys.executable, "-m", "bench.sim_agents"),
                 *("--devices", str(self.devices), "--summary", str(self.summary_path)),
+                *("--announced-interval", str(self.announced_interval)),
             ],
         }
         for name, command in self.commands.items():
@@ -202,12 +127,16 @@ class Stack(Services):
     def summary_path(self) -> Path:
         return self.log_dir / "agents.json"
 
-    def agents_summary(self) -> dict[str, int]:
+    def stop(self) -> None:
+        super().stop()
         try:
-            counts: dict[str, int] = json.loads(self.summary_path.read_text())
+            self.agents = json.loads(self.summary_path.read_text())
         except (OSError, ValueError):
-            return {}
-        return counts
+            self.agents = {}
+
+    def agents_summary(self) -> dict[str, Any]:
+        """What the simulated agents saw (bench/sim_agents.py), read when they stopped."""
+        return self.agents
 
 
 def machine_busy_seconds() -> float:
@@ -263,6 +192,51 @@ async def wait_online(pool: asyncpg.Pool, stack: Stack, devices: int) -> None:
         return bool(fresh == devices and registered >= devices)
 
     await wait_for(f"{devices:,} devices online and registered", online, stack, 600.0, 1.0)
+
+
+async def wait_presence_steady(
+    pool: asyncpg.Pool, stack: Stack, quiet: float = 5.0, timeout: float = 300.0
+) -> float:
+    """Until every simulated device is online in the devices table and heartbeating, and the
+    registry appended no device event for `quiet` seconds; returns the seconds it waited.
+
+    Under load the registry may fall behind (one append per device that goes offline or comes
+    back), and a run started meanwhile finds devices offline: that measures the registry."""
+    started = time.perf_counter()
+
+    async def steady() -> bool:
+        row = await pool.fetchrow(
+            """
+            SELECT
+                (SELECT count(*) FROM devices WHERE starts_with(id, $1) AND online) AS online,
+                (SELECT count(*) FROM device_presence WHERE starts_with(device_id, $1)
+                    AND last_seen > now() - make_interval(secs => $2)) AS fresh,
+                (SELECT coalesce(extract(epoch FROM now() - max(recorded_at)), 1e9)
+                    FROM events WHERE stream_id LIKE 'device-%') AS quiet
+            """,
+            DEVICE_PREFIX,
+            2 * HEARTBEAT_SECONDS,
+        )
+        assert row is not None
+        return bool(
+            row["online"] == stack.devices
+            and row["fresh"] == stack.devices
+            and row["quiet"] >= quiet
+        )
+
+    try:
+        await wait_for("every device steadily online", steady, stack, timeout, 0.5)
+    except TimeoutError:
+        flaps = await pool.fetchval(
+            "SELECT count(*) FROM events WHERE type = 'DeviceWentOffline' "
+            "AND recorded_at > now() - interval '1 minute'"
+        )
+        raise TimeoutError(
+            f"devices not steadily online after {timeout:.0f} s: {flaps:,} DeviceWentOffline "
+            "in the last minute (the registry falls behind; try --announced-interval 60, "
+            "bench/README.md)"
+        ) from None
+    return time.perf_counter() - started
 
 
 async def log_end(pool: asyncpg.Pool) -> int:
@@ -434,9 +408,20 @@ async def burst(
     return BurstResult(tasks, per_task, due, runs, cpu)
 
 
-async def run_benchmark(
-    database_url: str, stack: Stack, args: argparse.Namespace
-) -> tuple[list[FanoutRound], BurstResult | None]:
+@dataclass(frozen=True)
+class Bench:
+    """What a scenario talks to: the log (a small pool), the API (an admin session), the stack."""
+
+    pool: asyncpg.Pool
+    session: aiohttp.ClientSession
+    base: str
+    stack: Stack
+
+
+@contextlib.asynccontextmanager
+async def bench_ready(database_url: str, stack: Stack) -> AsyncIterator[Bench]:
+    """Once the API answers, every simulated device is online and registered, and one small
+    execution went through every service (a warm-up)."""
     pool = await create_pool(database_url, max_size=4)
     base = f"http://127.0.0.1:{stack.api_port}"
     try:
@@ -445,29 +430,36 @@ async def run_benchmark(
         async with aiohttp.ClientSession(headers=headers) as session:
             await wait_api(session, base, stack)
             setup = time.perf_counter()
-            await wait_online(pool, stack, args.devices)
+            await wait_online(pool, stack, stack.devices)
             await wait_settled(pool, stack)
             print(
-                f"{args.devices:,} simulated devices online and registered in "
+                f"{stack.devices:,} simulated devices online and registered in "
                 f"{time.perf_counter() - setup:.1f} s",
                 file=sys.stderr,
             )
-            devices = device_ids(args.devices)
-            # Warm-up: one small execution through every service.
-            warm = await create_task(session, base, devices[:10])
+            warm = await create_task(session, base, device_ids(stack.devices)[:10])
             await fanout_round(pool, session, base, stack, warm)
-            rounds: list[FanoutRound] = []
-            fired: BurstResult | None = None
-            with stack.profiled(args.profile):
-                if args.rounds:
-                    everyone = await create_task(session, base, devices)
-                    for _ in range(args.rounds):
-                        rounds.append(await fanout_round(pool, session, base, stack, everyone))
-                        print(f"fan-out round: {rounds[-1].run.total:.3f} s", file=sys.stderr)
-                if args.tasks:
-                    fired = await burst(pool, stack, devices, args.tasks, args.per_task)
+            yield Bench(pool, session, base, stack)
     finally:
         await pool.close()
+
+
+async def run_benchmark(
+    database_url: str, stack: Stack, args: argparse.Namespace
+) -> tuple[list[FanoutRound], BurstResult | None]:
+    async with bench_ready(database_url, stack) as bench:
+        pool, session, base = bench.pool, bench.session, bench.base
+        devices = device_ids(args.devices)
+        rounds: list[FanoutRound] = []
+        fired: BurstResult | None = None
+        with stack.profiled(args.profile):
+            if args.rounds:
+                everyone = await create_task(session, base, devices)
+                for _ in range(args.rounds):
+                    rounds.append(await fanout_round(pool, session, base, stack, everyone))
+                    print(f"fan-out round: {rounds[-1].run.total:.3f} s", file=sys.stderr)
+            if args.tasks:
+                fired = await burst(pool, stack, devices, args.tasks, args.per_task)
     return rounds, fired
 
 
@@ -515,7 +507,7 @@ def report(
     rounds: list[FanoutRound],
     fired: BurstResult | None,
     devices: int,
-    agents: dict[str, int],
+    agents: dict[str, Any],
     load: float,
     setup: str = "",
 ) -> tuple[str, bool]:
@@ -590,24 +582,49 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=1000, help="burst tasks (0: no burst)")
     parser.add_argument("--per-task", type=int, default=10, help="devices of each burst task")
     parser.add_argument("--profile", type=Path, help="py-spy profiles of both scenarios into DIR")
+    add_stack_arguments(parser)
+    args = parser.parse_args()
+    if not 1 <= args.per_task <= args.devices:
+        parser.error("--per-task must be between 1 and --devices")
+    load = os.getloadavg()[0]
+    sealing = None
+    with stack_running("fanout", args) as (database_url, stack):
+        rounds, fired = asyncio.run(run_benchmark(database_url, stack, args))
+        if args.sealer:
+            sealing = asyncio.run(seal_lag.measure(database_url))
+    text, met = report(
+        rounds, fired, args.devices, stack.agents_summary(), load, setup_line(args.cluster)
+    )
+    print(text)
+    if sealing is not None:
+        print(sealing.line())
+    print("\nall goals met" if met else "\ngoals NOT met")
+
+
+def add_stack_arguments(parser: argparse.ArgumentParser) -> None:
+    """--keep, --announced-interval, --sealer and --cluster, which stack_running reads."""
     parser.add_argument("--keep", action="store_true", help="keep the data directory and logs")
+    parser.add_argument(
+        "--announced-interval",
+        type=float,
+        default=HEARTBEAT_SECONDS,
+        help="heartbeat interval the simulated devices announce; they beat every 5 s whatever "
+        "it is (a device is offline after 3 announced intervals without one)",
+    )
     parser.add_argument("--sealer", action="store_true", help="run `deployx sealer` too")
     parser.add_argument(
         "--cluster",
         action="store_true",
         help="3-node NATS cluster, 2 processes of each service but the API",
     )
-    parser.add_argument("--play-agents", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--summary", type=Path, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if not 1 <= args.per_task <= args.devices:
-        parser.error("--per-task must be between 1 and --devices")
-    if args.play_agents:
-        assert args.summary is not None
-        asyncio.run(play_agents(os.environ["DEPLOYX_NATS_URL"], args.devices, args.summary))
-        return
-    load = os.getloadavg()[0]
-    tmp = Path(tempfile.mkdtemp(prefix="deployx-fanout-"))
+
+
+@contextlib.contextmanager
+def stack_running(name: str, args: argparse.Namespace) -> Iterator[tuple[str, Stack]]:
+    """Embedded PostgreSQL (fsync on) and NATS in a temporary directory, the schema, the
+    services and args.devices simulated agents; yields the database's URL and the stack, and
+    stops it all at the end (the directory goes too, unless args.keep)."""
+    tmp = Path(tempfile.mkdtemp(prefix=f"deployx-{name}-"))
     try:
         with (
             EmbeddedPostgres(tmp / "postgres", fsync=True) as postgres,
@@ -633,25 +650,16 @@ def main() -> None:
                 replicas=CLUSTER_SERVICE_REPLICAS if args.cluster else 1,
                 api_port=free_port(),
                 devices=args.devices,
+                announced_interval=args.announced_interval,
             )
-            sealing = None
             try:
                 stack.start()
-                if args.sealer:
+                if getattr(args, "sealer", False):
                     stack.spawn("sealer", seal_lag.COMMAND)
-                rounds, fired = asyncio.run(run_benchmark(database_url, stack, args))
-                if args.sealer:
-                    sealing = asyncio.run(seal_lag.measure(database_url))
+                yield database_url, stack
                 stack.check_alive()
             finally:
                 stack.stop()
-        text, met = report(
-            rounds, fired, args.devices, stack.agents_summary(), load, setup_line(args.cluster)
-        )
-        print(text)
-        if sealing is not None:
-            print(sealing.line())
-        print("\nall goals met" if met else "\ngoals NOT met")
     finally:
         if args.keep:
             print(f"\ndata directory and logs kept in {tmp}")
