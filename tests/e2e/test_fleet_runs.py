@@ -4,6 +4,7 @@ a device that falls silent mid-job."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ import pytest
 
 from tests.e2e.fleet import TASKS, Fleet
 from tests.e2e.processes import wait_until
-from tests.stack import Client
+from tests.stack import Client, Stack
 
 pytestmark = pytest.mark.e2e
 
@@ -159,6 +160,60 @@ async def test_cancel_ends_the_whole_process_tree_and_the_run(fleet: Fleet, tmp_
         assert not _alive(pid), f"process {pid} is still there"
     status, again = await fleet.api.post(f"/api/executions/{execution_id}/cancel")
     assert status == 409, again
+
+
+async def test_a_cancel_recorded_while_no_executor_runs_takes_effect_when_it_is_back(
+    fleet: Fleet, stack: Stack, tmp_path: Path
+) -> None:
+    # A TaskDue (here an ExecutionRequested) its executor died holding comes back after the
+    # consumer's ack wait: 3 s here rather than a minute.
+    fleet.services.env["DEPLOYX_EXECUTOR_ACK_WAIT"] = "3"
+    executor = fleet.executor()
+    devices = ["dev-a", "dev-b"]
+    for device in devices:
+        fleet.agent(device)
+    await fleet.wait_online(devices)
+    pids, started = tmp_path / "pids", tmp_path / "started"
+    started.mkdir()
+    # One device at a time: dev-b's turn comes only once dev-a's job ends, which it never does.
+    command = (
+        f'touch {started}/"$DEPLOYX_DEVICE_ID"; '
+        f"sleep 300 & echo $! >> {pids}; echo $$ >> {pids}; wait"
+    )
+    execution_id = await start(fleet.api, adhoc(command, devices, waves=[1]))
+
+    async def dev_a_runs() -> bool:
+        _, run = await fleet.api.get(f"/api/executions/{execution_id}")
+        ready = pids.exists() and len(pids.read_text().split()) == 2
+        return ready and statuses(run) == {"dev-a": "running", "dev-b": "pending"}
+
+    await wait_until(dev_a_runs, 20, "dev-a to run the job", fleet.watched)
+    executor.kill9()  # no executor runs now
+
+    status, canceling = await fleet.api.post(
+        f"/api/executions/{execution_id}/cancel", {"reason": "wrong command"}
+    )
+    assert status == 202, canceling
+    _, run = await fleet.api.get(f"/api/executions/{execution_id}")
+    assert (run["status"], bool(run["cancel_requested_at"])) == ("running", True), run
+    job = [int(p) for p in pids.read_text().split()]
+    assert all(_alive(pid) for pid in job), "the job ended with no executor to cancel it"
+
+    executor.start()
+    run = await finished(fleet, execution_id, timeout=40)
+
+    assert (run["status"], run["error_message"]) == ("canceled", "canceled: wrong command"), run
+    assert statuses(run) == {"dev-a": "canceled", "dev-b": "canceled"}
+    assert run["result"]["execution_details"]["dev-b"]["error"] == "canceled before it started"
+    assert sorted(p.name for p in started.iterdir()) == ["dev-a"], "dev-b started after all"
+    dispatched = await stack.pool.fetch(
+        "SELECT data -> 'device_ids' AS devices FROM events "
+        "WHERE stream_id = $1 AND type = 'DeviceJobDispatched'",
+        execution_id,
+    )
+    assert [json.loads(row["devices"]) for row in dispatched] == [["dev-a"]]
+    for pid in job:
+        assert not _alive(pid), f"process {pid} of the canceled job is still there"
 
 
 async def test_rerun_of_the_failed_devices_links_both_runs(fleet: Fleet) -> None:
