@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+from pathlib import Path
 
 from playwright.async_api import Browser, Page, expect
 
-from tests.e2e.browser.conftest import TASKS, Console, create_task, new_context, snap, tag
+from tests.e2e.browser.conftest import (
+    DEVICES,
+    TASKS,
+    Console,
+    create_task,
+    new_context,
+    snap,
+    tag,
+)
+from tests.e2e.processes import wait_until
 
 
 async def test_a_run_shows_each_device_live_cancels_and_reruns_the_failed(
@@ -238,3 +250,71 @@ async def test_the_executions_page_goes_page_by_page(page: Page, console: Consol
     await expect(rows.first).not_to_have_attribute("data-execution-id", first_page or "")
     await page.get_by_role("button", name="← Newer").click()
     await expect(rows.first).to_have_attribute("data-execution-id", first_page or "")
+
+
+def agent_pid(console: Console, device: str) -> int:
+    """The pid of this console's demo agent for device (a child of its `deployx up`)."""
+    wanted = ["--device-id", device, "--state-dir", str(console.data_dir / "agents" / device)]
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().decode().split("\0")
+        except OSError:
+            continue  # it ended meanwhile
+        if any(argv[i : i + len(wanted)] == wanted for i in range(len(argv))):
+            return int(entry.name)
+    raise AssertionError(f"no agent process for {device}")
+
+
+async def device_online(console: Console, device: str) -> bool:
+    status, devices = await console.api.get("/api/devices")
+    assert status == 200, devices
+    return any(d["id"] == device and d["online"] for d in devices["items"])
+
+
+async def test_an_offline_device_waits_in_the_run_and_runs_when_it_is_back(
+    page: Page, console: Console
+) -> None:
+    # local-2's agent stops (SIGSTOP: a laptop that sleeps) until it counts as offline.
+    pid = agent_pid(console, "local-2")
+    os.kill(pid, signal.SIGSTOP)
+    try:
+
+        async def offline() -> bool:
+            return not await device_online(console, "local-2")
+
+        # Three missed heartbeats of 5 s.
+        await wait_until(offline, 40, "local-2 to be offline", [console.process])
+        status, started = await console.api.post(
+            "/api/executions",
+            {
+                "name": f"Patch laptops {tag()}",
+                "task_type": "command",
+                "task_payload": {"command_payload": {"command": "echo patched"}},
+                "device_ids": DEVICES,
+                "delivery": {"offline_wait_seconds": 3600},
+            },
+        )
+        assert status == 202, started
+        await page.goto(f"{console.base_url}/#/executions/{started['execution_id']}")
+        local_1 = page.locator('.device-result[data-device="local-1"]')
+        local_2 = page.locator('.device-result[data-device="local-2"]')
+        await expect(local_1).to_have_attribute("data-status", "success")
+        await expect(local_2).to_have_attribute("data-status", "waiting")
+        await expect(page.locator(".delivery-words")).to_contain_text(
+            "wait up to 1 h for offline devices"
+        )
+        await expect(page.locator(".detail-title .badge").first).to_have_text("running")
+        await snap(page, "run-view-waiting")
+    finally:
+        os.kill(pid, signal.SIGCONT)  # the laptop opens: its next heartbeat brings the job
+
+    await expect(local_2).to_have_attribute("data-status", "success")
+    await expect(local_2).to_contain_text("patched")
+    await expect(page.locator(".detail-title .badge").first).to_have_text("success")
+    status, run = await console.api.get(f"/api/executions/{started['execution_id']}")
+    assert run["result"]["execution_details"]["local-2"]["stdout"] == "patched\n", run
+    await wait_until(
+        lambda: device_online(console, "local-2"), 20, "local-2 online", [console.process]
+    )
