@@ -52,7 +52,7 @@ def decode_body(body: bytes, shape: type[T]) -> T:
         # JSON can only carry U+0000 escaped; PostgreSQL's text and jsonb cannot store it.
         field = _nul_at(msgspec.json.decode(body)) if b"\\u0000" in body else None
     except msgspec.ValidationError as exc:
-        raise from_msgspec_error(exc) from None
+        raise from_msgspec_error(exc, shape=shape) from None
     except msgspec.DecodeError as exc:
         raise ApiError(
             400, "malformed_body", f"the request body is not valid JSON: {exc}"

@@ -12,6 +12,7 @@ from events.execution import Delivery
 from services.agent.protocol import DEVICE_ID_PATTERN
 from services.domain.delivery import checked
 from services.domain.errors import ValidationFailed
+from services.domain.field_reasons import choices_at, human_reason
 from services.domain.kinds import TaskType, kind_of
 from services.domain.recurrence import RecurrenceType
 
@@ -91,7 +92,7 @@ def canonical_payload(task_type: str, payload: dict[str, Any]) -> dict[str, Any]
     try:
         parsed = kind.parse(payload[key])
     except msgspec.ValidationError as exc:
-        raise from_msgspec_error(exc, prefix=f"task_payload.{key}") from None
+        raise from_msgspec_error(exc, f"task_payload.{key}", kind.payload_type) from None
     kind.check(f"task_payload.{key}", parsed)
     canonical: dict[str, Any] = msgspec.to_builtins(parsed)
     return {key: canonical}
@@ -107,8 +108,12 @@ def unique(values: list[Any]) -> list[Any]:
     return list(dict.fromkeys(values))
 
 
-def from_msgspec_error(exc: msgspec.ValidationError, prefix: str = "") -> ValidationFailed:
-    """Turns msgspec's "Expected `int`, got `str` - at `$.a.b`" into field `a.b` and a reason."""
+def from_msgspec_error(
+    exc: msgspec.ValidationError, prefix: str = "", shape: object = None
+) -> ValidationFailed:
+    """Turns msgspec's "Expected `int` >= 1 - at `$.a.b`" into field `a.b` and a reason in
+    words ("must be at least 1"); `shape`, the type decoded, lets a bad choice list the good
+    ones."""
     text = str(exc)
     reason, _, where = text.partition(" - at `")
     # A bad dict key reads "- at `key` in `$.env`"; a bad dict value "- at `$.env[...]`", with
@@ -124,7 +129,9 @@ def from_msgspec_error(exc: msgspec.ValidationError, prefix: str = "") -> Valida
         unknown = reason.split("`")[1]
         path = f"{path}.{unknown}" if path else unknown
         reason = "is not a known field"
-    reason = reason[:1].lower() + reason[1:]
+    else:
+        choices = choices_at(shape, path.split(".") if path else []) if shape else ()
+        reason = human_reason(reason, path, choices)
     if bad_key:
         reason = f"has a key that is wrong: {reason}"
     field = ".".join(part for part in (prefix, path) if part) or "body"

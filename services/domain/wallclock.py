@@ -14,6 +14,8 @@ from zoneinfo import ZoneInfo
 
 from croniter import CroniterBadDateError, CroniterError, croniter
 
+from services.domain.cron_words import expression_problem
+
 # Candidates that map at or before `after` are skipped; in practice only those inside one DST
 # gap or repeated hour, so reaching this bound means a bug, never a slow schedule.
 _MAX_SKIPPED = 10_000
@@ -192,11 +194,15 @@ class CronSchedule(_WallClockSchedule):
 
 
 def cron_problem(expression: str) -> str | None:
-    """Why the five-field cron `expression` is unusable, or None when it is fine."""
+    """Why the five-field cron `expression` is unusable, in words, or None when it is fine."""
+    if (problem := expression_problem(expression.split())) is not None:
+        return problem
     try:
         croniter(expression, datetime(2000, 1, 1), ret_type=datetime).get_next(datetime)
     except CroniterBadDateError:  # croniter searched 50 years of dates
         return f"{expression!r} never fires: no date matches it"
-    except (CroniterError, ValueError, TypeError, KeyError, IndexError) as error:
-        return f"{expression!r} is not a valid cron expression: {error}"
+    except (CroniterError, ValueError, TypeError, KeyError, IndexError):
+        # croniter's own text ("[...] is not acceptable") says nothing a user can act on.
+        fields = "minute hour day-of-month month weekday"
+        return f"{expression!r} is not a valid cron expression ({fields})"
     return None

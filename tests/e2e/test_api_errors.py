@@ -316,3 +316,58 @@ async def test_an_invalid_executions_page_is_422_naming_the_parameter(operator: 
     task = await create_task(operator)
 
     assert_invalid(await operator.get(task_path(task["id"], "executions?limit=x")), "limit")
+
+
+# --- 422 messages in words (they are part of the API) -------------------------------------------
+
+HUMAN_MESSAGES: dict[str, tuple[dict[str, Any], str, str]] = {
+    "timeout of 0 s": (
+        command_task(task_payload={"command_payload": {"command": "ls", "timeout_seconds": 0}}),
+        "task_payload.command_payload.timeout_seconds",
+        "must be at least 1 second",
+    ),
+    "file mode not octal": (
+        command_task(
+            task_type="file_deployment",
+            task_payload={"file_payload": {"file_id": "f", "destination": "/x", "mode": "0999"}},
+        ),
+        "task_payload.file_payload.mode",
+        "must be an octal mode like 0644 or 755",
+    ),
+    "cron minute 61": (
+        command_task(recurrence_type="custom", recurrence_config={"cron": "61 * * * *"}),
+        "recurrence_config.cron",
+        "minute 61 is out of range 0-59",
+    ),
+    "unknown shell": (
+        command_task(task_payload={"command_payload": {"command": "ls", "shell": "fish"}}),
+        "task_payload.command_payload.shell",
+        "must be one of bash, cmd, powershell, pwsh, python3, sh, zsh, got 'fish'",
+    ),
+    "device id with a dot": (
+        command_task(device_ids=["web-1.example.com"]),
+        "device_ids.0",
+        "must hold only letters, digits, _, : and - (like web-1)",
+    ),
+    "empty name": (command_task(name=""), "name", "must not be empty"),
+}
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "reason"), HUMAN_MESSAGES.values(), ids=HUMAN_MESSAGES.keys()
+)
+async def test_a_refused_field_is_explained_in_words(
+    operator: Client, body: dict[str, Any], field: str, reason: str
+) -> None:
+    error = assert_error(await operator.post(TASKS, body), 422)
+
+    assert error["message"] == f"{field}: {reason}"
+    assert error["details"] == {"field": field, "reason": reason}
+
+
+async def test_a_preview_of_a_bad_cron_is_explained_in_words(operator: Client) -> None:
+    schedule = {"recurrence_type": "custom", "recurrence_config": {"cron": "0 24 * * *"}}
+
+    error = assert_error(await operator.post("/api/schedule/preview", schedule), 422)
+
+    assert error["message"] == "recurrence_config.cron: hour 24 is out of range 0-23"

@@ -90,16 +90,24 @@ INVALID: dict[str, tuple[dict[str, Any], str, str]] = {
     "10,001 devices": (
         command_task(device_ids=[f"d{n}" for n in range(10_001)]),
         "device_ids",
-        "length <= 10000",
+        "must hold at most 10,000 items",
     ),
     "a device id over 128 characters": (
         command_task(device_ids=["d" * 129]),
         "device_ids.0",
-        "length <= 128",
+        "must hold at most 128 characters",
     ),
     "a device id with a wildcard": (command_task(device_ids=["dev-*"]), "device_ids.0", ""),
-    "1,001 groups": (command_task(group_ids=list(range(1, 1002))), "group_ids", "length <= 1000"),
-    "name over 200 characters": (command_task(name="n" * 201), "name", "length <= 200"),
+    "1,001 groups": (
+        command_task(group_ids=list(range(1, 1002))),
+        "group_ids",
+        "must hold at most 1000 items",
+    ),
+    "name over 200 characters": (
+        command_task(name="n" * 201),
+        "name",
+        "must hold at most 200 characters",
+    ),
 }
 
 
@@ -160,13 +168,17 @@ async def admin(shared_stack: Stack) -> Client:
 @pytest.mark.parametrize(
     ("body", "field", "why"),
     [
-        ({"name": "g" * 201}, "name", "length <= 200"),
+        ({"name": "g" * 201}, "name", "must hold at most 200 characters"),
         (
             {"name": "g", "device_ids": [f"d{n}" for n in range(10_001)]},
             "device_ids",
-            "length <= 10000",
+            "must hold at most 10,000 items",
         ),
-        ({"name": "g", "device_ids": ["d" * 129]}, "device_ids.0", "length <= 128"),
+        (
+            {"name": "g", "device_ids": ["d" * 129]},
+            "device_ids.0",
+            "must hold at most 128 characters",
+        ),
     ],
     ids=["name over 200", "10,001 devices", "a device id over 128"],
 )

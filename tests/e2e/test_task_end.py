@@ -164,12 +164,12 @@ async def test_bad_delivery_end_at_max_runs_and_pause_on_failure_are_422s_naming
         ({"delivery": {"waves": [1, "half"]}}, "delivery.waves[1]", "percentage"),
         ({"delivery": {"offline_wait_seconds": -5}}, "delivery.offline_wait_seconds", ""),
         ({"delivery": {"max_concurency": 1}}, "delivery.max_concurency", "not a known field"),
-        ({"delivery": {"waves": "1"}}, "delivery.waves", "expected `array`"),
-        ({"max_runs": 0}, "max_runs", ">= 1"),
-        ({"max_runs": True}, "max_runs", "expected `int | null`"),
-        ({"end_at": "next tuesday"}, "end_at", "datetime"),
+        ({"delivery": {"waves": "1"}}, "delivery.waves", "must be a list, not text"),
+        ({"max_runs": 0}, "max_runs", "must be at least 1"),
+        ({"max_runs": True}, "max_runs", "must be a whole number or null"),
+        ({"end_at": "next tuesday"}, "end_at", "must be an ISO 8601 date and time"),
         ({"end_at": "2020-01-01T00:00:00Z"}, "end_at", "before the task's first occurrence"),
-        ({"pause_on_failure": "yes"}, "pause_on_failure", "expected `bool`"),
+        ({"pause_on_failure": "yes"}, "pause_on_failure", "must be true or false"),
     ]
     for fields, field, why in cases:
         assert_invalid(await operator.post(TASKS, command_task(**fields)), field, why)

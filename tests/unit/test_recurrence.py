@@ -631,7 +631,12 @@ def test_validation_reasons_read_well(
 
 @pytest.mark.parametrize(
     ("cron", "words"),
-    [("0 8 * * * *", "five-field"), ("@daily", "five-field"), ("61 * * * *", "not a valid")],
+    [
+        ("0 8 * * * *", "five-field"),
+        ("@daily", "five-field"),
+        ("61 * * * *", "minute 61 is out of range 0-59"),
+        ("* * * * 1#9", "is not a valid cron expression"),
+    ],
 )
 def test_cron_reasons_say_what_is_wrong(cron: str, words: str) -> None:
     with pytest.raises(ValidationFailed) as failure:

@@ -49,12 +49,12 @@ def test_arguments_and_environment_are_kept_as_given() -> None:
 @pytest.mark.parametrize(
     ("fields", "field", "reason"),
     [
-        ({"args": ["a"] * (MAX_ARGS + 1)}, "args", "expected `array` of length <= 256"),
+        ({"args": ["a"] * (MAX_ARGS + 1)}, "args", "must hold at most 256 items"),
         ({"args": ["ok", "x" * (MAX_ARG_LENGTH + 1)]}, "args.1",
-         "expected `str` of length <= 4096"),
+         "must hold at most 4096 characters"),
         ({"args": ["ok", "a\x00b"]}, "args.1", NO_NUL),
-        ({"args": "--verbose"}, "args", "expected `array`, got `str`"),
-        ({"args": [1]}, "args.0", "expected `str`, got `int`"),
+        ({"args": "--verbose"}, "args", "must be a list, not text"),
+        ({"args": [1]}, "args.0", "must be text, not a number"),
         (
             {"env": {"1ST": "x"}},
             "env",
@@ -75,12 +75,13 @@ def test_arguments_and_environment_are_kept_as_given() -> None:
             "env",
             "may hold at most 256 variables",
         ),
-        ({"interpreter": "perl"}, "interpreter", "invalid enum value 'perl'"),
-        ({"timeout_seconds": 0}, "timeout_seconds", "expected `int` >= 1"),
+        ({"interpreter": "perl"}, "interpreter",
+         "must be one of bash, python3, sh, zsh, got 'perl'"),
+        ({"timeout_seconds": 0}, "timeout_seconds", "must be at least 1 second"),
         ({"working_dir": "/tmp\x00"}, "working_dir", NO_NUL),
         ({"file_id": "../etc/passwd"}, "file_id", "must be the file_id of an upload: letters, "
          "digits, . - _ (no slashes)"),
-        ({"file_id": ""}, "file_id", "expected `str` of length >= 1"),
+        ({"file_id": ""}, "file_id", "must not be empty"),
         ({"command": "ls"}, "command", "is not a known field"),
     ],
 )  # fmt: skip

@@ -8,6 +8,7 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
+from services.domain.field_reasons import FILE_MODE_PATTERN
 from services.domain.kinds.base import TaskKind
 from services.domain.payload_rules import check_file_id, check_path, matches
 
@@ -18,7 +19,7 @@ OWNER = re.compile(r"(?=.)([A-Za-z0-9_][A-Za-z0-9_.-]{0,31})?(:[A-Za-z0-9_][A-Za
 class FilePayload(msgspec.Struct, forbid_unknown_fields=True):
     file_id: Annotated[str, Meta(min_length=1, max_length=200)]
     destination: Annotated[str, Meta(min_length=1, max_length=4096)]
-    mode: Annotated[str, Meta(pattern=r"^0?[0-7]{3,4}$")] = "0644"
+    mode: Annotated[str, Meta(pattern=FILE_MODE_PATTERN)] = "0644"
     owner: Annotated[str, Meta(max_length=65)] | None = None
     timeout_seconds: Annotated[int, Meta(ge=1, le=86400)] = 600
 

@@ -3,6 +3,9 @@
 import { field, h, setFieldError } from '../dom.js';
 import { uploadPart, withoutName } from './fields.js';
 
+// What the API takes as a file's mode (services/domain/field_reasons.py FILE_MODE_PATTERN).
+const OCTAL_MODE = /^0?[0-7]{3,4}$/;
+
 function fields(initial, { upload, prefix }) {
   const file = uploadPart(initial, upload, { label: 'File', missing: 'Choose a file to deploy.' });
   const destination = field({
@@ -49,6 +52,7 @@ function fields(initial, { upload, prefix }) {
         mode: mode.input.value.trim(),
       },
     }),
+    // Checked before the upload, so a wrong mode costs no transfer (the API checks it too).
     validate() {
       const ok = file.validate();
       const bad = !destination.input.value.trim().startsWith('/');
@@ -57,7 +61,13 @@ function fields(initial, { upload, prefix }) {
         destination.input,
         bad ? 'Enter an absolute path, like /etc/app.conf.' : '',
       );
-      return ok && !bad;
+      const badMode = !OCTAL_MODE.test(mode.input.value.trim());
+      setFieldError(
+        mode.error,
+        mode.input,
+        badMode ? 'Must be an octal mode like 0644 or 755.' : '',
+      );
+      return ok && !bad && !badMode;
     },
     prepare: file.prepare,
     summary: () => `${file.fileName() || 'file'} → ${destination.input.value.trim()}`,
