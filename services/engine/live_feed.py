@@ -20,6 +20,7 @@ class _Head(msgspec.Struct):
     type: str
     position: int
     data: dict[str, object]
+    metadata: dict[str, object] = {}
 
 
 _head = msgspec.json.Decoder(_Head)
@@ -76,13 +77,16 @@ class LiveFeed:
 
     async def _owner(self, head: _Head) -> str | None:
         task_id = head.data.get("task_id")
+        execution_id = head.data.get("execution_id")
+        if not task_id and isinstance(execution_id, str):
+            # An ad-hoc run, or a rerun of one: no task (task_id "" or null); its owner is
+            # whoever asked for it, the user of its first event, ExecutionRequested.
+            return await self._requester(head, execution_id)
         if not isinstance(task_id, str):
             return None  # device and group events are everyone's
         user = head.data.get("user_id")
         if head.type == "TaskCreated" and isinstance(user, str):
-            self._owners[task_id] = user
-        if len(self._owners) > 100_000:
-            self._owners.clear()
+            self._remember(task_id, user)
         if task_id not in self._owners:
             row = await self._pool.fetchrow(
                 "SELECT user_id FROM tasks WHERE id = $1::uuid", task_id
@@ -91,5 +95,24 @@ class LiveFeed:
                 "WHERE stream_id = $1 AND version = 1",
                 task_id,
             )
-            self._owners[task_id] = row["user_id"] if row else ""
+            self._remember(task_id, row["user_id"] if row else "")
         return self._owners[task_id]
+
+    async def _requester(self, head: _Head, execution_id: str) -> str:
+        user = head.metadata.get("user")
+        if head.type == "ExecutionRequested" and isinstance(user, str):
+            self._remember(execution_id, user)
+        if execution_id not in self._owners:
+            # Looked up once per run, not once per event: the log has it even when the
+            # executions table is behind.
+            requester = await self._pool.fetchval(
+                "SELECT metadata ->> 'user' FROM events WHERE stream_id = $1 AND version = 1",
+                execution_id,
+            )
+            self._remember(execution_id, requester if isinstance(requester, str) else "")
+        return self._owners[execution_id]
+
+    def _remember(self, stream_id: str, owner: str) -> None:
+        if len(self._owners) > 100_000:
+            self._owners.clear()
+        self._owners[stream_id] = owner

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
@@ -13,6 +13,7 @@ import pytest
 from services.cli.runtime import serve_relay
 from services.infra.settings import Settings
 from tests.e2e.api import TASKS, command_task
+from tests.e2e.fleet import Fleet
 from tests.stack import Client, Stack
 
 
@@ -78,3 +79,57 @@ async def test_the_live_stream_needs_a_token(relayed: Stack) -> None:
         session.get(f"{relayed.base_url}/api/live") as response,
     ):
         assert response.status == 401
+
+
+async def collect_until(
+    client: Client, ready: asyncio.Event, last: Callable[[dict[str, Any]], bool]
+) -> list[dict[str, Any]]:
+    """The stream's messages up to and including the first for which last is true."""
+    seen: list[dict[str, Any]] = []
+    async for message in sse_events(client, ready):
+        seen.append(message)
+        if last(message):
+            return seen
+    raise AssertionError("the stream ended")
+
+
+async def test_an_adhoc_runs_events_reach_its_requester_live_and_nobody_else(
+    fleet: Fleet, stack: Stack
+) -> None:
+    fleet.executor()
+    alice = await stack.client("alice", "operator")
+    bob = await stack.client("bob", "operator")
+    alice_ready, bob_ready = asyncio.Event(), asyncio.Event()
+    alice_sees = asyncio.create_task(
+        collect_until(alice, alice_ready, lambda m: m["event"] == "ExecutionCompleted")
+    )
+    bob_sees = asyncio.create_task(
+        collect_until(bob, bob_ready, lambda m: m["event"] == "TaskCreated")
+    )
+    await asyncio.wait_for(asyncio.gather(alice_ready.wait(), bob_ready.wait()), 10)
+
+    # An ad-hoc run (no task) on a device that never connected: it starts, the device is
+    # unreachable, the run ends; each step an event of the run's own stream.
+    status, accepted = await alice.post(
+        "/api/executions",
+        {
+            "name": "alice's hotfix",
+            "task_type": "command",
+            "device_ids": ["dev-nowhere"],
+            "task_payload": {"command_payload": {"command": "echo secret-fix"}},
+        },
+    )
+    assert status == 202, accepted
+    run = accepted["execution_id"]
+    seen_by_alice = await asyncio.wait_for(alice_sees, 30)
+    _, bobs = await bob.post(TASKS, command_task(name="bob's"))
+    seen_by_bob = await asyncio.wait_for(bob_sees, 10)
+
+    alices_run = [m["event"] for m in seen_by_alice if m["data"]["stream_id"] == run]
+    assert alices_run == [
+        "ExecutionRequested",
+        "ExecutionStarted",
+        "DeviceResultRecorded",
+        "ExecutionCompleted",
+    ], seen_by_alice
+    assert [m["data"]["stream_id"] for m in seen_by_bob] == [bobs["id"]], seen_by_bob
