@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import timedelta
 
 import asyncpg
@@ -37,6 +38,9 @@ MAX_RUNNING = 500
 RECONCILE_EVERY = 30.0
 # Refused device messages are written, and admins' retries of dead letters picked up, this often.
 HOUSEKEEPING_EVERY = 1.0
+# On shutdown, runs still in hand are cancelled and their TaskDue handed back at once (nak, no
+# delay): another replica resumes each from the log. The hand-back itself may take this long.
+HAND_BACK_TIMEOUT = 5.0
 # A TaskDue whose run failed this many deliveries in a row (not for an outage) is set aside:
 # its execution is finished by the reconciler, and an admin may retry it once the cause is fixed.
 MAX_DELIVERIES = 5
@@ -119,9 +123,7 @@ async def run_executor(
     finally:
         reconciler.cancel()
         housekeeping.cancel()
-        if running:
-            # Finish what is in hand; anything left unacknowledged goes to another replica.
-            await asyncio.wait(running, timeout=30)
+        await _hand_back(running)
         for source in subscriptions:
             await source.unsubscribe()
         await router.stop()
@@ -145,12 +147,22 @@ async def _handle(
         await message.term()
         return
     structlog.contextvars.bind_contextvars(execution_id=order.execution_id)
+    delivery = message.metadata.num_delivered
+    if delivery > 1:
+        log.info("execution_resumed", delivery=delivery)
     progress = asyncio.create_task(_keep_in_progress(message, progress_every))
     try:
         run = ExecutionRun(pool, client, router, clock, order, task_type)
         await run.run()
         # Everything is in PostgreSQL now; only then may JetStream forget the TaskDue.
         await message.ack()
+    except asyncio.CancelledError:
+        # This executor is stopping: another replica takes the TaskDue now, not after the ack
+        # wait, and resumes the run from what is recorded (its agents answer from their
+        # journals).
+        with contextlib.suppress(Exception):  # acknowledged already, or NATS away: redelivered
+            await message.nak()
+        raise
     except UNAVAILABLE as exc:
         # The database is away: what is recorded holds, and the redelivery resumes from it.
         log.warning("execution_failed", error=describe(exc))
@@ -172,6 +184,17 @@ async def _handle(
         await message.term()
     finally:
         progress.cancel()
+
+
+async def _hand_back(running: set[asyncio.Task[None]]) -> None:
+    """Cancels every run in hand; each hands its TaskDue back (see _handle)."""
+    handing = set(running)
+    if not handing:
+        return
+    for work in handing:
+        work.cancel()
+    _, stuck = await asyncio.wait(handing, timeout=HAND_BACK_TIMEOUT)
+    log.info("runs_handed_back", runs=len(handing) - len(stuck), stuck=len(stuck))
 
 
 async def _keep_in_progress(message: nats.aio.msg.Msg, every: float) -> None:

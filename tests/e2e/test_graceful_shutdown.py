@@ -49,18 +49,36 @@ async def test_an_idle_service_exits_cleanly_on_sigterm(
         services.stop_all()
 
 
-async def test_an_executor_stopped_mid_run_finishes_it_before_exiting(
+async def test_an_executor_stopped_mid_run_hands_it_to_another_at_once(
     fleet: Fleet, tmp_path: Path
 ) -> None:
-    executor = fleet.executor()
+    """SIGTERM mid-run: the executor exits promptly and hands the TaskDue back (nak, no delay),
+    so the other replica resumes the run now, not after the consumer's 60 s ack wait."""
+    runs, gate = tmp_path / "runs", tmp_path / "gate"
+    first = fleet.executor(name="executor-first")
     fleet.agent("dev-a")
     await fleet.wait_online(["dev-a"])
-    await executor.wait_for_log("executor_started")
+    await first.wait_for_log("executor_started")
 
-    task_id, execution_id = await run_now(fleet.api, command_task("sleep 2; echo done", ["dev-a"]))
-    await executor.wait_for_log("jobs_dispatched", timeout=10)
-    await stop_gracefully(executor, 35.0)
+    # The job runs until the test opens the gate (at most 60 s): still running at the SIGTERM.
+    command = (
+        f"echo run >> {runs}; i=0; "
+        f"while [ ! -e {gate} ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; echo done"
+    )
+    task_id, execution_id = await run_now(fleet.api, command_task(command, ["dev-a"]))
+    await first.wait_for_log("jobs_dispatched", timeout=10)
+    # Started once the first holds the TaskDue: only a hand-back can bring it here.
+    second = fleet.executor(name="executor-second")
+    await second.wait_for_log("executor_started")
+    await stop_gracefully(first, IDLE_EXIT_SECONDS)
+    handed = [line for line in first.log_lines() if line.get("event") == "runs_handed_back"]
+    assert [(line["runs"], line["stuck"]) for line in handed] == [(1, 0)], first.log_tail()
+    gate.touch()
 
-    execution = await fleet.finished(task_id, execution_id, timeout=10)
+    # The ack wait is 60 s: within 30 s, only the hand-back can have brought the run back.
+    execution = await fleet.finished(task_id, execution_id, timeout=30)
     assert execution["status"] == "success"
     assert execution["result"]["execution_details"]["dev-a"]["stdout"] == "done\n"
+    resumed = [line for line in second.log_lines() if line.get("event") == "execution_resumed"]
+    assert [line["delivery"] for line in resumed] == [2], second.log_tail()
+    assert runs.read_text() == "run\n"  # the agent ran the job once, and answered the resume
