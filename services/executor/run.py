@@ -54,9 +54,10 @@ FLUSH_SIZE = 1000
 # than PRESENCE_STALE; the run looks again as soon as a renewed reading changes who is online.
 PRESENCE_EVERY = 1.0
 PRESENCE_STALE = 3.0
-# Jobs and reports travel on core NATS, at most once: one lost is sent again after 2 s, then
-# ever less often, up to every 30 s, until the device reports. The agent runs a job id once
-# and answers a repeat from its journal.
+# Jobs and reports travel on core NATS, at most once: every job out without a result is sent
+# again on one backoff per run (not per job), 2 s after the run was taken up, then 4, 8, 16 s
+# after the resend before, then every 30 s. The agent runs a job id once and answers a repeat
+# from its journal.
 RESEND_FIRST, RESEND_LIMIT = 2.0, 30.0
 # A TaskDue older than this that no executor started is recorded as failed, not run.
 STALE_AFTER = timedelta(hours=1)
