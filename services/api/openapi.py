@@ -6,7 +6,6 @@ from typing import Any
 
 import msgspec
 
-from events.codec import Envelope
 from projections.device_views import DeviceGroup, DevicePage, GroupPage
 from projections.execution_views import Execution, ExecutionPage
 from projections.stats import Stats
@@ -24,6 +23,7 @@ from services.api.trust_openapi import TYPES as TRUST_TYPES
 from services.domain.group import GroupInput, GroupPatch
 from services.domain.kinds import TASK_TYPES
 from services.domain.run_requests import RerunInput, RunInput
+from services.domain.task_changes import HistoryEntry
 from services.domain.task_spec import MAX_GROUP_ID, TaskInput, TaskPatch
 from services.infra.auth import Principal
 from services.infra.dead_letters import DeadLetter
@@ -44,7 +44,7 @@ class ExecutionAccepted(msgspec.Struct):
 
 
 class EventList(msgspec.Struct):
-    items: list[Envelope]
+    items: list[HistoryEntry]
 
 
 class Health(msgspec.Struct):

@@ -5,10 +5,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 
+import msgspec
 from aiohttp import web
 from msgspec import UNSET, UnsetType
 
-from events.codec import to_envelope
+from events.codec import RecordedEvent, to_envelope
 from events.task import TaskCreated
 from projections.device_views import missing_groups
 from projections.execution_views import list_executions
@@ -28,6 +29,7 @@ from services.domain.task import (
     TaskCommand,
     UpdateTask,
 )
+from services.domain.task_changes import Change, HistoryEntry, task_changes
 from services.domain.task_spec import WRITABLE_FIELDS, TaskInput, TaskPatch
 from services.engine.handler import TASKS, handle
 from services.infra.store import read_task_history
@@ -170,7 +172,16 @@ async def history(request: web.Request) -> web.Response:
     created = recorded[0].event if recorded else None
     if not isinstance(created, TaskCreated) or not principal_of(request).may_see(created.user_id):
         raise NotFound(f"task {task_id} does not exist")
-    return json_response({"items": [to_envelope(event) for event in recorded]})
+    edits = task_changes([item.event for item in recorded])
+    return json_response(
+        {"items": [_entry(item, changes) for item, changes in zip(recorded, edits, strict=True)]}
+    )
+
+
+def _entry(recorded: RecordedEvent, changes: list[Change] | None) -> HistoryEntry:
+    """The event's envelope; an edit's also lists each field's old and new value."""
+    envelope = msgspec.structs.asdict(to_envelope(recorded))
+    return HistoryEntry(**envelope, changes=changes)
 
 
 async def _task_command(

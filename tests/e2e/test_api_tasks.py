@@ -347,6 +347,41 @@ async def test_events_are_the_whole_history_in_order_even_after_delete(operator:
     assert "scheduled_for" in due
 
 
+async def test_each_edit_in_the_history_lists_its_fields_old_and_new_values(
+    operator: Client,
+) -> None:
+    task = await create_task(operator)  # daily at 03:00 UTC, named "apt update"
+    path = task_path(task["id"])
+    weekly = {"time": "04:15", "days": [1], "timezone": "Europe/Kyiv"}
+    for patch in (
+        {"recurrence_type": "weekly", "recurrence_config": weekly},
+        {"name": "apt upgrade", "max_runs": 3},
+        {"max_runs": None, "name": "apt upgrade"},
+    ):
+        assert (await operator.put(path, patch))[0] == 200
+
+    status, history = await operator.get(f"{path}/events")
+
+    assert status == 200, history
+    edits = [event for event in history["items"] if event["type"] == "TaskUpdated"]
+    assert [edit["changes"] for edit in edits] == [
+        [
+            {"field": "recurrence_type", "old": "daily", "new": "weekly"},
+            {
+                "field": "recurrence_config",
+                "old": {"time": "03:00", "timezone": "UTC"},
+                "new": weekly,
+            },
+        ],
+        [
+            {"field": "name", "old": "apt update", "new": "apt upgrade"},
+            {"field": "max_runs", "old": None, "new": 3},
+        ],
+        [{"field": "max_runs", "old": 3, "new": None}],
+    ]
+    assert all("changes" not in event for event in history["items"] if event not in edits)
+
+
 # --- Idempotency-Key ----------------------------------------------------------------------------
 
 
