@@ -64,3 +64,17 @@ ensure_pgbouncer() {
         echo "scripts: no pgbouncer; install Debian's pgbouncer for the pooler test" >&2
     fi
 }
+
+# tests/deploy/test_kubernetes.py renders the Kubernetes manifests with Debian's kubectl
+# (`kubectl kustomize`, offline: no cluster is needed).
+ensure_kubectl() {
+    command -v kubectl >/dev/null && return 0
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "installing kubectl with apt-get (to render the Kubernetes manifests)"
+        apt-get update -qq \
+            && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubectl >/dev/null \
+            || echo "scripts: apt-get install kubectl failed; the manifest tests will fail" >&2
+    else
+        echo "scripts: no kubectl; install Debian's kubectl for the manifest tests" >&2
+    fi
+}

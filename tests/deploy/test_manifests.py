@@ -6,17 +6,13 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
-import kubernetes_validate
 import pytest
 import yaml
 
 from services.infra.embedded_nats import nats_server_binary
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
-KUBERNETES = DEPLOY / "kubernetes" / "base"
-KUBERNETES_VERSION = "1.31.0"
 
 
 def test_the_compose_file_follows_the_compose_specification() -> None:
@@ -55,44 +51,6 @@ def test_compose_agents_get_none_of_the_services_settings() -> None:
         environment = services[agent].get("environment", {})
         leaked = {name for name, value in secrets.items() if value in environment.values()}
         assert not leaked and not set(secrets) & set(environment), (agent, environment)
-
-
-def kubernetes_documents() -> list[tuple[str, dict[str, Any]]]:
-    documents = []
-    for path in sorted(KUBERNETES.glob("*.yaml")):
-        if path.name == "kustomization.yaml":
-            continue
-        documents += [(path.name, doc) for doc in yaml.safe_load_all(path.read_text()) if doc]
-    return documents
-
-
-@pytest.mark.parametrize(
-    "document",
-    [doc for _, doc in kubernetes_documents()],
-    ids=[f"{name}:{doc['kind']}/{doc['metadata']['name']}" for name, doc in kubernetes_documents()],
-)
-def test_each_kubernetes_resource_matches_its_schema(document: dict[str, Any]) -> None:
-    kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
-
-
-def test_the_kustomization_lists_every_manifest() -> None:
-    kustomization = yaml.safe_load((KUBERNETES / "kustomization.yaml").read_text())
-    manifests = {path.name for path in KUBERNETES.glob("*.yaml")} - {"kustomization.yaml"}
-    assert set(kustomization["resources"]) == manifests
-
-
-def test_every_deployment_has_probes_and_resource_requests() -> None:
-    for _, document in kubernetes_documents():
-        if document["kind"] not in ("Deployment", "StatefulSet"):
-            continue
-        for container in document["spec"]["template"]["spec"]["containers"]:
-            assert container["resources"]["requests"], document["metadata"]["name"]
-            assert container["livenessProbe"]["httpGet"]["path"].startswith("/healthz")
-            readiness = container["readinessProbe"]["httpGet"]["path"]
-            # NATS is ready when it is healthy; every DeployX service has its own /readyz.
-            assert readiness == (
-                "/healthz" if document["metadata"]["name"] == "nats" else "/readyz"
-            )
 
 
 @pytest.mark.parametrize("config", ["nats-1.conf", "nats-2.conf", "nats-3.conf"])
