@@ -5,6 +5,7 @@ import { api, session } from './api.js';
 import { h, replaceChildren } from './dom.js';
 import { fleet } from './fleet.js';
 import { LiveFeed } from './live.js';
+import { zoneButton } from './zone-setting.js';
 import { auditView } from './views/audit.js';
 import { errorPanel } from './views/common.js';
 import { dashboardView } from './views/dashboard.js';
@@ -151,6 +152,9 @@ async function boot() {
     main.focus();
   });
   window.addEventListener('hashchange', route);
+  // A new display zone: the screen is drawn again, every time in it in that zone.
+  zoneButton(document.getElementById('zone-setting'));
+  window.addEventListener('deployx:zone', route);
   window.addEventListener('deployx:unauthorized', () => {
     if (context) signOut('Your session ended: the token is no longer valid. Sign in again.');
   });

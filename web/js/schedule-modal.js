@@ -6,11 +6,18 @@ import { api } from './api.js';
 import { dialogActions, openDialog } from './dialog.js';
 import { debounce, field, h, replaceChildren, setFieldError, uid } from './dom.js';
 import { FieldErrors } from './field-errors.js';
-import { browserTimeZone, formatInstant } from './format.js';
+import {
+  browserTimeZone,
+  displayZone,
+  formatInstant,
+  sameWallClock,
+  wallClockIn,
+} from './format.js';
 import { payloadFields, typeLabel } from './kinds/index.js';
 import { deliveryWords } from './delivery-words.js';
 import { describeSchedule } from './schedule-words.js';
 import { targetPicker } from './targets.js';
+import { zonePicker } from './zone-picker.js';
 
 const RECURRENCES = [
   ['once', 'Once'],
@@ -354,7 +361,7 @@ function recurrenceFields(task) {
   );
 
   // once
-  const [onceDate, onceTime] = splitRunAt(config.run_at);
+  const [onceDate, onceTime] = splitRunAt(config.run_at, config.timezone ?? 'UTC');
   const date = h('input', { class: 'input', type: 'date' });
   date.value = onceDate;
   const dateField = field({ label: 'Date', input: date });
@@ -460,11 +467,11 @@ function recurrenceFields(task) {
     ),
   );
 
-  // time zone
-  const zone = field({
-    label: 'Time zone',
-    input: zoneSelect(config.timezone ?? browserTimeZone()),
-  });
+  // time zone: a task keeps its own (the API's default is UTC); a new one starts in the
+  // browser's
+  const zones = zonePicker({ selected: task ? (config.timezone ?? 'UTC') : browserTimeZone() });
+  const zone = field({ label: 'Time zone', input: zones.select });
+  zone.input.before(zones.search, zones.status);
 
   const panels = [oncePanel, daysPanel, domPanel, timePanel, cronPanel, intervalPanel];
   const showPanels = () => {
@@ -535,23 +542,9 @@ function recurrenceFields(task) {
   };
 }
 
-function zoneSelect(selected) {
-  let zones = [];
-  try {
-    zones = Intl.supportedValuesOf('timeZone');
-  } catch {
-    zones = [];
-  }
-  const all = [...new Set(['UTC', selected, browserTimeZone(), ...zones])];
-  return h(
-    'select',
-    { class: 'input' },
-    all.map((name) => h('option', { value: name, selected: name === selected, text: name })),
-  );
-}
-
-/** A run_at ("2026-12-01T14:00:00+01:00" or wall time) as the date and time inputs' values. */
-function splitRunAt(runAt) {
+/** A run_at ("2026-12-01T14:00:00+01:00" or wall time) as the date and time inputs' values:
+ * an instant (with an offset) as the wall clock of the task's zone. */
+function splitRunAt(runAt, zone) {
   if (!runAt) {
     const soon = new Date(Date.now() + 3600_000);
     const pad = (n) => String(n).padStart(2, '0');
@@ -559,6 +552,23 @@ function splitRunAt(runAt) {
       `${soon.getFullYear()}-${pad(soon.getMonth() + 1)}-${pad(soon.getDate())}`,
       `${pad(soon.getHours())}:00`,
     ];
+  }
+  if (/(Z|[+-]\d\d:?\d\d)$/i.test(runAt) && !Number.isNaN(new Date(runAt).getTime())) {
+    try {
+      const parts = new Intl.DateTimeFormat('en-CA', {
+        year: 'numeric',
+        month: '2-digit',
+        day: '2-digit',
+        hour: '2-digit',
+        minute: '2-digit',
+        hourCycle: 'h23',
+        timeZone: zone,
+      }).formatToParts(new Date(runAt));
+      const get = (type) => parts.find((part) => part.type === type)?.value;
+      return [`${get('year')}-${get('month')}-${get('day')}`, `${get('hour')}:${get('minute')}`];
+    } catch {
+      // An unknown zone: read the digits as written.
+    }
   }
   const match = /^(\d{4}-\d\d-\d\d)[T ](\d\d:\d\d)/.exec(runAt);
   return match ? [match[1], match[2]] : ['', ''];
@@ -602,10 +612,13 @@ function previewBox(when, errors) {
           h(
             'li',
             {},
-            h('time', { datetime: time, text: formatInstant(time, zone) }),
-            zone !== browserTimeZone()
-              ? h('span', { class: 'muted', text: ` · ${yourTime(time, zone)} your time` })
-              : null,
+            h('time', { datetime: time, text: formatInstant(time, { zone }) }),
+            sameWallClock(time, zone, displayZone())
+              ? null
+              : h('span', {
+                  class: 'muted',
+                  text: ` · ${wallClockIn(time, displayZone(), zone)}`,
+                }),
           ),
         ),
       );
@@ -622,18 +635,4 @@ function previewBox(when, errors) {
   when.onChange(debounced);
   refresh();
   return { element };
-}
-
-/** The browser's wall clock for a time shown in another zone: "13:30", or "Wed 01:30" when
- * the day differs. */
-function yourTime(iso, zone) {
-  const date = new Date(iso);
-  const day = (timeZone) => date.toLocaleDateString('en-CA', { timeZone });
-  const clock = date.toLocaleTimeString(undefined, {
-    hour: '2-digit',
-    minute: '2-digit',
-    hourCycle: 'h23',
-  });
-  if (day(zone) === day(undefined)) return clock;
-  return `${date.toLocaleDateString(undefined, { weekday: 'short' })} ${clock}`;
 }

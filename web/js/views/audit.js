@@ -3,7 +3,7 @@
 
 import { request } from '../api.js';
 import { h, keepingFocus, replaceChildren } from '../dom.js';
-import { plural } from '../format.js';
+import { browserTimeZone, plural } from '../format.js';
 import { errorPanel, instant, loading } from './common.js';
 import { adminOnly } from './webhooks.js';
 
@@ -43,8 +43,9 @@ export function auditView(container, { me, query }) {
       labelled(user, 'User'),
       labelled(type, 'Event'),
       labelled(task, 'Task', true),
-      labelled(since, 'From'),
-      labelled(until, 'To'),
+      // datetime-local inputs read the browser's wall clock.
+      labelled(since, `From (${browserTimeZone()})`),
+      labelled(until, `To (${browserTimeZone()})`),
     ),
     count,
     list,
@@ -163,7 +164,7 @@ function auditTable(items) {
         h(
           'tr',
           { dataset: { position: item.position } },
-          h('td', {}, instant(item.recorded_at)),
+          h('td', {}, instant(item.recorded_at, '—', { seconds: true })),
           h('td', {}, item.user ?? h('span', { class: 'muted', text: 'system' })),
           h('th', { scope: 'row', text: item.type }),
           h(

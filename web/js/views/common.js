@@ -3,7 +3,7 @@
 import { api } from '../api.js';
 import { confirmDialog } from '../dialog.js';
 import { h } from '../dom.js';
-import { formatInstant } from '../format.js';
+import { displayZone, formatInstant, sameWallClock, wallClockIn } from '../format.js';
 import { typeLabel } from '../kinds/index.js';
 import { openScheduleModal } from '../schedule-modal.js';
 import { toast, toastError } from '../toast.js';
@@ -16,10 +16,32 @@ export function typeBadge(type) {
   return h('span', { class: `type type-${type}`, text: typeLabel(type) });
 }
 
-/** A time element: the text in the browser's zone, the exact instant in datetime and title. */
-export function instant(iso, fallback = '—') {
+/** A time element: the text in the display zone with the zone's name (seconds when asked),
+ * the exact instant in datetime and title. */
+export function instant(iso, fallback = '—', { seconds = false } = {}) {
   if (!iso) return h('span', { class: 'muted', text: fallback });
-  return h('time', { datetime: iso, title: iso, text: formatInstant(iso) });
+  const zone = displayZone();
+  return h('time', {
+    datetime: iso,
+    title: `${iso} (shown in ${zone})`,
+    text: formatInstant(iso, { zone, seconds }),
+  });
+}
+
+/** A time of a task's schedule: in the display zone, and beside it the task's own wall clock
+ * when its zone reads another ("· 08:15 America/New_York"). */
+export function taskInstant(iso, task, fallback = '—') {
+  const shown = instant(iso, fallback);
+  const zone = task.recurrence_config?.timezone ?? 'UTC';
+  if (!iso || task.recurrence_type === 'interval' || sameWallClock(iso, zone, displayZone())) {
+    return shown;
+  }
+  return h(
+    'span',
+    { class: 'task-time' },
+    shown,
+    h('span', { class: 'muted task-zone-time', text: ` · ${wallClockIn(iso, zone)}` }),
+  );
 }
 
 export function loading(what = 'Loading…') {

@@ -5,12 +5,21 @@ import { api } from '../api.js';
 import { debounce, h, keepingFocus, replaceChildren } from '../dom.js';
 import { fleet } from '../fleet.js';
 import { duration, formatInstant, plural } from '../format.js';
+import { afterEdit, changeLines } from '../change-words.js';
 import { deliveryWords } from '../delivery-words.js';
 import { describePayload } from '../kinds/index.js';
 import { taskIdOf } from '../live.js';
 import { describeSchedule } from '../schedule-words.js';
 import { runActions, TRIGGER_WORDS } from './run.js';
-import { errorPanel, instant, loading, statusBadge, taskActions, typeBadge } from './common.js';
+import {
+  errorPanel,
+  instant,
+  loading,
+  statusBadge,
+  taskActions,
+  taskInstant,
+  typeBadge,
+} from './common.js';
 import { fact, targetsWords } from './tasks.js';
 
 const RUNS_PAGE = 20;
@@ -187,12 +196,12 @@ export function taskDetailView(container, { me, live, navigate, params, query })
           h(
             'span',
             { class: 'next-run' },
-            instant(task.next_run_time, task.status === 'paused' ? 'paused' : 'none'),
+            taskInstant(task.next_run_time, task, task.status === 'paused' ? 'paused' : 'none'),
           ),
         ),
         fact(
           'Last run',
-          instant(task.last_run_time, 'never'),
+          taskInstant(task.last_run_time, task, 'never'),
           ' ',
           task.last_execution_status ? statusBadge(task.last_execution_status) : null,
         ),
@@ -469,8 +478,11 @@ function eventWords(envelope) {
     case 'TaskCreated':
       return `Created: ${describeSchedule(data.recurrence_type, data.recurrence_config)}`;
     case 'TaskUpdated': {
+      const next = data.next_run_time ? `; next run ${at(data.next_run_time)}` : '';
+      if (envelope.changes)
+        return `${envelope.changes.length ? 'Changed' : 'Saved, nothing changed'}${next}`;
       const changed = Object.keys(data).filter((key) => !SKIP_KEYS.has(key));
-      return `Changed ${changed.join(', ') || 'nothing'}${data.next_run_time ? `; next run ${at(data.next_run_time)}` : ''}`;
+      return `Changed ${changed.join(', ') || 'nothing'}${next}`;
     }
     case 'TaskPaused':
       return 'Paused';
@@ -512,18 +524,55 @@ function who(metadata = {}) {
   return metadata.user ?? 'system';
 }
 
+/** Each edit's changes in words, old → new, from the task as it was before the edit. */
+function editsInWords(items) {
+  const lines = new Map();
+  let task = null;
+  const groupName = (id) => `group ${fleet.group(id)?.name ?? `#${id}`}`;
+  for (const envelope of items) {
+    if (envelope.type === 'TaskCreated') task = envelope.data;
+    if (envelope.type !== 'TaskUpdated' || !envelope.changes || !task) continue;
+    lines.set(envelope.id, changeLines(envelope.changes, task, { groupName }));
+    task = afterEdit(task, envelope.changes);
+  }
+  return lines;
+}
+
+function changeList(lines) {
+  return h(
+    'ul',
+    { class: 'changes' },
+    lines.map((line) =>
+      h(
+        'li',
+        { dataset: { field: line.field } },
+        h('span', { class: 'change-label', text: `${line.label}: ` }),
+        h('span', { class: 'change-old', text: line.old }),
+        h('span', { class: 'change-arrow', 'aria-label': 'changed to', text: ' → ' }),
+        h('span', { class: 'change-new', text: line.new }),
+      ),
+    ),
+  );
+}
+
 function historyTable(items) {
   if (items.length === 0) return h('p', { class: 'muted', text: 'No history.' });
+  const edits = editsInWords(items);
   const rows = [...items]
     .reverse()
     .map((envelope) =>
       h(
         'tr',
         { dataset: { event: envelope.type } },
-        h('td', {}, instant(envelope.recorded_at)),
+        h('td', {}, instant(envelope.recorded_at, '—', { seconds: true })),
         h('td', {}, h('code', { class: 'event-type', text: envelope.type })),
         h('td', { class: 'event-user', text: who(envelope.metadata) }),
-        h('td', { text: eventWords(envelope) }),
+        h(
+          'td',
+          {},
+          eventWords(envelope),
+          edits.get(envelope.id)?.length ? changeList(edits.get(envelope.id)) : null,
+        ),
       ),
     );
   return h(

@@ -5,11 +5,11 @@ import { api } from '../api.js';
 import { executionsChart } from '../chart.js';
 import { debounce, h, keepingFocus, replaceChildren } from '../dom.js';
 import { fleet } from '../fleet.js';
-import { plural, relativeTime, STATUSES } from '../format.js';
+import { displayZone, formatInstant, plural, relativeTime, STATUSES } from '../format.js';
 import { KINDS } from '../kinds/index.js';
 import { taskIdOf } from '../live.js';
 import { describeSchedule } from '../schedule-words.js';
-import { errorPanel, instant, loading, statusBadge, taskActions, typeBadge } from './common.js';
+import { errorPanel, loading, statusBadge, taskActions, taskInstant, typeBadge } from './common.js';
 
 export const PAGE_SIZE = 10;
 
@@ -243,13 +243,13 @@ function taskCard(task, { canWrite, refresh }) {
   const titleId = `task-${task.id}-title`;
   const next = task.next_run_time
     ? [
-        instant(task.next_run_time),
+        taskInstant(task.next_run_time, task),
         h('span', { class: 'muted', text: ` (${relativeTime(task.next_run_time)})` }),
       ]
     : [h('span', { class: 'muted', text: task.status === 'paused' ? 'paused' : 'none' })];
   const last = task.last_run_time
     ? [
-        instant(task.last_run_time),
+        taskInstant(task.last_run_time, task),
         ' ',
         task.last_execution_status ? statusBadge(task.last_execution_status) : null,
       ]
@@ -330,17 +330,17 @@ function renderStats(box, stats) {
       executionsChart({
         title: 'Runs per hour, last 24 h',
         buckets: stats.executions_by_hour,
-        label: (bucket) => `${new Date(bucket.start).toLocaleString()}`,
+        label: (bucket) => formatInstant(bucket.start),
         tick: hourTick,
       }),
       executionsChart({
         title: 'Runs per day, last 7 days',
         buckets: stats.executions_by_day,
         label: (bucket) =>
-          new Date(bucket.start).toLocaleDateString(undefined, {
+          `${new Date(bucket.start).toLocaleDateString(undefined, {
             dateStyle: 'medium',
             timeZone: 'UTC',
-          }),
+          })} (UTC day)`,
         tick: dayTick,
       }),
     ),
@@ -352,6 +352,7 @@ function localHour(iso) {
     hour: '2-digit',
     minute: '2-digit',
     hourCycle: 'h23',
+    timeZone: displayZone(),
   });
 }
 
