@@ -1,5 +1,7 @@
 // A task's schedule in words: "Weekdays at 08:00, 12:00, 18:00 Europe/Berlin".
 
+import { formatInstant } from './format.js';
+
 const DAY_SHORT = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
 const DAY_LONG = ['Sunday', 'Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday'];
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
@@ -78,7 +80,7 @@ export function intervalWords(seconds, startAt = null) {
   const [size, unit] = units.find(([unitSize]) => n % unitSize === 0);
   const count = n / size;
   const words = count === 1 ? `Every ${unit}` : `Every ${count} ${unit}s`;
-  return startAt ? `${words}, from ${startAt}` : words;
+  return startAt ? `${words}, from ${formatInstant(startAt)}` : words;
 }
 
 /** run_at with an offset is an instant (shown in zone); without one it is wall time in zone. */

@@ -218,6 +218,8 @@ SCHEDULES_IN_WORDS = [
      "Once, on Tue 1 Dec 2026 at 14:00 Asia/Tokyo"),
     ("interval", {"every_seconds": 300}, "Every 5 minutes"),
     ("interval", {"every_seconds": 90}, "Every 90 seconds"),
+    ("interval", {"every_seconds": 3600, "start_at": "2026-12-01T14:00:00Z"},
+     "Every hour, from Tue, 1 Dec 2026, 15:00 CET"),
 ]  # fmt: skip
 
 

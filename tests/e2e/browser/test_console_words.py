@@ -175,6 +175,27 @@ async def test_times_name_their_zone_and_the_user_picks_it(sized: Page, console:
     await assert_fits(sized, card.locator(".next-run"), scroll=True)
 
 
+async def test_every_zone_offered_is_a_current_name_the_browser_can_show(page: Page) -> None:
+    found = await page.evaluate(
+        """async () => {
+            const { allTimeZones, browserTimeZone } = await import('/web/js/format.js');
+            const zones = allTimeZones();
+            const unusable = zones.filter((zone) => {
+                try { new Intl.DateTimeFormat('en', { timeZone: zone }); return false; }
+                catch { return true; }
+            });
+            return { zones, unusable, browser: browserTimeZone() };
+        }"""
+    )
+    legacy = {"Asia/Calcutta", "Europe/Kiev", "Asia/Saigon", "America/Godthab", "Pacific/Truk"}
+    assert found["unusable"] == []
+    assert {"Asia/Kolkata", "Europe/Kyiv", "Asia/Ho_Chi_Minh", "America/Nuuk", "UTC"} <= set(
+        found["zones"]
+    )
+    assert not legacy & set(found["zones"])
+    assert found["browser"] == BROWSER_ZONE
+
+
 async def test_editing_a_run_now_task_keeps_its_zone(sized: Page, console: Console) -> None:
     run_at = (datetime.now(UTC) + timedelta(days=2)).replace(second=0, microsecond=0)
     # What the console's Execute used to create: a one-time task in UTC; its run_at written

@@ -328,7 +328,7 @@ function renderStats(box, stats) {
       'div',
       { class: 'charts' },
       executionsChart({
-        title: 'Runs per hour, last 24 h',
+        title: `Runs per hour, last 24 h (${displayZone()})`,
         buckets: stats.executions_by_hour,
         label: (bucket) => formatInstant(bucket.start),
         tick: hourTick,
