@@ -65,6 +65,9 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     position   bigint      NOT NULL DEFAULT 0,
     updated_at timestamptz NOT NULL DEFAULT now()
 );
+-- Which version of a projection built the read tables behind its checkpoint: a projector
+-- whose code has another version rebuilds them in the background (docs/operations.md).
+ALTER TABLE checkpoints ADD COLUMN IF NOT EXISTS projection_version integer;
 
 -- The first answer to a command sent with an Idempotency-Key header, replayed on retries.
 CREATE TABLE IF NOT EXISTS idempotency_keys (

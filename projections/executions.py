@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 import msgspec
@@ -18,15 +19,33 @@ from events.execution import (
 )
 from events.task import TaskDue
 from projections.base import Db
+from projections.batching import Batched, apply_in_runs, rows_json
 
 _json = msgspec.json.Encoder()
 # A device's row moves pending -> waiting/running -> a final status, never back from final.
 _NOT_FINAL = "execution_results.status IN ('pending', 'waiting', 'running')"
 
 
+_HANDLED = (
+    TaskDue,
+    ExecutionRequested,
+    ExecutionStarted,
+    DeviceJobDispatched,
+    DevicesWaiting,
+    ExecutionCancelRequested,
+    DeviceResultRecorded,
+    ExecutionCompleted,
+)
+_FINAL_NOT = ("pending", "waiting", "running")
+
+
 class ExecutionsProjection:
     name = "executions"
     tables = ("executions", "execution_results", "execution_stats_hourly")
+    version = 1
+
+    async def apply_batch(self, conn: Db, batch: Sequence[RecordedEvent]) -> None:
+        await apply_in_runs(conn, batch, _HANDLED, _BATCHED, self.apply)
 
     async def apply(self, conn: Db, recorded: RecordedEvent) -> None:
         event = recorded.event
@@ -174,3 +193,136 @@ async def _completed(conn: Db, event: ExecutionCompleted) -> None:
         succeeded,
         1 - succeeded,
     )
+
+
+# --- Runs of one event type, one statement each (apply_batch) --------------------------------
+
+_DUE_MANY = """
+INSERT INTO executions (id, task_id, task_type, trigger, scheduled_for, status)
+SELECT execution_id, task_id, task_type, trigger, scheduled_for, 'running'
+FROM json_to_recordset($1::json) AS x(execution_id uuid, task_id uuid, task_type text,
+    trigger text, scheduled_for timestamptz)
+ON CONFLICT (id) DO NOTHING
+"""
+
+
+async def _due_many(conn: Db, run: list[RecordedEvent]) -> None:
+    rows = []
+    for recorded in run:
+        event = recorded.event
+        assert isinstance(event, TaskDue)
+        rows.append(
+            {
+                "execution_id": event.execution_id,
+                "task_id": event.task_id,
+                "task_type": recorded.category,
+                "trigger": event.trigger,
+                "scheduled_for": event.scheduled_for,
+            }
+        )
+    await conn.execute(_DUE_MANY, rows_json(rows))
+
+
+_STARTED_MANY = """
+WITH x AS (
+    SELECT * FROM json_to_recordset($1::json) AS x(execution_id uuid, started_at timestamptz,
+        deadline timestamptz, device_ids text[], delivery jsonb)
+), started AS (
+    UPDATE executions SET started_at = x.started_at, deadline = x.deadline,
+        devices_targeted = cardinality(x.device_ids), delivery = x.delivery
+    FROM x WHERE executions.id = x.execution_id
+)
+INSERT INTO execution_results (execution_id, device_id, status, recorded_at)
+SELECT x.execution_id, device, 'pending', x.started_at FROM x, unnest(x.device_ids) AS device
+ON CONFLICT (execution_id, device_id) DO NOTHING
+"""
+
+
+async def _started_many(conn: Db, run: list[RecordedEvent]) -> None:
+    rows = []
+    for recorded in run:
+        event = recorded.event
+        assert isinstance(event, ExecutionStarted)
+        rows.append(
+            {
+                "execution_id": event.execution_id,
+                "started_at": event.started_at,
+                "deadline": event.deadline,
+                "device_ids": event.device_ids,
+                "delivery": event.delivery,
+            }
+        )
+    await conn.execute(_STARTED_MANY, rows_json(rows))
+
+
+_RESULTS_MANY = f"""
+INSERT INTO execution_results (execution_id, device_id, status, exit_code, stdout, stderr,
+    error, recorded_at)
+SELECT execution_id, device_id, status, exit_code::integer, stdout, stderr, error, recorded_at
+FROM json_to_recordset($1::json) AS x(execution_id uuid, device_id text, status text,
+    exit_code bigint, stdout text, stderr text, error text, recorded_at timestamptz)
+ON CONFLICT (execution_id, device_id) DO UPDATE SET
+    status = EXCLUDED.status, exit_code = EXCLUDED.exit_code,
+    stdout = EXCLUDED.stdout, stderr = EXCLUDED.stderr,
+    error = EXCLUDED.error, recorded_at = EXCLUDED.recorded_at
+WHERE {_NOT_FINAL}
+"""
+
+
+async def _results_many(conn: Db, run: list[RecordedEvent]) -> None:
+    # One row per device: applied one by one, the first final result of a device would win
+    # (later ones find it final), else its last one.
+    chosen: dict[tuple[str, str], DeviceResultRecorded] = {}
+    for recorded in run:
+        event = recorded.event
+        assert isinstance(event, DeviceResultRecorded)
+        key = (event.execution_id, event.device_id)
+        before = chosen.get(key)
+        if before is None or before.status in _FINAL_NOT:
+            chosen[key] = event
+    await conn.execute(
+        _RESULTS_MANY, rows_json([msgspec.structs.asdict(event) for event in chosen.values()])
+    )
+
+
+_COMPLETED_MANY = """
+WITH x AS (
+    SELECT * FROM json_to_recordset($1::json) AS x(execution_id uuid, status text,
+        completed_at timestamptz, error_message text, devices_targeted integer,
+        devices_succeeded integer, devices_failed integer)
+), done AS (
+    UPDATE executions SET status = x.status, completed_at = x.completed_at,
+        error_message = x.error_message, devices_targeted = x.devices_targeted,
+        devices_succeeded = x.devices_succeeded, devices_failed = x.devices_failed
+    FROM x WHERE executions.id = x.execution_id AND executions.status = 'running'
+    RETURNING executions.task_id, x.status, x.completed_at
+)
+INSERT INTO execution_stats_hourly (task_id, hour, succeeded, failed)
+SELECT task_id, date_trunc('hour', completed_at),
+    (count(*) FILTER (WHERE status = 'success'))::integer,
+    (count(*) FILTER (WHERE status <> 'success'))::integer
+FROM done WHERE task_id IS NOT NULL
+GROUP BY 1, 2
+ON CONFLICT (task_id, hour) DO UPDATE SET
+    succeeded = execution_stats_hourly.succeeded + EXCLUDED.succeeded,
+    failed = execution_stats_hourly.failed + EXCLUDED.failed
+"""
+
+
+async def _completed_many(conn: Db, run: list[RecordedEvent]) -> None:
+    rows = []
+    for recorded in run:
+        event = recorded.event
+        assert isinstance(event, ExecutionCompleted)
+        rows.append(msgspec.structs.asdict(event))
+    await conn.execute(_COMPLETED_MANY, rows_json(rows))
+
+
+_BATCHED: dict[type, Batched] = {
+    TaskDue: Batched(key=lambda event: event.execution_id, write=_due_many),
+    ExecutionStarted: Batched(key=lambda event: event.execution_id, write=_started_many),
+    DeviceResultRecorded: Batched(
+        key=lambda event: (event.execution_id, event.device_id), write=_results_many, folds=True
+    ),
+    ExecutionCompleted: Batched(key=lambda event: event.execution_id, write=_completed_many),
+}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import msgspec
 from msgspec import UNSET
 
@@ -18,6 +20,7 @@ from events.task import (
     TaskUpdated,
 )
 from projections.base import Db
+from projections.batching import Batched, apply_in_runs, rows_json
 
 _json = msgspec.json.Encoder()
 
@@ -54,9 +57,26 @@ _RESTING_STATUS = """
 """
 
 
+_HANDLED = (
+    TaskCreated,
+    TaskUpdated,
+    TaskPaused,
+    TaskResumed,
+    TaskDeleted,
+    TaskDue,
+    RunMissed,
+    RunSkipped,
+    ExecutionCompleted,
+)
+
+
 class TasksProjection:
     name = "tasks"
     tables = ("tasks", "task_runs")
+    version = 1
+
+    async def apply_batch(self, conn: Db, batch: Sequence[RecordedEvent]) -> None:
+        await apply_in_runs(conn, batch, _HANDLED, _BATCHED, self.apply)
 
     async def apply(self, conn: Db, recorded: RecordedEvent) -> None:
         event, version = recorded.event, recorded.version
@@ -247,3 +267,131 @@ async def _execution_completed(conn: Db, event: ExecutionCompleted) -> None:
         event.status,
     )
     await conn.execute(f"UPDATE tasks SET status = {_RESTING_STATUS} WHERE id = $1", counted)
+
+
+# --- Runs of one event type, one statement each (apply_batch) --------------------------------
+
+_INSERT_MANY = """
+INSERT INTO tasks (id, version, user_id, name, description, task_type, status,
+    recurrence_type, recurrence_config, next_run_time, device_ids, group_ids,
+    task_payload, misfire_grace_seconds, overlap_policy, jitter_seconds,
+    created_at, updated_at, delivery, end_at, max_runs, pause_on_failure)
+SELECT task_id, version, user_id, name, description, task_type, 'pending',
+    recurrence_type, recurrence_config, next_run_time, device_ids, group_ids,
+    task_payload, misfire_grace_seconds, overlap_policy, jitter_seconds,
+    created_at, created_at, delivery, end_at, max_runs, pause_on_failure
+FROM json_to_recordset($1::json) AS x(task_id uuid, version integer, user_id text, name text,
+    description text, task_type text, recurrence_type text, recurrence_config jsonb,
+    next_run_time timestamptz, device_ids text[], group_ids integer[], task_payload jsonb,
+    misfire_grace_seconds integer, overlap_policy text, jitter_seconds integer,
+    created_at timestamptz, delivery jsonb, end_at timestamptz, max_runs integer,
+    pause_on_failure boolean)
+ON CONFLICT (id) DO NOTHING
+"""
+
+
+async def _insert_many(conn: Db, run: list[RecordedEvent]) -> None:
+    rows = []
+    for recorded in run:
+        event = recorded.event
+        assert isinstance(event, TaskCreated)
+        rows.append({"version": recorded.version, **msgspec.structs.asdict(event)})
+    await conn.execute(_INSERT_MANY, rows_json(rows))
+
+
+# The same steps as TaskDue's apply(), for tasks that are each due once in the run.
+_DUE_MANY = f"""
+WITH x AS (
+    SELECT * FROM json_to_recordset($1::json) AS x(task_id uuid, execution_id uuid,
+        version integer, scheduled boolean, next_run_time timestamptz, due_at timestamptz,
+        completed_by text)
+), runs AS (
+    INSERT INTO task_runs (execution_id, task_id, scheduled)
+    SELECT execution_id, task_id, scheduled FROM x
+    ON CONFLICT DO NOTHING
+)
+UPDATE tasks SET version = x.version,
+    next_run_time = CASE WHEN x.scheduled THEN x.next_run_time ELSE tasks.next_run_time END,
+    scheduled_runs = CASE WHEN x.scheduled THEN scheduled_runs + 1 ELSE scheduled_runs END,
+    completed_by = CASE WHEN x.scheduled THEN x.completed_by ELSE tasks.completed_by END,
+    {_NO_PAUSE_OWED_WHEN.format("(x.scheduled AND x.next_run_time IS NULL)")},
+    running_executions = running_executions + 1,
+    status = CASE WHEN status = 'paused' THEN 'paused' ELSE 'running' END,
+    last_run_time = x.due_at
+FROM x WHERE tasks.id = x.task_id AND tasks.version < x.version
+"""
+
+
+async def _due_many(conn: Db, run: list[RecordedEvent]) -> None:
+    rows = []
+    for recorded in run:
+        event = recorded.event
+        assert isinstance(event, TaskDue)
+        rows.append(
+            {
+                "task_id": event.task_id,
+                "execution_id": event.execution_id,
+                "version": recorded.version,
+                "scheduled": event.trigger == "schedule",
+                "next_run_time": event.next_run_time,
+                "due_at": event.due_at,
+                "completed_by": event.completed_by,
+            }
+        )
+    await conn.execute(_DUE_MANY, rows_json(rows))
+
+
+# ExecutionCompleted's three steps in one statement, for runs of distinct tasks: the resting
+# status is worked out from the counts as the same statement leaves them.
+_COMPLETED_MANY = """
+WITH x AS (
+    SELECT * FROM json_to_recordset($1::json) AS x(execution_id uuid, status text,
+        error_message text)
+), done AS (
+    UPDATE task_runs SET status = x.status FROM x
+    WHERE task_runs.execution_id = x.execution_id AND task_runs.status = 'running'
+    RETURNING task_runs.task_id, task_runs.scheduled, x.execution_id, x.status, x.error_message
+)
+UPDATE tasks SET
+    failed_run = CASE WHEN {owes} THEN done.execution_id ELSE failed_run END,
+    failed_run_error = CASE WHEN {owes} THEN done.error_message ELSE failed_run_error END,
+    running_executions = greatest(running_executions - 1, 0),
+    execution_count = execution_count + 1,
+    last_execution_status = done.status,
+    status = CASE
+        WHEN tasks.status = 'paused' THEN 'paused'
+        WHEN greatest(running_executions - 1, 0) > 0 THEN 'running'
+        WHEN completed_by IS NOT NULL THEN 'completed'
+        WHEN next_run_time IS NOT NULL OR recurrence_type <> 'once' THEN 'pending'
+        WHEN done.status = 'failed' THEN 'failed'
+        WHEN done.status = 'success' THEN 'completed'
+        ELSE tasks.status
+    END
+FROM done WHERE tasks.id = done.task_id
+""".format(
+    # pause_on_failure: the ticker appends the TaskPaused this owes (docs/scheduling.md).
+    owes="(done.scheduled AND done.status = 'failed' AND pause_on_failure "
+    "AND tasks.status <> 'paused' AND next_run_time IS NOT NULL)"
+)
+
+
+async def _completed_many(conn: Db, run: list[RecordedEvent]) -> None:
+    rows = []
+    for recorded in run:
+        event = recorded.event
+        assert isinstance(event, ExecutionCompleted)
+        rows.append(
+            {
+                "execution_id": event.execution_id,
+                "status": event.status,
+                "error_message": event.error_message,
+            }
+        )
+    await conn.execute(_COMPLETED_MANY, rows_json(rows))
+
+
+_BATCHED: dict[type, Batched] = {
+    TaskCreated: Batched(key=lambda event: event.task_id, write=_insert_many),
+    TaskDue: Batched(key=lambda event: event.task_id, write=_due_many),
+    ExecutionCompleted: Batched(key=lambda event: event.task_id, write=_completed_many),
+}

@@ -168,7 +168,15 @@ def _parser() -> argparse.ArgumentParser:
     add_trust_commands(commands, _stack_dir_option)
     add_ops_commands(commands, _stack_dir_option)
 
-    replay = commands.add_parser("replay", help="rebuild every read table from the log")
+    replay = commands.add_parser(
+        "replay", help="rebuild the read tables from the log beside the live ones, then swap"
+    )
+    replay.add_argument(
+        "--projection",
+        action="append",
+        metavar="NAME",
+        help="rebuild only this projection (tasks, executions, devices); repeatable",
+    )
     _stack_dir_option(replay)
     replay.set_defaults(run=_replay)
     return parser
@@ -312,10 +320,13 @@ def _events(args: argparse.Namespace, settings: Settings) -> None:
     asyncio.run(print_events(settings.database_url, args.task, args.after))
 
 
-def _replay(_args: argparse.Namespace, settings: Settings) -> None:
-    from services.engine.replay import replay_command
+def _replay(args: argparse.Namespace, settings: Settings) -> None:
+    from services.engine.replay import UnknownProjection, replay_command
 
-    asyncio.run(replay_command(settings.database_url))
+    try:
+        asyncio.run(replay_command(settings.session_url, args.projection))
+    except UnknownProjection as exc:
+        raise SystemExit(f"deployx replay: {exc}") from None
 
 
 def _agent(args: argparse.Namespace, settings: Settings) -> None:

@@ -32,6 +32,9 @@ log = structlog.get_logger(__name__)
 # Errors that say nothing about the event: the same batch is simply tried again.
 TRANSIENT: tuple[type[Exception], ...] = (*UNAVAILABLE, asyncpg.TransactionRollbackError)
 WAITS_BEHIND = "waits behind an earlier event of its stream that was set aside"
+# Events a projection takes in one transaction: large enough that a backlog is worked off in
+# few set-based statements, small enough that a transaction stays well under a second.
+BATCH_SIZE = 2000
 
 
 class UndecodableEvent(Exception):
@@ -52,21 +55,39 @@ async def _lock(conn: Connection, projection: Projection) -> None:
     )
 
 
+class Reads:
+    """Batches read in this round of catch_up, by the cursor they follow: projections at the
+    same checkpoint (the usual case) share one read and one decode of the log."""
+
+    def __init__(self) -> None:
+        self._after: dict[LogCursor, list[RecordedEvent]] = {}
+
+    async def after(self, conn: Connection, cursor: LogCursor, limit: int) -> list[RecordedEvent]:
+        # A batch read earlier is still right: every event in it was committed below the
+        # snapshot's xmin then, so nothing can appear between them later.
+        events = self._after.get(cursor)
+        if events is None or len(events) > limit:
+            events = self._after[cursor] = await read_after(conn, cursor, limit)
+        return events
+
+
 async def apply_batch(
     conn: Connection,
     projection: Projection,
     batch_size: int,
     failures: FailureCounter | None = None,
+    reads: Reads | None = None,
 ) -> list[RecordedEvent]:
     """One transaction: read the next batch after the checkpoint, apply it, move the checkpoint.
 
-    With `failures`, each event is applied in its own savepoint, and one that has failed too
-    often is set aside as a dead letter (with the later events of its stream) instead.
+    The batch goes to the projection's apply_batch (set-based statements). With `failures`,
+    each event is applied alone in its own savepoint instead, and one that has failed too
+    often is set aside as a dead letter (with the later events of its stream).
     """
     async with conn.transaction():
         await _lock(conn, projection)
         cursor = await load_checkpoint(conn, projection.name)
-        events = await read_after(conn, cursor, batch_size)
+        events = await (reads or Reads()).after(conn, cursor, batch_size)
         if not events:
             return events
         parked = await dead_letters.parked_streams(
@@ -74,7 +95,9 @@ async def apply_batch(
         )
         if failures is None and not parked:
             for recorded in events:
-                await apply_one(conn, projection, recorded)
+                if isinstance(recorded.event, Undecodable):
+                    raise UndecodableEvent(recorded.event.error)
+            await projection.apply_batch(conn, events)
         else:
             await _apply_one_by_one(conn, projection, events, parked, failures)
         last = LogCursor.of(events[-1])
@@ -125,23 +148,35 @@ async def _apply_one_by_one(
 async def catch_up(
     conn: Connection,
     projections: tuple[Projection, ...] = PROJECTIONS,
-    batch_size: int = 500,
+    batch_size: int = BATCH_SIZE,
     on_applied: Callable[[int], None] | None = None,
     failures: FailureCounter | None = None,
 ) -> int:
     """Applies every visible event to every projection; returns how many events were applied.
 
-    A batch that fails is tried again event by event, so that only a poison event is held up
-    (and set aside once `failures` says it has had its chances; without it, at once).
+    The projections take turns, one batch each, so that those at the same checkpoint share
+    each read of the log. A batch that fails is tried again event by event, so that only a
+    poison event is held up (and set aside once `failures` says it has had its chances;
+    without it, at once).
     """
     applied = 0
-    for projection in projections:
-        while True:
+    behind = list(projections)
+    while behind:
+        reads = Reads()
+        for projection in list(behind):
+            events: list[RecordedEvent] | None
             try:
-                events = await apply_batch(conn, projection, batch_size)
+                events = await apply_batch(conn, projection, batch_size, reads=reads)
             except TRANSIENT:
                 raise
-            except Exception:
+            except Exception as exc:
+                log.warning(
+                    "batch_failed_applying_one_by_one",
+                    projection=projection.name,
+                    error=dead_letters.describe_failure(exc),
+                )
+                events = None
+            if events is None:  # outside the except: its error is not chained to this one's
                 events = await apply_batch(
                     conn, projection, batch_size, failures or FailureCounter(1)
                 )
@@ -149,7 +184,7 @@ async def catch_up(
             if on_applied is not None and events:
                 on_applied(len(events))
             if len(events) < batch_size:
-                break
+                behind.remove(projection)
     return applied
 
 
@@ -170,6 +205,10 @@ async def run_projector(
         session_url=session_url,
     )
     await listener.start()
+    # Imported here: a rebuild runs this module's catch_up on shadow tables.
+    from services.engine.blue_green import keep_versions
+
+    upgrading = asyncio.create_task(keep_versions(pool, stop, projections, session_url))
     retry = Backoff(first=0.002, limit=0.1)
     failures = Backoff(first=0.5, limit=30.0)
     poison = FailureCounter()
@@ -207,6 +246,8 @@ async def run_projector(
             retry.reset()
             await wait_first(wake, stop, timeout=5.0)
     finally:
+        upgrading.cancel()
+        await asyncio.gather(upgrading, return_exceptions=True)
         await listener.stop()
 
 

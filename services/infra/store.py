@@ -37,11 +37,13 @@ _COLUMNS = """
 
 # Only rows of transactions older than every transaction still running: a row that commits
 # later can never get a lower (tx_id, position) than what a reader has already passed.
+# Ordered by the table's columns, not the output's `tx_id` (a bigint): only then does the
+# events_log_order index give the order, instead of a sort of everything after the cursor.
 _READ_AFTER = f"""
 SELECT {_COLUMNS} FROM events
 WHERE (tx_id, position) > ($1::text::xid8, $2::bigint)
   AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
-ORDER BY tx_id, position
+ORDER BY events.tx_id, events.position
 LIMIT $3
 """
 

@@ -1,0 +1,291 @@
+"""Projections at scale: catch-up of 100k TaskCreated and of 100k DeviceResultRecorded, a replay.
+
+    .venv/bin/python -m bench.scale_projections [--tasks 100000] [--results 100000]
+        [--replay-events 1000000] [--skip-replay]
+
+Starts embedded PostgreSQL (fsync on) in a temporary directory and applies the schema. Events
+go into the log with COPY (the shapes the API and the executors append), then:
+
+1. Catch-up of --tasks TaskCreated: the projector's catch_up (every projection, the batch size
+   the service uses) from the checkpoint before them to the last one.
+2. Catch-up of --results DeviceResultRecorded: 100 runs of --results/100 devices each, started
+   and caught up first; then the results, timed the same way.
+3. Replay: the log is filled up to --replay-events with a mix of whole runs (TaskDue,
+   ExecutionStarted, DeviceJobDispatched, one result per device, ExecutionCompleted), then
+   `deployx replay`'s rebuild runs while a reader asks for a task list page every 20 ms and a
+   writer appends a TaskCreated every 20 ms; the slowest read and write during the replay are
+   its "reader/writer wait" (the goal: under 100 ms), errors are counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+
+from events.base import Event
+from events.codec import encode_data
+from events.execution import (
+    DeviceJobDispatched,
+    DeviceResultRecorded,
+    ExecutionCompleted,
+    ExecutionStarted,
+)
+from events.task import TaskCreated, TaskDue
+from projections import PROJECTIONS
+from services.engine.projector import catch_up
+from services.engine.replay import rebuild
+from services.infra.db import ensure_database, migrate
+from services.infra.embedded_postgres import EmbeddedPostgres
+from services.infra.store import append
+
+CATEGORY = "command"
+RUNS = 100  # part 2: the results are spread over this many runs
+REPLAY_DEVICES = 50  # part 3: devices per run in the filler
+TICK = 0.02
+Row = tuple[str, str, int, str, str, int, str, str]
+_COLUMNS = ["id", "stream_id", "version", "type", "category", "schema_version", "data", "metadata"]
+
+
+def row(stream_id: str, version: int, event: Event) -> Row:
+    data = encode_data(event).decode()
+    return (str(uuid.uuid4()), stream_id, version, event.type, CATEGORY, 1, data, "{}")
+
+
+def task_created(now: datetime, index: int) -> TaskCreated:
+    return TaskCreated(
+        task_id=str(uuid.uuid4()),
+        user_id="bench",
+        name=f"task {index}",
+        task_type=CATEGORY,
+        recurrence_type="daily",
+        recurrence_config={"time": "02:30", "timezone": "Europe/Berlin"},
+        device_ids=[f"dev-{index % 1000}"],
+        task_payload={"command_payload": {"command": "uname -a", "timeout_seconds": 300}},
+        created_at=now,
+        next_run_time=now + timedelta(days=1),
+    )
+
+
+def run_events(task_id: str, now: datetime, devices: int) -> tuple[str, list[Event]]:
+    """A whole run: what the ticker and an executor append for it."""
+    execution_id = str(uuid.uuid4())
+    targets = [f"dev-{i}" for i in range(devices)]
+    events: list[Event] = [
+        ExecutionStarted(
+            execution_id=execution_id,
+            task_id=task_id,
+            trigger="schedule",
+            scheduled_for=now,
+            started_at=now,
+            device_ids=targets,
+            deadline=now + timedelta(minutes=5),
+        ),
+        DeviceJobDispatched(
+            execution_id=execution_id, task_id=task_id, device_ids=targets, dispatched_at=now
+        ),
+    ]
+    events += results(execution_id, task_id, targets, now)
+    events.append(
+        ExecutionCompleted(
+            execution_id=execution_id,
+            task_id=task_id,
+            status="success",
+            completed_at=now,
+            devices_targeted=devices,
+            devices_succeeded=devices,
+        )
+    )
+    return execution_id, events
+
+
+def results(execution_id: str, task_id: str, devices: list[str], now: datetime) -> list[Event]:
+    return [
+        DeviceResultRecorded(
+            execution_id=execution_id,
+            task_id=task_id,
+            device_id=device,
+            status="success",
+            exit_code=0,
+            stdout="Linux bench 6.1.0 x86_64 GNU/Linux",
+            recorded_at=now,
+        )
+        for device in devices
+    ]
+
+
+async def copy_in(conn: asyncpg.Connection, rows: list[Row]) -> None:
+    for start in range(0, len(rows), 50_000):
+        await conn.copy_records_to_table(
+            "events", records=rows[start : start + 50_000], columns=_COLUMNS
+        )
+
+
+async def timed_catch_up(conn: asyncpg.Connection) -> tuple[int, float]:
+    started = time.perf_counter()
+    applied = await catch_up(conn)
+    return applied // len(PROJECTIONS), time.perf_counter() - started
+
+
+async def part_tasks(conn: asyncpg.Connection, count: int) -> list[str]:
+    now = datetime.now(UTC)
+    created = [task_created(now, i) for i in range(count)]
+    await copy_in(conn, [row(t.task_id, 1, t) for t in created])
+    applied, elapsed = await timed_catch_up(conn)
+    assert await conn.fetchval("SELECT count(*) FROM tasks") >= count
+    print(f"catch-up {applied:,} TaskCreated: {elapsed:.2f} s, {applied / elapsed:,.0f} events/s")
+    return [t.task_id for t in created]
+
+
+async def part_results(conn: asyncpg.Connection, task_ids: list[str], count: int) -> None:
+    now = datetime.now(UTC)
+    per_run = max(1, count // RUNS)
+    started: list[Row] = []
+    later: list[Row] = []
+    for index in range(RUNS):
+        task_id = task_ids[index % len(task_ids)]
+        execution_id, events = run_events(task_id, now, per_run)
+        due = TaskDue(
+            task_id=task_id,
+            execution_id=execution_id,
+            scheduled_for=now,
+            trigger="manual",
+            due_at=now,
+        )
+        started.append(row(task_id, 2 + index // len(task_ids), due))
+        started.append(row(execution_id, 1, events[0]))
+        later += [row(execution_id, 2 + n, e) for n, e in enumerate(events[2:-1])]
+    await copy_in(conn, started)
+    await catch_up(conn)
+    await copy_in(conn, later)
+    applied, elapsed = await timed_catch_up(conn)
+    assert applied == len(later), (applied, len(later))
+    print(
+        f"catch-up {applied:,} DeviceResultRecorded: {elapsed:.2f} s, "
+        f"{applied / elapsed:,.0f} events/s"
+    )
+
+
+def filler(task_ids: list[str], needed: int) -> Iterator[Row]:
+    """Whole runs of REPLAY_DEVICES devices, one TaskDue ahead of each, `needed` events."""
+    now = datetime.now(UTC)
+    made, index = 0, 0
+    versions = dict.fromkeys(task_ids, 100)
+    while made < needed:
+        task_id = task_ids[index % len(task_ids)]
+        index += 1
+        execution_id, events = run_events(task_id, now, REPLAY_DEVICES)
+        versions[task_id] += 1
+        due = TaskDue(
+            task_id=task_id,
+            execution_id=execution_id,
+            scheduled_for=now,
+            trigger="schedule",
+            due_at=now,
+            next_run_time=now + timedelta(days=1),
+        )
+        yield row(task_id, versions[task_id], due)
+        for n, event in enumerate(events):
+            yield row(execution_id, n + 1, event)
+        made += 1 + len(events)
+
+
+async def part_replay(
+    conn: asyncpg.Connection, database_url: str, task_ids: list[str], total: int
+) -> None:
+    have = int(await conn.fetchval("SELECT count(*) FROM events"))
+    rows = list(filler(task_ids, total - have))
+    await copy_in(conn, rows)
+    await catch_up(conn)
+    events = int(await conn.fetchval("SELECT count(*) FROM events"))
+    stop = asyncio.Event()
+    reads: list[float] = []
+    writes: list[float] = []
+    errors: list[str] = []
+
+    async def reader() -> None:
+        other = await asyncpg.connect(database_url)
+        try:
+            while not stop.is_set():
+                began = time.perf_counter()
+                try:
+                    await other.fetch(
+                        "SELECT id, name, status FROM tasks ORDER BY created_at DESC LIMIT 50"
+                    )
+                    await other.fetchval("SELECT count(*) FROM executions")
+                except asyncpg.PostgresError as exc:
+                    errors.append(f"read: {exc}")
+                reads.append(time.perf_counter() - began)
+                await asyncio.sleep(TICK)
+        finally:
+            await other.close()
+
+    async def writer() -> None:
+        other = await asyncpg.connect(database_url)
+        now, index = datetime.now(UTC), 0
+        try:
+            while not stop.is_set():
+                created = task_created(now, index)
+                index += 1
+                began = time.perf_counter()
+                try:
+                    await append(other, created.task_id, CATEGORY, [created], expected_version=0)
+                except asyncpg.PostgresError as exc:
+                    errors.append(f"write: {exc}")
+                writes.append(time.perf_counter() - began)
+                await asyncio.sleep(TICK)
+        finally:
+            await other.close()
+
+    load = [asyncio.create_task(reader()), asyncio.create_task(writer())]
+    await asyncio.sleep(0.5)
+    started = time.perf_counter()
+    applied = await rebuild(database_url)
+    elapsed = time.perf_counter() - started
+    stop.set()
+    await asyncio.gather(*load)
+    print(
+        f"replay {applied:,} events (log of {events:,}): {elapsed:.2f} s, "
+        f"{applied / elapsed:,.0f} events/s; slowest read {max(reads) * 1000:.0f} ms, "
+        f"slowest append {max(writes) * 1000:.0f} ms ({len(reads)} reads, {len(writes)} appends, "
+        f"{len(errors)} errors{': ' + errors[0] if errors else ''})"
+    )
+
+
+async def run(args: argparse.Namespace, database_url: str) -> None:
+    await ensure_database(database_url)
+    await migrate(database_url)
+    conn = await asyncpg.connect(database_url)
+    try:
+        task_ids = await part_tasks(conn, args.tasks)
+        await part_results(conn, task_ids, args.results)
+        if not args.skip_replay:
+            await part_replay(conn, database_url, task_ids[:10_000], args.replay_events)
+    finally:
+        await conn.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.scale_projections")
+    parser.add_argument("--tasks", type=int, default=100_000)
+    parser.add_argument("--results", type=int, default=100_000)
+    parser.add_argument("--replay-events", type=int, default=1_000_000)
+    parser.add_argument("--skip-replay", action="store_true")
+    args = parser.parse_args(argv)
+    with (
+        tempfile.TemporaryDirectory(prefix="deployx-scale-") as tmp,
+        EmbeddedPostgres(Path(tmp) / "postgres", fsync=True) as postgres,
+    ):
+        database_url = postgres.dsn.rsplit("/", 1)[0] + "/deployx"
+        asyncio.run(run(args, database_url))
+
+
+if __name__ == "__main__":
+    main()

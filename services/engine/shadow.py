@@ -1,0 +1,116 @@
+"""Shadow tables: a projection rebuilt beside its live tables, then swapped in by one transaction.
+
+The shadow schema holds a copy of each table's shape (columns, defaults, checks, keys) and its
+own `checkpoints` and `dead_letters`; a connection whose search_path starts with it runs the
+ordinary projector code against the copies while readers keep using the live tables. Secondary
+indexes are built once the bulk is in, which is cheaper than keeping them up row by row.
+"""
+
+from __future__ import annotations
+
+import re
+
+from projections.base import Projection
+from services.infra.store import Connection
+
+SHADOW = "deployx_shadow"
+RETIRED = "deployx_retired"
+# The projector's own tables that a rebuild keeps apart in the shadow schema.
+_BOOKKEEPING = ("checkpoints", "dead_letters")
+
+
+def shadow_name(projection: Projection) -> str:
+    """The name a rebuild runs under: its own checkpoint and advisory lock, not the live one's."""
+    return f"{projection.name}@rebuild"
+
+
+async def create(conn: Connection, projections: tuple[Projection, ...]) -> None:
+    """A fresh shadow schema with empty copies of the projections' tables (whatever a killed
+    rebuild left there is dropped)."""
+    await conn.execute(f"DROP SCHEMA IF EXISTS {SHADOW} CASCADE")
+    await conn.execute(f"CREATE SCHEMA {SHADOW}")
+    for table in (*_BOOKKEEPING, *_tables(projections)):
+        await conn.execute(
+            f"CREATE TABLE {SHADOW}.{table} (LIKE public.{table} INCLUDING DEFAULTS "
+            "INCLUDING CONSTRAINTS INCLUDING GENERATED INCLUDING IDENTITY)"
+        )
+        for name, definition in await conn.fetch(
+            "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE conrelid = $1::regclass AND contype IN ('p', 'u', 'x')",
+            f"public.{table}",
+        ):
+            await conn.execute(f"ALTER TABLE {SHADOW}.{table} ADD CONSTRAINT {name} {definition}")
+
+
+async def add_indexes(conn: Connection, projections: tuple[Projection, ...]) -> None:
+    """The live tables' other indexes and triggers, under the same names, on the copies."""
+    for table in _tables(projections):
+        for (definition,) in await conn.fetch(
+            "SELECT pg_get_indexdef(i.indexrelid) FROM pg_index i "
+            "WHERE i.indrelid = $1::regclass AND NOT EXISTS "
+            "(SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)",
+            f"public.{table}",
+        ):
+            await conn.execute(_retarget(definition, table))
+        for (definition,) in await conn.fetch(
+            "SELECT pg_get_triggerdef(oid) FROM pg_trigger "
+            "WHERE tgrelid = $1::regclass AND NOT tgisinternal",
+            f"public.{table}",
+        ):
+            await conn.execute(_retarget(definition, table))
+        await conn.execute(f"ANALYZE {SHADOW}.{table}")
+
+
+def _retarget(definition: str, table: str) -> str:
+    return re.sub(rf" ON (public\.)?{table} ", f" ON {SHADOW}.{table} ", definition, count=1)
+
+
+async def swap(conn: Connection, projections: tuple[Projection, ...]) -> None:
+    """Inside the caller's transaction (which holds the projections' advisory locks and has
+    caught the copies up): the copies become the live tables, with their checkpoints and
+    dead letters. Readers wait only for this; the caller bounds it with lock_timeout."""
+    tables = _tables(projections)
+    await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {RETIRED}")
+    live = ", ".join(f"public.{table}" for table in tables)
+    await conn.execute(f"LOCK TABLE {live} IN ACCESS EXCLUSIVE MODE")
+    for table in tables:
+        await conn.execute(f"DROP TABLE IF EXISTS {RETIRED}.{table}")
+        await conn.execute(f"ALTER TABLE public.{table} SET SCHEMA {RETIRED}")
+        await conn.execute(f"ALTER TABLE {SHADOW}.{table} SET SCHEMA public")
+    for projection in projections:
+        await conn.execute(
+            f"""
+            INSERT INTO public.checkpoints (name, tx_id, position, updated_at, projection_version)
+            SELECT $1, tx_id, position, now(), $3 FROM {SHADOW}.checkpoints WHERE name = $2
+            ON CONFLICT (name) DO UPDATE SET tx_id = EXCLUDED.tx_id,
+                position = EXCLUDED.position, updated_at = EXCLUDED.updated_at,
+                projection_version = EXCLUDED.projection_version
+            """,
+            projection.name,
+            shadow_name(projection),
+            projection.version,
+        )
+        # Rebuilt from nothing, a projection has set aside again whatever still fails.
+        await conn.execute("DELETE FROM public.dead_letters WHERE consumer = $1", projection.name)
+        await conn.execute(
+            f"""
+            INSERT INTO public.dead_letters (consumer, event_id, position, stream_id, event_type,
+                error, attempts, created_at, updated_at)
+            SELECT $1, event_id, position, stream_id, event_type, error, attempts, created_at,
+                updated_at
+            FROM {SHADOW}.dead_letters WHERE consumer = $2
+            """,
+            projection.name,
+            shadow_name(projection),
+        )
+    for table in tables:
+        await conn.execute(f"DROP TABLE {RETIRED}.{table}")
+    await conn.execute(f"DROP SCHEMA {RETIRED}")
+
+
+async def drop(conn: Connection) -> None:
+    await conn.execute(f"DROP SCHEMA IF EXISTS {SHADOW} CASCADE")
+
+
+def _tables(projections: tuple[Projection, ...]) -> list[str]:
+    return [table for projection in projections for table in projection.tables]
