@@ -57,18 +57,24 @@ export function zonePicker({ selected, first = [] }) {
       }
     }
     status.textContent = words ? `${shown} ${shown === 1 ? 'zone matches' : 'zones match'}` : '';
-    // Enter picks the first match, as a search box would.
     search.dataset.first = firstShown?.value ?? '';
+    // The list shows what was typed: the first match is chosen unless the choice matches.
+    const current = select.selectedOptions[0];
+    if (words && firstShown && !current?.textContent.toLowerCase().includes(words)) {
+      choose(firstShown.value);
+    }
   });
+  // Enter picks the first match, as a search box would (and does not submit the form).
   search.addEventListener('keydown', (event) => {
     if (event.key !== 'Enter') return;
     event.preventDefault();
-    if (search.dataset.first) {
-      select.value = search.dataset.first;
-      select.dispatchEvent(new Event('input', { bubbles: true }));
-      select.dispatchEvent(new Event('change', { bubbles: true }));
-    }
+    if (search.dataset.first) choose(search.dataset.first);
   });
+  function choose(value) {
+    select.value = value;
+    select.dispatchEvent(new Event('input', { bubbles: true }));
+    select.dispatchEvent(new Event('change', { bubbles: true }));
+  }
   const element = h('div', { class: 'zone-picker' }, search, status, select);
   return { element, select, search, status, value: () => select.value };
 }

@@ -45,7 +45,7 @@ export function openZoneSetting() {
 export function zoneButton(button) {
   const say = () => {
     const zone = displayZone();
-    button.textContent = zone;
+    button.textContent = `Times: ${zone}`;
     button.setAttribute('aria-label', `Times shown in ${zone}: change`);
     button.title = 'The zone the console shows times in';
   };

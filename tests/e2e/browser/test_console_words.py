@@ -152,6 +152,10 @@ async def test_times_name_their_zone_and_the_user_picks_it(sized: Page, console:
     search = dialog.get_by_role("searchbox", name="Search zones")
     await search.fill("kolk")
     await expect(dialog.locator(".zone-count")).to_have_text("1 zone matches")
+    await expect(select).to_have_value("Asia/Kolkata")  # the first match, as typed
+    await search.fill("new_y")
+    await expect(select).to_have_value("America/New_York")
+    await search.fill("kolk")
     await search.press("Enter")
     await expect(select).to_have_value("Asia/Kolkata")
     await dialog.get_by_role("button", name="Show times").click()
