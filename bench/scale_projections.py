@@ -10,8 +10,9 @@ go into the log with COPY (the shapes the API and the executors append), then:
    the service uses) from the checkpoint before them to the last one.
 2. Catch-up of --results DeviceResultRecorded: 100 runs of --results/100 devices each, started
    and caught up first; then the results, timed the same way.
-3. Replay: the log is filled up to --replay-events with a mix of whole runs (TaskDue,
-   ExecutionStarted, DeviceJobDispatched, one result per device, ExecutionCompleted), then
+3. Replay: the log is filled up to --replay-events with whole runs of 50 devices (TaskDue,
+   ExecutionStarted, DeviceJobDispatched, one result per device, ExecutionCompleted), --burst
+   tasks due together (100; the executor's events of those runs interleaved), then
    `deployx replay`'s rebuild runs while a reader asks for a task list page every 20 ms and a
    writer appends a TaskCreated every 20 ms; the slowest read and write during the replay are
    its "reader/writer wait" (the goal: under 100 ms), errors are counted.
@@ -173,35 +174,40 @@ async def part_results(conn: asyncpg.Connection, task_ids: list[str], count: int
     )
 
 
-def filler(task_ids: list[str], needed: int) -> Iterator[Row]:
-    """Whole runs of REPLAY_DEVICES devices, one TaskDue ahead of each, `needed` events."""
+def filler(task_ids: list[str], needed: int, burst: int) -> Iterator[Row]:
+    """`needed` events of whole runs of REPLAY_DEVICES devices, `burst` tasks due together:
+    their TaskDue, then the executor's events of those runs interleaved as it appends them."""
     now = datetime.now(UTC)
     made, index = 0, 0
     versions = dict.fromkeys(task_ids, 100)
     while made < needed:
-        task_id = task_ids[index % len(task_ids)]
-        index += 1
-        execution_id, events = run_events(task_id, now, REPLAY_DEVICES)
-        versions[task_id] += 1
-        due = TaskDue(
-            task_id=task_id,
-            execution_id=execution_id,
-            scheduled_for=now,
-            trigger="schedule",
-            due_at=now,
-            next_run_time=now + timedelta(days=1),
-        )
-        yield row(task_id, versions[task_id], due)
-        for n, event in enumerate(events):
-            yield row(execution_id, n + 1, event)
-        made += 1 + len(events)
+        runs = []
+        for _ in range(burst):
+            task_id = task_ids[index % len(task_ids)]
+            index += 1
+            execution_id, events = run_events(task_id, now, REPLAY_DEVICES)
+            versions[task_id] += 1
+            due = TaskDue(
+                task_id=task_id,
+                execution_id=execution_id,
+                scheduled_for=now,
+                trigger="schedule",
+                due_at=now,
+                next_run_time=now + timedelta(days=1),
+            )
+            yield row(task_id, versions[task_id], due)
+            runs.append((execution_id, events))
+        for step in range(2 + REPLAY_DEVICES + 1):
+            for execution_id, events in runs:
+                yield row(execution_id, step + 1, events[step])
+        made += burst * (2 + REPLAY_DEVICES + 2)
 
 
 async def part_replay(
-    conn: asyncpg.Connection, database_url: str, task_ids: list[str], total: int
+    conn: asyncpg.Connection, database_url: str, task_ids: list[str], total: int, burst: int
 ) -> None:
     have = int(await conn.fetchval("SELECT count(*) FROM events"))
-    rows = list(filler(task_ids, total - have))
+    rows = list(filler(task_ids, total - have, burst))
     await copy_in(conn, rows)
     await catch_up(conn)
     events = int(await conn.fetchval("SELECT count(*) FROM events"))
@@ -267,7 +273,7 @@ async def run(args: argparse.Namespace, database_url: str) -> None:
         task_ids = await part_tasks(conn, args.tasks)
         await part_results(conn, task_ids, args.results)
         if not args.skip_replay:
-            await part_replay(conn, database_url, task_ids[:10_000], args.replay_events)
+            await part_replay(conn, database_url, task_ids[:10_000], args.replay_events, args.burst)
     finally:
         await conn.close()
 
@@ -278,6 +284,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--results", type=int, default=100_000)
     parser.add_argument("--replay-events", type=int, default=1_000_000)
     parser.add_argument("--skip-replay", action="store_true")
+    parser.add_argument("--burst", type=int, default=100, help="tasks due together (replay)")
     args = parser.parse_args(argv)
     with (
         tempfile.TemporaryDirectory(prefix="deployx-scale-") as tmp,

@@ -1,4 +1,4 @@
-"""A batch of the log as runs: consecutive events of one type written by one set-based statement."""
+"""A batch of the log in waves: the events of one type in a wave go in one set-based statement."""
 
 from __future__ import annotations
 
@@ -27,13 +27,14 @@ One = Callable[[Db, RecordedEvent], Awaitable[None]]
 
 @dataclass(frozen=True)
 class Batched:
-    """How a run of one event type is written: the row each event touches, and the statement.
+    """How events of one type are written together: every row an event's statement touches
+    (as keys; a coarse key may stand for many rows), and the statement.
 
-    Without `folds`, a run ends where a row would be touched a second time (one statement
-    cannot update a row twice); with it, the writer folds the events of one row itself.
+    Without `folds`, two events of the type touching one row are never written by the same
+    statement (a statement cannot update a row twice); with it, the writer folds them itself.
     """
 
-    key: Callable[[Any], Hashable]
+    keys: Callable[[Any], tuple[Hashable, ...]]
     write: Writer
     folds: bool = False
 
@@ -45,22 +46,23 @@ async def apply_in_runs(
     batched: dict[type[Event], Batched],
     one: One,
 ) -> None:
-    """Applies batch in log order: a run of a batched type at once, any other event alone.
+    """Applies batch as its events one by one would, in as few statements as it can.
 
-    Events the projection does not handle are passed over without ending a run: they touch
-    none of its rows.
+    Events go into a wave until one touches a row an event of another type in the wave
+    touched (or, unless its type folds, one of its own type): then the wave is written, one
+    statement per type, and a new one begins. Within a wave no row is touched by two types,
+    so the order of the statements does not matter. An event of a type without a batched
+    statement is applied alone, between waves; events the projection does not handle are
+    passed over (they touch none of its rows).
     """
-    run: list[RecordedEvent] = []
-    run_type: type[Event] | None = None
-    keys: set[Hashable] = set()
+    wave: dict[type[Event], list[RecordedEvent]] = {}
+    touched: dict[Hashable, type[Event]] = {}
 
     async def flush() -> None:
-        nonlocal run, run_type
-        if run:
-            assert run_type is not None
-            await batched[run_type].write(conn, run)
-        run, run_type = [], None
-        keys.clear()
+        for kind, events in wave.items():
+            await batched[kind].write(conn, events)
+        wave.clear()
+        touched.clear()
 
     for recorded in batch:
         kind = type(recorded.event)
@@ -71,10 +73,10 @@ async def apply_in_runs(
             await flush()
             await one(conn, recorded)
             continue
-        key = how.key(recorded.event)
-        if kind is not run_type or (key in keys and not how.folds):
+        keys = how.keys(recorded.event)
+        if any(key in touched and (touched[key] is not kind or not how.folds) for key in keys):
             await flush()
-            run_type = kind
-        run.append(recorded)
-        keys.add(key)
+        wave.setdefault(kind, []).append(recorded)
+        for key in keys:
+            touched[key] = kind
     await flush()

@@ -121,6 +121,6 @@ async def _registered_many(conn: Db, run: list[RecordedEvent]) -> None:
 
 _BATCHED: dict[type, Batched] = {
     DeviceRegistered: Batched(
-        key=lambda event: event.device_id, write=_registered_many, folds=True
+        keys=lambda event: (event.device_id,), write=_registered_many, folds=True
     ),
 }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from datetime import datetime
 
 import msgspec
@@ -19,7 +19,7 @@ from events.execution import (
 )
 from events.task import TaskDue
 from projections.base import Db
-from projections.batching import Batched, apply_in_runs, rows_json
+from projections.batching import Batched, Writer, apply_in_runs, rows_json
 
 _json = msgspec.json.Encoder()
 # A device's row moves pending -> waiting/running -> a final status, never back from final.
@@ -318,11 +318,51 @@ async def _completed_many(conn: Db, run: list[RecordedEvent]) -> None:
     await conn.execute(_COMPLETED_MANY, rows_json(rows))
 
 
+def _progress_many(status: str) -> Writer:
+    async def write(conn: Db, run: list[RecordedEvent]) -> None:
+        rows = []
+        for recorded in run:
+            event = recorded.event
+            assert isinstance(event, DeviceJobDispatched | DevicesWaiting)
+            at = event.dispatched_at if isinstance(event, DeviceJobDispatched) else event.since
+            rows.append(
+                {"execution_id": event.execution_id, "device_ids": event.device_ids, "at": at}
+            )
+        await conn.execute(_PROGRESS_MANY, rows_json(rows), status)
+
+    return write
+
+
+_PROGRESS_MANY = f"""
+INSERT INTO execution_results (execution_id, device_id, status, recorded_at)
+SELECT x.execution_id, device, $2, x.at
+FROM json_to_recordset($1::json) AS x(execution_id uuid, device_ids text[], at timestamptz),
+    unnest(x.device_ids) AS device
+ON CONFLICT (execution_id, device_id) DO UPDATE SET
+    status = EXCLUDED.status, recorded_at = EXCLUDED.recorded_at
+WHERE {_NOT_FINAL}
+"""
+
+
+def _run(event: TaskDue | ExecutionStarted | ExecutionCompleted) -> tuple[Hashable, ...]:
+    return (("run", event.execution_id),)
+
+
+def _results(
+    event: DeviceResultRecorded | DeviceJobDispatched | DevicesWaiting,
+) -> tuple[Hashable, ...]:
+    # One key for all of a run's device rows: a run's progress and results never share a
+    # wave, and its results fold (_results_many).
+    return (("results", event.execution_id),)
+
+
 _BATCHED: dict[type, Batched] = {
-    TaskDue: Batched(key=lambda event: event.execution_id, write=_due_many),
-    ExecutionStarted: Batched(key=lambda event: event.execution_id, write=_started_many),
-    DeviceResultRecorded: Batched(
-        key=lambda event: (event.execution_id, event.device_id), write=_results_many, folds=True
+    TaskDue: Batched(keys=_run, write=_due_many),
+    ExecutionStarted: Batched(
+        keys=lambda event: (*_run(event), *_results(event)), write=_started_many
     ),
-    ExecutionCompleted: Batched(key=lambda event: event.execution_id, write=_completed_many),
+    DeviceJobDispatched: Batched(keys=_results, write=_progress_many("running")),
+    DevicesWaiting: Batched(keys=_results, write=_progress_many("waiting")),
+    DeviceResultRecorded: Batched(keys=_results, write=_results_many, folds=True),
+    ExecutionCompleted: Batched(keys=_run, write=_completed_many),
 }

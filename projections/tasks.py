@@ -391,7 +391,13 @@ async def _completed_many(conn: Db, run: list[RecordedEvent]) -> None:
 
 
 _BATCHED: dict[type, Batched] = {
-    TaskCreated: Batched(key=lambda event: event.task_id, write=_insert_many),
-    TaskDue: Batched(key=lambda event: event.task_id, write=_due_many),
-    ExecutionCompleted: Batched(key=lambda event: event.task_id, write=_completed_many),
+    TaskCreated: Batched(keys=lambda event: (("task", event.task_id),), write=_insert_many),
+    TaskDue: Batched(
+        keys=lambda event: (("task", event.task_id), ("run", event.execution_id)),
+        write=_due_many,
+    ),
+    ExecutionCompleted: Batched(
+        keys=lambda event: (("task", event.task_id), ("run", event.execution_id)),
+        write=_completed_many,
+    ),
 }

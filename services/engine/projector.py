@@ -41,6 +41,14 @@ class UndecodableEvent(Exception):
     """A row of the log this code cannot read: it must not be skipped silently."""
 
 
+class EventFailed(Exception):
+    """An event failed alone and has attempts left: its batch is tried again shortly.
+
+    Logged as one line (the event and the error): a full traceback of each try says nothing
+    more and, rendered with its locals, held the loop for seconds on a busy machine.
+    """
+
+
 async def apply_one(conn: Connection, projection: Projection, recorded: RecordedEvent) -> None:
     if isinstance(recorded.event, Undecodable):
         raise UndecodableEvent(recorded.event.error)
@@ -128,7 +136,10 @@ async def _apply_one_by_one(
             raise
         except Exception as exc:
             if failures is not None and not failures.failed(recorded.id):
-                raise
+                raise EventFailed(
+                    f"{projection.name}: {recorded.type} at position {recorded.position} "
+                    f"(stream {recorded.stream_id}): {dead_letters.describe_failure(exc)}"
+                ) from None
             error = dead_letters.describe_failure(exc)
             log.error(
                 "event_set_aside",
@@ -233,6 +244,10 @@ async def run_projector(
                 # The database is away (the checkpoint did not move): look again shortly.
                 log.warning("projection_failed", error=describe(exc))
                 await wait_first(stop, timeout=outage.next())
+                continue
+            except EventFailed as exc:
+                log.error("projection_failed", error=str(exc))
+                await wait_first(stop, timeout=failures.next())
                 continue
             except Exception:
                 # The checkpoint did not move: the same batch is tried again, shortly, and an
