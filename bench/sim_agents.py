@@ -2,10 +2,13 @@
 bench.rollout.
 
     .venv/bin/python -m bench.sim_agents --devices 10000 --summary FILE   (until SIGTERM)
+        [--first 0] [--interval 5] [--queue NAME]
 
-Every device heartbeats (spread over the agents' 5 s interval). A wildcard subscription on
+Every device heartbeats once at the start (agents starting together), then every --interval
+seconds (5, the real agent's default), spread over the interval. A wildcard subscription on
 deployx.agents.*.jobs takes what executors send, as the real agent's protocol has it
-(services/agent/protocol.py, `Job | CancelJob`):
+(services/agent/protocol.py, `Job | CancelJob`); with --queue, several such processes share it
+as a NATS queue group, each playing devices --first to --first + --devices - 1 (bench.fleet_sim):
 
 - a new Job is answered "accepted" at once, then "finished" success: at once, or N seconds
   later when its command is `sleep N` (a job that takes time, to be canceled meanwhile);
@@ -62,8 +65,8 @@ _work = msgspec.json.Decoder(AgentWork)
 _command = msgspec.json.Decoder(CommandPayload)
 
 
-def device_ids(count: int) -> list[str]:
-    return [f"{DEVICE_PREFIX}{index:06d}" for index in range(count)]
+def device_ids(count: int, first: int = 0) -> list[str]:
+    return [f"{DEVICE_PREFIX}{index:06d}" for index in range(first, first + count)]
 
 
 def sleep_command(seconds: float) -> str:
@@ -184,44 +187,65 @@ class SimulatedAgents:
 
 
 async def play_agents(
-    nats_url: str, devices: int, summary: Path, announced: float = HEARTBEAT_SECONDS
+    nats_url: str,
+    devices: int,
+    summary: Path,
+    announced: float = HEARTBEAT_SECONDS,
+    *,
+    interval: float = HEARTBEAT_SECONDS,
+    first: int = 0,
+    queue: str = "",
 ) -> None:
     """Plays `devices` agents on one connection until SIGTERM; writes what it saw to summary.
 
-    They beat every HEARTBEAT_SECONDS, and say they do every `announced` seconds (what
+    They beat every `interval` seconds, and say they do every `announced` seconds (what
     presence counts missed heartbeats in)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     client = await nats.connect(servers(nats_url), name="fanout-agents", max_reconnect_attempts=-1)
-    ids = device_ids(devices)
+    ids = device_ids(devices, first)
     started_at = datetime.now(UTC)
     agents = SimulatedAgents(client)
-    subscription = await client.subscribe("deployx.agents.*.jobs", cb=agents.on_work)
-    per_slice = -(-len(ids) // HEARTBEAT_SLICES)
+    subscription = (
+        await client.subscribe("deployx.agents.*.jobs", queue=queue, cb=agents.on_work)
+        if ids
+        else None
+    )
+
+    async def beat(some: list[str]) -> None:
+        sent_at = datetime.now(UTC)
+        for device in some:
+            beat = Heartbeat(
+                device_id=device,
+                hostname=device,
+                os="linux",
+                agent_version="bench",
+                started_at=started_at,
+                sent_at=sent_at,
+                interval_seconds=announced,
+            )
+            await client.publish(heartbeat_subject(device), _encode(beat))
+        agents.counts["heartbeats"] += len(some)
+
+    per_slice = max(1, -(-len(ids) // HEARTBEAT_SLICES))
     try:
-        while not stop.is_set():
+        await beat(ids)  # every agent announces itself as it starts
+        await client.flush()
+        # Then each slice again in turn: no device is silent longer than an interval.
+        await wait_first(stop, timeout=interval / HEARTBEAT_SLICES)
+        while ids and not stop.is_set():
             for start in range(0, len(ids), per_slice):
-                sent_at = datetime.now(UTC)
-                for device in ids[start : start + per_slice]:
-                    beat = Heartbeat(
-                        device_id=device,
-                        hostname=device,
-                        os="linux",
-                        agent_version="bench",
-                        started_at=started_at,
-                        sent_at=sent_at,
-                        interval_seconds=announced,
-                    )
-                    await client.publish(heartbeat_subject(device), _encode(beat))
-                agents.counts["heartbeats"] += len(ids[start : start + per_slice])
-                await wait_first(stop, timeout=HEARTBEAT_SECONDS / HEARTBEAT_SLICES)
+                await beat(ids[start : start + per_slice])
+                await wait_first(stop, timeout=interval / HEARTBEAT_SLICES)
                 if stop.is_set():
                     break
+        await stop.wait()
     finally:
         try:
-            await subscription.unsubscribe()
+            if subscription is not None:
+                await subscription.unsubscribe()
             agents.stop()
         finally:
             await asyncio.to_thread(summary.write_text, json.dumps(agents.summary()))
@@ -235,13 +259,24 @@ def main() -> None:
     parser.add_argument(
         "--announced-interval",
         type=float,
-        default=HEARTBEAT_SECONDS,
-        help="the heartbeat interval the devices announce (they beat every 5 s)",
+        default=None,
+        help="the heartbeat interval the devices announce (default: --interval)",
     )
+    parser.add_argument(
+        "--interval", type=float, default=HEARTBEAT_SECONDS, help="seconds between heartbeats"
+    )
+    parser.add_argument("--first", type=int, default=0, help="the first device's number")
+    parser.add_argument("--queue", default="", help="share the jobs subscription in this group")
     args = parser.parse_args()
     asyncio.run(
         play_agents(
-            os.environ["DEPLOYX_NATS_URL"], args.devices, args.summary, args.announced_interval
+            os.environ["DEPLOYX_NATS_URL"],
+            args.devices,
+            args.summary,
+            args.interval if args.announced_interval is None else args.announced_interval,
+            interval=args.interval,
+            first=args.first,
+            queue=args.queue,
         )
     )
 

@@ -3,7 +3,6 @@ DeviceRegistered when a device the log has as offline is heard again."""
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
@@ -13,7 +12,7 @@ import structlog
 from events.device import DeviceRegistered, DeviceWentOffline
 from services.agent.protocol import Heartbeat
 from services.infra.db import Db
-from services.infra.store import DuplicateEvent, append
+from services.infra.store import StreamEvent, append_each
 
 log = structlog.get_logger("deployx.registry")
 _IDS = uuid.UUID("0b1e7c55-2f0e-4a8e-9d61-93c4a0c2f7de")
@@ -28,37 +27,47 @@ WHERE d.online
   AND $2::timestamptz < $1::timestamptz - make_interval(secs => p.interval_seconds * $3)
 """
 MISSED_HEARTBEATS = 3
+# Events per statement (and so per transaction): a long one would hold back every log reader.
+CHUNK = 5000
 
 
 def stream_of(device_id: str) -> str:
     return f"device-{device_id}"
 
 
+def _entry(event: DeviceRegistered | DeviceWentOffline, key: str) -> StreamEvent:
+    return StreamEvent(stream_of(event.device_id), "devices", event, key)
+
+
+async def record_registrations(db: Db, beats: Sequence[tuple[Heartbeat, str]]) -> set[str]:
+    """Appends DeviceRegistered for each (agent start, its id), all in one statement; returns
+    the ids now in the log (another replica may have written some)."""
+    return await _append(db, [_entry(registration(beat), key) for beat, key in beats])
+
+
 async def record_silent_devices(db: Db, now: datetime, hearing_since: datetime) -> int:
-    """Appends DeviceWentOffline for each device online in the log whose heartbeats stopped.
+    """Appends DeviceWentOffline for each device online in the log whose heartbeats stopped,
+    all in one statement.
 
     Its id comes from the device and its last heartbeat: registry replicas write it once.
     """
     rows = await db.fetch(_SILENT, now, hearing_since, MISSED_HEARTBEATS)
-    for row in rows:
-        event = DeviceWentOffline(device_id=row["device_id"], last_seen=row["last_seen"])
-        key = uuid.uuid5(_IDS, f"offline/{row['device_id']}/{row['last_seen'].isoformat()}")
-        with contextlib.suppress(DuplicateEvent):
-            await append(
-                db,
-                stream_of(event.device_id),
-                "devices",
-                [event],
-                expected_version=None,
-                metadata=METADATA,
-                event_ids=[str(key)],
-            )
-        log.info("device_went_offline", device_id=event.device_id, last_seen=row["last_seen"])
+    entries = [
+        _entry(
+            DeviceWentOffline(device_id=row["device_id"], last_seen=row["last_seen"]),
+            str(uuid.uuid5(_IDS, f"offline/{row['device_id']}/{row['last_seen'].isoformat()}")),
+        )
+        for row in rows
+    ]
+    await _append(db, entries)
+    if rows:
+        log.info("devices_went_offline", devices=len(rows), first=rows[0]["device_id"])
     return len(rows)
 
 
 async def record_returns(db: Db, beats: Sequence[Heartbeat]) -> int:
-    """Appends DeviceRegistered for each heard device that the log has as offline."""
+    """Appends DeviceRegistered for each heard device that the log has as offline (one query
+    and one statement)."""
     if not beats:
         return 0
     rows = await db.fetch(
@@ -66,22 +75,34 @@ async def record_returns(db: Db, beats: Sequence[Heartbeat]) -> int:
         [beat.device_id for beat in beats],
     )
     offline_since = {row["id"]: row["last_seen"] for row in rows}
-    for beat in beats:
-        since = offline_since.get(beat.device_id)
-        if since is None:
-            continue
-        key = uuid.uuid5(_IDS, f"back/{beat.device_id}/{since.isoformat()}")
-        with contextlib.suppress(DuplicateEvent):
-            await append(
-                db,
-                stream_of(beat.device_id),
-                "devices",
-                [registration(beat)],
-                expected_version=None,
-                metadata=METADATA,
-                event_ids=[str(key)],
-            )
+    entries = [
+        _entry(
+            registration(beat),
+            str(uuid.uuid5(_IDS, f"back/{beat.device_id}/{since.isoformat()}")),
+        )
+        for beat in beats
+        if (since := offline_since.get(beat.device_id)) is not None
+    ]
+    await _append(db, entries)
     return len(offline_since)
+
+
+async def _append(db: Db, entries: list[StreamEvent]) -> set[str]:
+    """Each entry once, in as many statements as a stream has entries (usually one)."""
+    in_log: set[str] = set()
+    while entries:
+        batch: dict[str, StreamEvent] = {}
+        rest: list[StreamEvent] = []
+        for entry in entries:
+            if entry.stream_id in batch:
+                rest.append(entry)
+            else:
+                batch[entry.stream_id] = entry
+        round_ = list(batch.values())
+        for start in range(0, len(round_), CHUNK):
+            in_log |= await append_each(db, round_[start : start + CHUNK], METADATA)
+        entries = rest
+    return in_log
 
 
 def registration(beat: Heartbeat) -> DeviceRegistered:

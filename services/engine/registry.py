@@ -18,16 +18,13 @@ import structlog
 
 from services.agent.protocol import DECODE_ERRORS, Heartbeat, device_of
 from services.engine.presence_log import (
-    METADATA,
+    record_registrations,
     record_returns,
     record_silent_devices,
-    registration,
-    stream_of,
 )
 from services.infra.clock import wait_first
 from services.infra.db import DATABASE_ERRORS, UNAVAILABLE, describe
 from services.infra.rejections import Rejections
-from services.infra.store import DuplicateEvent, append
 
 log = structlog.get_logger("deployx.registry")
 _heartbeat = msgspec.json.Decoder(Heartbeat)
@@ -60,11 +57,19 @@ def registration_id(beat: Heartbeat) -> str:
 
 
 class DeviceRegistry:
+    """Two loops that never wait for each other: one writes presence (every FLUSH_EVERY, one
+    statement for every agent heard), the other tells the log of starts, returns and silences
+    (one statement per kind of event and round), so a slow append never delays presence."""
+
     def __init__(self, pool: asyncpg.Pool, client: nats.aio.client.Client) -> None:
         self._pool, self._nc = pool, client
-        self._latest: dict[str, Heard] = {}
+        self._latest: dict[str, Heard] = {}  # heard since presence was last written
+        self._to_log: dict[str, Heartbeat] = {}  # presence written, not yet looked at for the log
+        self._log_wake = asyncio.Event()
         self._registered: set[str] = set()
         self._swept_at = 0.0
+        # Every heartbeat received before this instant is in device_presence.
+        self._written_until: datetime | None = None
         self._name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         # Since when this registry has heard without a break (NATS up, presence written).
         self._hearing_since: datetime | None = None
@@ -72,6 +77,7 @@ class DeviceRegistry:
 
     async def run(self, stop: asyncio.Event) -> None:
         subscription = await self._nc.subscribe(ALL_HEARTBEATS, cb=self._on_heartbeat)
+        logging = asyncio.create_task(self._log_loop(stop))
         try:
             while not stop.is_set():
                 await wait_first(stop, timeout=FLUSH_EVERY)
@@ -80,7 +86,20 @@ class DeviceRegistry:
                 except DATABASE_ERRORS as exc:
                     log.warning("registry_flush_failed", error=describe(exc))
         finally:
+            logging.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await logging
             await subscription.unsubscribe()
+
+    async def _log_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await wait_first(self._log_wake, stop, timeout=FLUSH_EVERY)
+            self._log_wake.clear()
+            try:
+                await self.record()
+            except DATABASE_ERRORS as exc:
+                log.warning("registry_log_failed", error=describe(exc))
+                await wait_first(stop, timeout=FLUSH_EVERY)
 
     async def _on_heartbeat(self, msg: nats.aio.msg.Msg) -> None:
         sender = device_of(msg.subject)
@@ -102,12 +121,13 @@ class DeviceRegistry:
 
     async def flush(self) -> None:
         """Writes the presence of every agent heard since the last flush (one statement), and
-        tells the log of agents that started, came back, or fell silent."""
+        hands them to the log loop."""
+        until = datetime.now(UTC)
         heard, self._latest = list(self._latest.values()), {}
         if not self._nc.is_connected:
             self._hearing_since = None
         try:
-            await self.rejections.flush(self._pool, datetime.now(UTC))
+            await self.rejections.flush(self._pool, until)
             if heard:
                 await self._write_presence(heard)
         except UNAVAILABLE:
@@ -116,22 +136,45 @@ class DeviceRegistry:
             # look offline because the database was away for a few seconds.
             self._latest = {h.beat.device_id: h for h in heard} | self._latest
             raise
-        known: list[Heartbeat] = []  # agents whose start is recorded already
-        for beat in (h.beat for h in heard):
-            key = registration_id(beat)
-            if key in self._registered:
-                known.append(beat)
-            else:
-                await self._register(beat, key)
-        await record_returns(self._pool, known)
+        self._written_until = until
+        if heard:
+            self._to_log.update((h.beat.device_id, h.beat) for h in heard)
+            self._log_wake.set()
         now = datetime.now(UTC)
         if self._nc.is_connected:
             await self._pool.execute(_HEARD, self._name, now)
-        if self._hearing_since is None:
-            self._hearing_since = now if self._nc.is_connected else None
-        elif (now.timestamp() - self._swept_at) >= SWEEP_EVERY:
-            self._swept_at = now.timestamp()
-            await record_silent_devices(self._pool, now, self._hearing_since)
+        if self._hearing_since is None and self._nc.is_connected:
+            self._hearing_since = now
+
+    async def record(self) -> None:
+        """Tells the log of the agents that started or came back among those whose presence
+        was written, and (every SWEEP_EVERY) of those that fell silent: one statement each."""
+        beats, self._to_log = self._to_log, {}
+        try:
+            await self._record(beats)
+        except DATABASE_ERRORS:
+            self._to_log = beats | self._to_log  # looked at again next round
+            raise
+        hearing_since, until = self._hearing_since, self._written_until
+        if hearing_since is None or until is None or until <= hearing_since:
+            return  # just started hearing (again): give presence a round first
+        if (until.timestamp() - self._swept_at) >= SWEEP_EVERY:
+            # Silent as of the last presence write, not of now: a slow presence write must
+            # not make its devices look silent.
+            await record_silent_devices(self._pool, until, hearing_since)
+            self._swept_at = until.timestamp()
+
+    async def _record(self, beats: dict[str, Heartbeat]) -> None:
+        fresh = {registration_id(beat): beat for beat in beats.values()}
+        starts = [(beat, key) for key, beat in fresh.items() if key not in self._registered]
+        known = [beat for key, beat in fresh.items() if key in self._registered]
+        if starts:
+            in_log = await record_registrations(self._pool, starts)
+            self._registered |= in_log
+            for beat, key in starts:
+                if key not in in_log:  # still racing another writer: next round
+                    self._to_log.setdefault(beat.device_id, beat)
+        await record_returns(self._pool, known)
 
     async def _write_presence(self, heard: list[Heard]) -> None:
         await self._pool.execute(
@@ -146,16 +189,3 @@ class DeviceRegistry:
             [h.received_at for h in heard],
             [h.beat.interval_seconds for h in heard],
         )
-
-    async def _register(self, beat: Heartbeat, key: str) -> None:
-        with contextlib.suppress(DuplicateEvent):  # another registry replica wrote it
-            await append(
-                self._pool,
-                stream_of(beat.device_id),
-                "devices",
-                [registration(beat)],
-                expected_version=None,
-                metadata=METADATA,
-                event_ids=[key],
-            )
-        self._registered.add(key)

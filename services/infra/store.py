@@ -323,6 +323,68 @@ async def append_many(
     ]
 
 
+class StreamEvent(msgspec.Struct, frozen=True):
+    """One event for one stream at whatever version it has, in a batch for append_each; its
+    id makes it idempotent (an event whose id is in the log already is not written again)."""
+
+    stream_id: str
+    category: str
+    event: Event
+    event_id: str
+
+
+# Each event goes at the end of its stream; ON CONFLICT DO NOTHING skips an id the log has
+# already, and one whose version another writer took meanwhile (the caller tries it again).
+_APPEND_EACH = """
+INSERT INTO events (id, stream_id, version, type, category, schema_version, data, metadata)
+SELECT b.id, b.stream_id,
+    (SELECT coalesce(max(e.version), 0) FROM events e WHERE e.stream_id = b.stream_id) + 1,
+    b.type, b.category, b.schema_version, b.data, $7::jsonb
+FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int[], $6::jsonb[])
+    AS b(id, stream_id, type, category, schema_version, data)
+ORDER BY b.stream_id
+ON CONFLICT DO NOTHING
+RETURNING id::text
+"""
+_IN_LOG = "SELECT id::text FROM events WHERE id = ANY ($1::uuid[])"
+
+
+async def append_each(
+    db: Db, items: Sequence[StreamEvent], metadata: dict[str, Any] | None = None
+) -> set[str]:
+    """Appends one event to each of many streams at their current versions, in one round trip
+    (a few more if other writers race for the same streams); returns the ids of those now in
+    the log, written now or before. An event still racing after a few tries is left out: the
+    caller offers it again later.
+    """
+    if len({item.stream_id for item in items}) != len(items):
+        raise ValueError("append_each takes at most one event per stream")
+    meta = _metadata_encoder.encode(metadata or {}).decode()
+    encoded = encode_bounded([item.event for item in items])
+    data = {item.event_id: json for item, json in zip(items, encoded, strict=True)}
+    in_log: set[str] = set()
+    todo = list(items)
+    for _ in range(_ANY_VERSION_ATTEMPTS):
+        if not todo:
+            break
+        rows = await db.fetch(
+            _APPEND_EACH,
+            [item.event_id for item in todo],
+            [item.stream_id for item in todo],
+            [item.event.type for item in todo],
+            [item.category for item in todo],
+            [item.event.schema_version for item in todo],
+            [data[item.event_id] for item in todo],
+            meta,
+        )
+        written = {row["id"] for row in rows}
+        left = [item.event_id for item in todo if item.event_id not in written]
+        before = {row["id"] for row in await db.fetch(_IN_LOG, left)} if left else set()
+        in_log |= written | before
+        todo = [item for item in todo if item.event_id not in in_log]
+    return in_log
+
+
 async def load_checkpoint(db: Db, name: str) -> LogCursor:
     row = await db.fetchrow(
         "SELECT tx_id::text::bigint AS tx_id, position FROM checkpoints WHERE name = $1", name

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import uuid
 from collections import defaultdict
 from datetime import UTC, datetime
 
@@ -16,7 +17,9 @@ from services.infra.store import (
     ConcurrencyError,
     DuplicateEvent,
     LogCursor,
+    StreamEvent,
     append,
+    append_each,
     read_after,
     read_stream,
 )
@@ -131,6 +134,37 @@ async def test_an_event_id_is_appended_once(database_url: str) -> None:
             )
     finally:
         await conn.close()
+
+
+async def test_racing_batches_at_any_version_write_each_event_once(database_url: str) -> None:
+    """Registry replicas appending the same batch (ids from the devices) while other batches
+    go to the same streams: each event once, every stream's versions without a gap, and every
+    writer told that all of its batch is in the log."""
+    streams = [f"device-{number}" for number in range(300)]
+    namespace = uuid.UUID("6c1f1d0e-8a43-4a8e-9a0e-3f2b1c4d5e6f")
+    batch = [StreamEvent(s, "test", paused(s), str(uuid.uuid5(namespace, s))) for s in streams]
+    pool = await create_pool(database_url, max_size=12)
+
+    others = [
+        [StreamEvent(s, "test", paused(s), str(uuid.uuid4())) for s in streams] for _ in range(4)
+    ]
+    try:
+        outcomes = await asyncio.gather(
+            *(append_each(pool, batch) for _ in range(4)),
+            *(append_each(pool, other) for other in others),
+        )
+        rows = await pool.fetch(
+            "SELECT stream_id, version, id::text FROM events ORDER BY stream_id, version"
+        )
+    finally:
+        await pool.close()
+    for told, items in zip(outcomes, [batch] * 4 + others, strict=True):
+        assert told == {item.event_id for item in items}
+    versions: dict[str, list[int]] = defaultdict(list)
+    for row in rows:
+        versions[row["stream_id"]].append(row["version"])
+    assert versions == {stream: [1, 2, 3, 4, 5] for stream in streams}
+    assert sorted(row["id"] for row in rows if row["id"] in outcomes[0]) == sorted(outcomes[0])
 
 
 @pytest.mark.parametrize(
