@@ -4,6 +4,8 @@
  * h('button', {class: 'button', onclick: fn, 'aria-label': 'Close'}, 'Close')
  * Attributes: `class`, `text`, `dataset` (object), `on<event>` (listener), `hidden`/`disabled`/...
  * (booleans), anything else as an attribute. Children: nodes, strings, numbers, arrays, null.
+ * A table's body cells get their column's name as data-label (a phone shows rows stacked, each
+ * cell under its column's name: app.css).
  */
 export function h(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -18,7 +20,19 @@ export function h(tag, attrs = {}, ...children) {
     else node.setAttribute(name, String(value));
   }
   append(node, children);
+  if (tag === 'table') labelCells(node);
   return node;
+}
+
+/** Each body cell's data-label: the text of its column's header. */
+export function labelCells(table) {
+  const names = [...table.querySelectorAll('thead th')].map((th) => th.textContent.trim());
+  for (const row of table.querySelectorAll('tbody tr')) {
+    [...row.cells].forEach((cell, index) => {
+      if (names[index]) cell.dataset.label = names[index];
+    });
+  }
+  return table;
 }
 
 function append(node, children) {

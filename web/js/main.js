@@ -62,6 +62,15 @@ export function navigate(hash) {
   else location.hash = hash;
 }
 
+/** On a phone the nav is a strip that scrolls sideways: the current screen's link in view. */
+function showCurrentLink() {
+  const link = document.querySelector('.nav a[aria-current]');
+  const nav = link?.parentElement;
+  if (!nav || nav.scrollWidth <= nav.clientWidth) return;
+  const [box, item] = [nav.getBoundingClientRect(), link.getBoundingClientRect()];
+  nav.scrollLeft += item.left - box.left - (box.width - item.width) / 2;
+}
+
 function route() {
   if (!context) return;
   // Back or a link while a dialog is open: the dialog belonged to the screen being left.
@@ -76,6 +85,7 @@ function route() {
     if (found && link.dataset.route === found.entry.nav) link.setAttribute('aria-current', 'page');
     else link.removeAttribute('aria-current');
   }
+  showCurrentLink();
   window.scrollTo(0, 0);
   if (!found) {
     document.title = 'Not found · DeployX';

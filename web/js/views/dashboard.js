@@ -117,6 +117,9 @@ function deploymentPanel(kind, { picker, canWrite, navigate }) {
     const targets = picker.value();
     if (needTargets && targets.device_ids.length + targets.group_ids.length === 0) {
       picker.setError('Choose at least one device or group to run on.');
+      // Said beside the button too: on a phone the picker is a screen or more above.
+      panelError.textContent = 'Choose at least one device or group to run on, under Targets.';
+      panelError.hidden = false;
       ok = false;
     }
     return ok && (await fields.prepare());

@@ -27,6 +27,13 @@ export function tasksView(container, { me, live, query }) {
     { class: 'stats', 'aria-label': 'Statistics' },
     loading('Loading statistics…'),
   );
+  // Open where there is room; on a phone folded, so that the list is on the first screen.
+  const overview = h(
+    'details',
+    { class: 'overview', open: !window.matchMedia('(max-width: 600px)').matches },
+    h('summary', { class: 'overview-summary', text: 'Statistics and charts' }),
+    statsBox,
+  );
   const search = h('input', {
     type: 'search',
     class: 'input',
@@ -59,7 +66,7 @@ export function tasksView(container, { me, live, query }) {
       h('h1', { text: 'Scheduled tasks' }),
       h('a', { class: 'button primary', href: '#/dashboard', text: 'New task' }),
     ),
-    statsBox,
+    overview,
     h(
       'form',
       { class: 'filters', role: 'search', onsubmit: (event) => event.preventDefault() },
