@@ -51,15 +51,25 @@ async def seeded(console: Console, receiver_url: str) -> dict[str, str]:
             }
         },
     )
-    status, started = await console.api.post(f"{TASKS}/{task['id']}/execute")
-    assert status == 202, started
-    run_id = started["execution_id"]
+    failing = await create_task(
+        console.api,
+        name=f"Rotate the logs {word}",
+        task_payload={"command_payload": {"command": "echo 'no space left' >&2; exit 3"}},
+    )
+    runs = []
+    for each in (task, failing):  # a run that succeeds and one that fails: both kinds of badge
+        status, started = await console.api.post(f"{TASKS}/{each['id']}/execute")
+        assert status == 202, started
+        runs.append(started["execution_id"])
 
     async def finished() -> bool:
-        _, run = await console.api.get(f"/api/executions/{run_id}")
-        return bool(run["status"] != "running")
+        for run_id in runs:
+            _, run = await console.api.get(f"/api/executions/{run_id}")
+            if run["status"] == "running":
+                return False
+        return True
 
-    await wait_until(finished, 30, "the seeded run to finish", [console.process])
+    await wait_until(finished, 30, "the seeded runs to finish", [console.process])
     status, group = await console.api.post(
         "/api/groups", {"name": f"frontends-{word}", "device_ids": ["local-1", "local-2"]}
     )
@@ -78,7 +88,7 @@ async def seeded(console: Console, receiver_url: str) -> dict[str, str]:
     return {
         "task": task["id"],
         "name": task["name"],
-        "run": run_id,
+        "run": runs[0],
         "group": group["name"],
         "hook": receiver_url,
     }
@@ -113,6 +123,11 @@ def screens(base: str, seed: dict[str, str], *, phone: bool) -> list[Screen]:
         await page.get_by_role("button", name=f"Edit {seed['name']}").click()
         await expect(page.get_by_role("dialog")).to_be_visible()
         await expect(page.locator(".preview-list li").first).to_be_visible()
+
+    async def delete_dialog(page: Page) -> None:
+        await page.keyboard.press("Escape")
+        await page.get_by_role("button", name=f"Delete {seed['name']}").click()
+        await expect(page.get_by_role("dialog", name="Delete this task?")).to_be_visible()
 
     async def run_view(page: Page) -> None:
         await page.goto(f"{base}/#/executions/{seed['run']}")
@@ -153,6 +168,7 @@ def screens(base: str, seed: dict[str, str], *, phone: bool) -> list[Screen]:
         ("tasks", tasks),
         ("task detail", task_detail),
         ("task modal", task_modal),
+        ("delete dialog", delete_dialog),
         ("run view", run_view),
         ("executions", executions),
         ("devices and groups", devices),
@@ -219,5 +235,7 @@ async def test_on_a_phone_an_execute_error_is_in_view_after_the_click(
     field_error = panel.locator(".field-error:visible").first
     await expect(field_error).to_be_visible()
     assert await in_view(field_error), "the API's error after Execute is outside the screen"
+    failures = await check_screen(page, "dashboard with errors", phone=True)
+    assert failures == [], "\n".join(failures)
     await snap(page, "dashboard-error-phone")
     await context.close()
