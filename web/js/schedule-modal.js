@@ -470,7 +470,7 @@ function recurrenceFields(task) {
   // time zone: a task keeps its own (the API's default is UTC); a new one starts in the
   // browser's
   const zones = zonePicker({ selected: task ? (config.timezone ?? 'UTC') : browserTimeZone() });
-  const zone = field({ label: 'Time zone', input: zones.select });
+  const zone = field({ label: 'Time zone', input: zones.select, id: zones.select.id });
   zone.input.before(zones.search, zones.status);
 
   const panels = [oncePanel, daysPanel, domPanel, timePanel, cronPanel, intervalPanel];

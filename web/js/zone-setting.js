@@ -21,6 +21,7 @@ export function openZoneSetting() {
         label: 'Time zone',
         hint: 'Every time in the console is shown in this zone, with its name. A task’s own zone is shown beside its times where it reads differently.',
         input: zones.select,
+        id: zones.select.id, // the search box's aria-controls names it
       });
       chosen.input.before(zones.search, zones.status);
       const save = h('button', { type: 'submit', class: 'button primary', text: 'Show times' });

@@ -26,7 +26,6 @@ TOP_BAR_MAX_PX = 96  # two rows of 44 px
 # docs/screenshots/<name>.png of the phone's screens (with DEPLOYX_SCREENSHOTS=1); the dashboard
 # and executions ones are taken by test_console.py and test_console_runs.py.
 PHONE_SHOTS = {
-    "tasks": "tasks-phone",
     "task detail": "task-detail-phone",
     "task modal": "schedule-modal-phone",
     "run view": "run-view-phone",
@@ -105,12 +104,17 @@ def screens(base: str, seed: dict[str, str], *, phone: bool) -> list[Screen]:
             bar = await page.locator("#topbar").bounding_box()
             assert bar is not None and bar["height"] <= TOP_BAR_MAX_PX, bar
 
+    async def zone_dialog(page: Page) -> None:
+        await page.locator("#zone-setting").click()
+        await expect(page.get_by_role("dialog").get_by_label("Search zones")).to_be_visible()
+
     async def tasks(page: Page) -> None:
         await page.goto(f"{base}/#/tasks")
         card = page.locator("article.task-card").first
         await expect(card).to_be_visible()
         if phone:  # the list first; the statistics fold away above it
             assert await in_view(card), "the first task is below the first screen"
+            await snap(page, "tasks-phone")
             await page.get_by_text("Statistics and charts").click()
         await expect(page.locator(".chart-figure").first).to_be_visible()
 
@@ -165,6 +169,7 @@ def screens(base: str, seed: dict[str, str], *, phone: bool) -> list[Screen]:
 
     return [
         ("dashboard", dashboard),
+        ("zone dialog", zone_dialog),
         ("tasks", tasks),
         ("task detail", task_detail),
         ("task modal", task_modal),
@@ -226,6 +231,7 @@ async def test_on_a_phone_an_execute_error_is_in_view_after_the_click(
     await expect(error.first).to_be_visible()
     shown = [await in_view(item) for item in await error.all() if await item.is_visible()]
     assert any(shown), "the error after Execute is outside the screen"
+    await snap(page, "dashboard-error-phone")
 
     # The API's refusal (a 422 on a field of the panel) is in view as well.
     await page.get_by_role("checkbox", name="local-1").check()
@@ -237,5 +243,4 @@ async def test_on_a_phone_an_execute_error_is_in_view_after_the_click(
     assert await in_view(field_error), "the API's error after Execute is outside the screen"
     failures = await check_screen(page, "dashboard with errors", phone=True)
     assert failures == [], "\n".join(failures)
-    await snap(page, "dashboard-error-phone")
     await context.close()
