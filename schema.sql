@@ -189,6 +189,8 @@ CREATE TABLE IF NOT EXISTS devices (
     registered_at timestamptz NOT NULL,
     last_seen     timestamptz NOT NULL
 );
+-- What the device can run, as its agent announced at start (DeviceRegistered.capabilities).
+ALTER TABLE devices ADD COLUMN IF NOT EXISTS capabilities jsonb NOT NULL DEFAULT '{}';
 
 CREATE TABLE IF NOT EXISTS device_groups (
     id         integer     PRIMARY KEY,

@@ -17,6 +17,8 @@ class DeviceRegistered(Event, frozen=True, kw_only=True, tag="DeviceRegistered")
     agent_version: str = ""
     labels: dict[str, Any] = {}
     registered_at: datetime
+    # What the device can run (services/agent/protocol.py Capabilities); {} from older agents.
+    capabilities: dict[str, Any] = {}
 
 
 class DeviceWentOffline(Event, frozen=True, kw_only=True, tag="DeviceWentOffline"):

@@ -21,6 +21,10 @@ class Device(msgspec.Struct, kw_only=True):
     online: bool
     registered_at: datetime
     last_seen: datetime
+    # Seconds between the agent's heartbeats; offline after three missed (null: never heard).
+    heartbeat_seconds: float | None
+    # shells, package_managers, os, arch (services/agent/protocol.py); {} from older agents.
+    capabilities: dict[str, Any]
 
 
 class DeviceGroup(msgspec.Struct, kw_only=True):
@@ -47,13 +51,25 @@ async def list_devices(db: Db) -> DevicePage:
         """
         SELECT d.id, d.hostname, d.os, d.agent_version, d.labels::text, d.registered_at,
             greatest(d.last_seen, p.last_seen) AS last_seen,
+            p.interval_seconds AS heartbeat_seconds, d.capabilities::text,
             coalesce(p.last_seen > now() - make_interval(secs => p.interval_seconds * 3), false)
                 AS online
         FROM devices d LEFT JOIN device_presence p ON p.device_id = d.id
         ORDER BY d.id
         """
     )
-    items = [Device(**(dict(row) | {"labels": _labels.decode(row["labels"])})) for row in rows]
+    items = [
+        Device(
+            **(
+                dict(row)
+                | {
+                    "labels": _labels.decode(row["labels"]),
+                    "capabilities": _labels.decode(row["capabilities"]),
+                }
+            )
+        )
+        for row in rows
+    ]
     return DevicePage(items=items, total=len(items))
 
 
@@ -80,3 +96,21 @@ async def get_group(db: Db, group_id: int) -> DeviceGroup | None:
         group_id,
     )
     return DeviceGroup(**dict(row)) if row else None
+
+
+async def group_named(db: Db, name: str) -> int | None:
+    """The id of the group called name (ignoring case and outer spaces), if any."""
+    found = await db.fetchval(
+        "SELECT id FROM device_groups WHERE lower(btrim(name)) = lower(btrim($1)) "
+        "ORDER BY id LIMIT 1",
+        name,
+    )
+    return None if found is None else int(found)
+
+
+async def tasks_using_group(db: Db, group_id: int) -> list[str]:
+    """The ids of every task that targets group_id, oldest first."""
+    rows = await db.fetch(
+        "SELECT id::text FROM tasks WHERE $1 = ANY (group_ids) ORDER BY created_at, id", group_id
+    )
+    return [row["id"] for row in rows]

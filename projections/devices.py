@@ -39,12 +39,13 @@ class DevicesProjection:
                 await conn.execute(
                     """
                     INSERT INTO devices (id, hostname, os, agent_version, labels, online,
-                        registered_at, last_seen)
-                    VALUES ($1, $2, $3, $4, $5, true, $6, $6)
+                        registered_at, last_seen, capabilities)
+                    VALUES ($1, $2, $3, $4, $5, true, $6, $6, $7)
                     ON CONFLICT (id) DO UPDATE SET hostname = EXCLUDED.hostname,
                         os = EXCLUDED.os, agent_version = EXCLUDED.agent_version,
                         labels = EXCLUDED.labels, online = true,
-                        last_seen = greatest(devices.last_seen, EXCLUDED.last_seen)
+                        last_seen = greatest(devices.last_seen, EXCLUDED.last_seen),
+                        capabilities = EXCLUDED.capabilities
                     """,
                     event.device_id,
                     event.hostname,
@@ -52,6 +53,7 @@ class DevicesProjection:
                     event.agent_version,
                     _json.encode(event.labels).decode(),
                     event.registered_at,
+                    _json.encode(event.capabilities).decode(),
                 )
             case DeviceWentOffline():
                 await conn.execute(

@@ -66,6 +66,7 @@ class TaskFilter(msgspec.Struct, kw_only=True, frozen=True):
     status: str | None = None
     task_type: str | None = None
     q: str | None = None
+    group_id: int | None = None  # tasks that target this group
     limit: int = 50
     offset: int = 0
 
@@ -126,6 +127,9 @@ def _where(query: TaskFilter) -> tuple[list[str], list[object]]:
         if value is not None:
             values.append(value)
             conditions.append(f"{column} = ${len(values)}")
+    if query.group_id is not None:
+        values.append(query.group_id)
+        conditions.append(f"${len(values)} = ANY (group_ids)")
     if query.q:
         escaped = query.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         values.append(f"%{escaped}%")

@@ -19,12 +19,14 @@ import nats.aio.client
 import nats.aio.msg
 import structlog
 
+from services.agent.capabilities import detect
 from services.agent.dispatch import JobContext, Runner, execute, load_runners
 from services.agent.journal import Journal
 from services.agent.privileges import become
 from services.agent.protocol import (
     AgentWork,
     CancelJob,
+    Capabilities,
     Heartbeat,
     Job,
     JobOutcome,
@@ -113,9 +115,12 @@ class Agent:
         self._jobs: dict[str, asyncio.Task[None]] = {}  # by job id, while running
         self._canceled: set[str] = set()
         self._started_at = datetime.now(UTC)
+        self._capabilities: Capabilities | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         load_driver_modules(self._config.driver_modules)
+        self._capabilities = detect()
+        log.info("agent_capabilities", **msgspec.structs.asdict(self._capabilities))
         await self._report_interrupted()
         subscription = await self._nc.subscribe(
             jobs_subject(self._config.device_id), cb=self._on_job
@@ -145,6 +150,7 @@ class Agent:
             started_at=self._started_at,
             sent_at=datetime.now(UTC),
             interval_seconds=self._config.heartbeat_seconds,
+            capabilities=self._capabilities,
         )
         if self._nc.is_connected:
             await self._nc.publish(heartbeat_subject(self._config.device_id), _encode(beat))

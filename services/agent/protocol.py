@@ -93,7 +93,38 @@ class JobReference(msgspec.Struct, frozen=True):
     job_id: str
 
 
-class Heartbeat(msgspec.Struct, frozen=True, kw_only=True):
+# What an agent may announce it can run. The shells are those of the command kind (a unit test
+# keeps the two lists equal); package managers are drivers, which modules may add, so their
+# names are bounded by shape rather than listed.
+Shell = Literal["bash", "sh", "zsh", "python3", "pwsh", "powershell", "cmd"]
+OsFamily = Literal["linux", "darwin", "windows", "freebsd", "other"]
+PACKAGE_MANAGER_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,31}$"
+ARCH_PATTERN = r"^[a-z0-9_]{1,16}$"
+MAX_LISTED = 16
+
+
+class Capabilities(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What a device can run, as its agent found it at start: shells and package managers on
+    its PATH, its OS family and CPU architecture. Each list is short, sorted and unique."""
+
+    shells: Annotated[list[Shell], Meta(max_length=MAX_LISTED)] = []
+    package_managers: Annotated[
+        list[Annotated[str, Meta(pattern=PACKAGE_MANAGER_PATTERN)]], Meta(max_length=MAX_LISTED)
+    ] = []
+    os: OsFamily = "other"
+    arch: Annotated[str, Meta(pattern=ARCH_PATTERN)] = "unknown"
+
+    def __post_init__(self) -> None:
+        for name in ("shells", "package_managers"):
+            items = getattr(self, name)
+            if len(set(items)) != len(items):
+                raise ValueError(f"{name} lists an item twice")
+
+
+class BareHeartbeat(msgspec.Struct, frozen=True, kw_only=True):
+    """A heartbeat without its capabilities: what the registry falls back to when only those
+    are malformed, so that they are refused (and noted) while the device stays present."""
+
     device_id: Annotated[str, Meta(pattern=DEVICE_ID_PATTERN, max_length=DEVICE_ID_MAX)]
     hostname: Annotated[str, Meta(max_length=255)]
     os: Annotated[str, Meta(max_length=255)]
@@ -107,6 +138,11 @@ class Heartbeat(msgspec.Struct, frozen=True, kw_only=True):
     # Presence counts missed heartbeats in these; an absurd one would make a device look
     # online for ever (or, out of range of the column, fail every presence write).
     interval_seconds: Annotated[float, Meta(ge=0.5, le=3600)]
+
+
+class Heartbeat(BareHeartbeat, frozen=True, kw_only=True):
+    # None from an agent older than capabilities (it is sent whatever is asked, as before).
+    capabilities: Capabilities | None = None
 
 
 def storable(text: str, limit_bytes: int, marker: str = TRUNCATED_MARKER) -> str:

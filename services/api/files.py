@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import tempfile
@@ -15,7 +16,7 @@ import msgspec
 from aiohttp import BodyPartReader, MultipartReader, web
 from aiohttp.http_exceptions import BadHttpMessage
 from nats.js.api import ObjectMeta, ObjectStoreConfig
-from nats.js.errors import BucketNotFoundError
+from nats.js.errors import BucketNotFoundError, ObjectNotFoundError
 from nats.js.object_store import ObjectStore
 
 from services.agent.protocol import FILES_BUCKET
@@ -23,6 +24,8 @@ from services.api import file_quota
 from services.api.keys import NATS, POOL, SETTINGS
 from services.api.responses import ApiError, json_response
 from services.api.writes import writer
+from services.domain.errors import NotFound, ValidationFailed
+from services.domain.payload_rules import check_file_id
 
 MAX_FILE_BYTES = 1024**3
 CHUNK = 256 * 1024
@@ -133,6 +136,28 @@ async def _spool(chunks: AsyncIterator[bytes], spool: IO[bytes], room: int) -> t
         digest.update(chunk)
         await asyncio.to_thread(spool.write, chunk)
     return digest.hexdigest(), size
+
+
+@routes.get("/api/files/{id}")
+async def describe(request: web.Request) -> web.Response:
+    """What a task's file_id is: its name as uploaded, size and SHA-256 (not its bytes)."""
+    file_id = request.match_info["id"]
+    try:
+        check_file_id("id", file_id)
+    except ValidationFailed:
+        raise NotFound(f"file {file_id[:64]!r} does not exist") from None
+    try:
+        info = await (await _bucket(request)).get_info(file_id)
+    except ObjectNotFoundError:
+        raise NotFound(f"file {file_id} does not exist") from None
+    digest = (info.digest or "").removeprefix("SHA-256=").removeprefix("sha-256=")
+    try:
+        sha256 = base64.urlsafe_b64decode(digest).hex()
+    except ValueError:
+        sha256 = ""
+    return json_response(
+        StoredFile(file_id=file_id, sha256=sha256, size=info.size or 0, name=info.description or "")
+    )
 
 
 async def _store(request: web.Request, file_id: str, spool: BufferedRandom, name: str) -> None:

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from projections.device_views import get_group, list_devices, list_groups
+from projections.device_views import (
+    get_group,
+    group_named,
+    list_devices,
+    list_groups,
+    tasks_using_group,
+)
 from services.api.idempotency import IdempotentCall, StoredResponse, recorded_once
 from services.api.keys import POOL, principal_of
 from services.api.responses import decode_body, encode, json_response
 from services.api.writes import admin, metadata, now, respond_once, settled
-from services.domain.errors import NotFound
+from services.domain.errors import Conflict, NotFound, ValidationFailed
 from services.domain.group import (
     CreateGroup,
     DeleteGroup,
@@ -43,6 +49,7 @@ async def create_group(request: web.Request) -> web.Response:
     pool = request.app[POOL]
 
     async def create(call: IdempotentCall) -> StoredResponse:
+        await _name_free(request, group.name, None)
         group_id = int(await pool.fetchval("SELECT nextval('device_group_ids')"))
         command = CreateGroup(group=group, user_id=principal.user, now=now())
         return await _run(request, group_id, command, call, status=201)
@@ -57,9 +64,13 @@ async def update_group(request: web.Request) -> web.Response:
     patch = decode_body(body, GroupPatch)
     command = UpdateGroup(patch=patch, now=now())
     group_id = await _existing_group_id(request)
-    return await respond_once(
-        request, principal, body, lambda call: _run(request, group_id, command, call)
-    )
+
+    async def update(call: IdempotentCall) -> StoredResponse:
+        if isinstance(patch.name, str):
+            await _name_free(request, patch.name, group_id)
+        return await _run(request, group_id, command, call)
+
+    return await respond_once(request, principal, body, update)
 
 
 @routes.delete("/api/groups/{id}")
@@ -67,9 +78,20 @@ async def delete_group(request: web.Request) -> web.Response:
     principal = admin(request)
     command = DeleteGroup(now=now())
     group_id = await _existing_group_id(request)
-    return await respond_once(
-        request, principal, b"", lambda call: _run(request, group_id, command, call, status=204)
-    )
+    force = _flag(request, "force")
+
+    async def delete(call: IdempotentCall) -> StoredResponse:
+        if not force:
+            users = await tasks_using_group(request.app[POOL], group_id)
+            if users:
+                raise Conflict(
+                    f"group {group_id} is a target of {len(users)} task(s): change them first, "
+                    "or delete with ?force=true (they keep its id and find no devices in it)",
+                    {"task_ids": users},
+                )
+        return await _run(request, group_id, command, call, status=204)
+
+    return await respond_once(request, principal, b"", delete)
 
 
 async def _run(
@@ -108,3 +130,21 @@ async def _existing_group_id(request: web.Request) -> int:
     if not valid or await get_group(request.app[POOL], int(raw)) is None:
         raise NotFound(f"group {raw} does not exist")
     return int(raw)
+
+
+async def _name_free(request: web.Request, name: str, group_id: int | None) -> None:
+    """Group names are unique (ignoring case and outer spaces): two "web" groups would be
+    told apart by nobody choosing targets."""
+    other = await group_named(request.app[POOL], name)
+    if other is not None and other != group_id:
+        raise Conflict(
+            f"name: a group named {name.strip()!r} exists already (group {other})",
+            {"field": "name", "reason": "a group with this name exists already", "group_id": other},
+        )
+
+
+def _flag(request: web.Request, name: str) -> bool:
+    raw = request.query.get(name, "false").lower()
+    if raw not in ("true", "false"):
+        raise ValidationFailed(name, "must be true or false")
+    return raw == "true"

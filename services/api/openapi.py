@@ -83,6 +83,7 @@ _FILTERS = [
     _query("status", {"type": "string", "enum": list(STATUSES)}),
     _query("task_type", {"type": "string", "enum": list(TASK_TYPES)}),
     _query("q", {"type": "string"}),
+    _query("group_id", {"type": "integer", "minimum": 1}),
 ]
 _KEY = {
     "name": "Idempotency-Key",
@@ -157,10 +158,13 @@ _ROUTES: list[tuple[str, str, str, Any, int, Any, list[dict[str, Any]], bool]] =
      False),
     ("put", "/api/groups/{id}", "Update a device group", GroupPatch, 200, DeviceGroup,
      [_GROUP_ID, _KEY], False),
-    ("delete", "/api/groups/{id}", "Delete a device group", None, 204, None,
-     [_GROUP_ID, _KEY], False),
+    ("delete", "/api/groups/{id}", "Delete a device group (409 with the task_ids using it "
+     "unless force=true)", None, 204, None,
+     [_GROUP_ID, _KEY, _query("force", {"type": "string", "enum": ["true", "false"]})], False),
     ("post", "/api/files", "Store a file: the raw body, or a form's first part", _FILE, 201,
      StoredFile, [_FILE_NAME], False),
+    ("get", "/api/files/{id}", "A stored file's name, size and SHA-256", None, 200, StoredFile,
+     [_RUN_ID], False),
     ("get", "/api/admin/dead-letters", "Events a consumer set aside (admin)", None, 200,
      DeadLetterPage, _DEAD_LETTER_FILTERS + _PAGE, False),
     ("post", "/api/admin/dead-letters/{id}/retry", "Ask its consumer to try it again (admin)",

@@ -30,7 +30,7 @@ from services.domain.task import (
     UpdateTask,
 )
 from services.domain.task_changes import Change, HistoryEntry, task_changes
-from services.domain.task_spec import WRITABLE_FIELDS, TaskInput, TaskPatch
+from services.domain.task_spec import MAX_GROUP_ID, WRITABLE_FIELDS, TaskInput, TaskPatch
 from services.engine.handler import TASKS, handle
 from services.infra.store import read_task_history
 
@@ -85,6 +85,9 @@ async def list_all(request: web.Request) -> web.Response:
         status=status,
         task_type=task_type,
         q=q,
+        group_id=query_int(params, "group_id", 0, 1, MAX_GROUP_ID)
+        if params.get("group_id")
+        else None,
         limit=query_int(params, "limit", 50, 1, 1000),
         offset=query_int(params, "offset", 0, 0, MAX_OFFSET),
     )

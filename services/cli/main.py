@@ -103,6 +103,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     agent.add_argument("--label", action="append", default=[], help="KEY=VALUE (repeatable)")
     agent.add_argument(
+        "--heartbeat-seconds",
+        type=float,
+        default=5.0,
+        help="how often to announce presence (0.5 to 3600; offline after three missed)",
+    )
+    agent.add_argument(
         "--driver-module", action="append", default=[], help="a module adding package drivers"
     )
     agent.set_defaults(run=_agent)
@@ -338,6 +344,8 @@ def _agent(args: argparse.Namespace, settings: Settings) -> None:
     if not re.match(DEVICE_ID_PATTERN, args.device_id):
         raise SystemExit(f"--device-id {args.device_id!r}: use letters, digits, _ : - (no dots)")
     labels = dict(label.partition("=")[::2] for label in args.label)
+    if not 0.5 <= args.heartbeat_seconds <= 3600:
+        raise SystemExit(f"--heartbeat-seconds {args.heartbeat_seconds}: use 0.5 to 3600")
     config = AgentConfig(
         device_id=args.device_id,
         nats_url=args.nats or settings.nats_url,
@@ -348,6 +356,7 @@ def _agent(args: argparse.Namespace, settings: Settings) -> None:
         allow_roots=args.allow_root,
         labels=labels,
         driver_modules=args.driver_module,
+        heartbeat_seconds=args.heartbeat_seconds,
     )
     # Jobs inherit the agent's environment: none of the settings it was started with (a
     # database URL, the services' NATS login, where they share a container's environment).

@@ -8,7 +8,7 @@ the jobs those events name. Nothing here does I/O or reads a clock.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -418,10 +418,29 @@ def _unreachable(
     state: ExecutionState, device: str, now: datetime, presence: Presence
 ) -> DeviceResultRecorded:
     seen = presence.last_seen.get(device)
-    reason = (
-        f"the device is offline: no heartbeat since {seen.isoformat()}" if seen else NEVER_CONNECTED
-    )
+    reason = offline_reason(seen, now) if seen else NEVER_CONNECTED
     return _result(state, device, "unreachable", now, error=reason or NEVER_CONNECTED)
+
+
+def offline_reason(last_seen: datetime, now: datetime) -> str:
+    """ "the device is offline: offline for 3 min (last heartbeat 2026-11-30 22:23:55 UTC)"."""
+    stamp = last_seen.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    span = time_span((now - last_seen).total_seconds())
+    return f"the device is offline: offline for {span} (last heartbeat {stamp})"
+
+
+def time_span(seconds: float) -> str:
+    """A span in the largest fitting unit, rounded down: "40 s", "3 min", "2 h 5 min", "4 days"."""
+    whole = max(0, int(seconds))
+    if whole < 60:
+        return f"{whole} s"
+    if whole < 3600:
+        return f"{whole // 60} min"
+    if whole < 86400:
+        hours, minutes = divmod(whole // 60, 60)
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    days = whole // 86400
+    return f"{days} day{'s' if days != 1 else ''}"
 
 
 def _waiting(state: ExecutionState, devices: Sequence[str], now: datetime) -> DevicesWaiting:

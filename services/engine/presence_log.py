@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
+import msgspec
 import structlog
 
 from events.device import DeviceRegistered, DeviceWentOffline
@@ -113,4 +114,5 @@ def registration(beat: Heartbeat) -> DeviceRegistered:
         agent_version=beat.agent_version,
         labels=dict(beat.labels),
         registered_at=beat.started_at,
+        capabilities={} if beat.capabilities is None else msgspec.to_builtins(beat.capabilities),
     )

@@ -16,7 +16,7 @@ import nats.aio.client
 import nats.aio.msg
 import structlog
 
-from services.agent.protocol import DECODE_ERRORS, Heartbeat, device_of
+from services.agent.protocol import DECODE_ERRORS, BareHeartbeat, Heartbeat, device_of
 from services.engine.presence_log import (
     record_registrations,
     record_returns,
@@ -28,11 +28,14 @@ from services.infra.rejections import Rejections
 
 log = structlog.get_logger("deployx.registry")
 _heartbeat = msgspec.json.Decoder(Heartbeat)
+_bare_heartbeat = msgspec.json.Decoder(BareHeartbeat)
 _IDS = uuid.UUID("5e0c7a52-61a4-4d0b-a0f4-6c2f3d8e9b17")
 ALL_HEARTBEATS = "deployx.agents.*.heartbeat"
 FLUSH_EVERY = 1.0
-# Devices whose heartbeats stopped are looked for this often (one query).
-SWEEP_EVERY = 5.0
+# Devices whose heartbeats stopped are looked for this often (one query): at every flush, so
+# that a dead agent is offline (in the log, so in the console) within a second of its third
+# missed heartbeat, not up to five seconds later.
+SWEEP_EVERY = FLUSH_EVERY
 # This registry was hearing (NATS connected) up to now; rows of registries gone a day are dropped.
 _HEARD = """
 WITH gone AS (DELETE FROM registry_heard WHERE at < $2::timestamptz - interval '1 day')
@@ -108,7 +111,11 @@ class DeviceRegistry:
             beat = _heartbeat.decode(msg.data)
         except DECODE_ERRORS as exc:
             self.rejections.note(sender, "heartbeat", str(exc) or type(exc).__name__, msg.data)
-            return
+            # Malformed capabilities alone are refused; the device is still present.
+            try:
+                beat = Heartbeat(**msgspec.structs.asdict(_bare_heartbeat.decode(msg.data)))
+            except DECODE_ERRORS:
+                return
         if beat.device_id != sender:
             self.rejections.note(sender, "heartbeat", "a heartbeat for another device", msg.data)
             return

@@ -229,7 +229,8 @@ async def test_a_task_belongs_to_the_user_who_created_it(shared_stack: Stack) ->
 @pytest.mark.parametrize("role", ["operator", "viewer"])
 async def test_only_an_admin_may_write_groups(shared_stack: Stack, role: str) -> None:
     admin = await fresh_user(shared_stack, "admin")
-    status, group = await admin.post(GROUPS, {"name": "web", "device_ids": ["local-1"]})
+    body = {"name": f"web {role}", "device_ids": ["local-1"]}  # names are unique
+    status, group = await admin.post(GROUPS, body)
     assert status == 201, group
     user = await fresh_user(shared_stack, role)
     path = f"{GROUPS}/{group['id']}"
@@ -241,4 +242,4 @@ async def test_only_an_admin_may_write_groups(shared_stack: Stack, role: str) ->
     status, groups = await user.get(GROUPS)
     assert status == 200, groups
     [listed] = [item for item in groups["items"] if item["id"] == group["id"]]
-    assert (listed["name"], listed["device_ids"]) == ("web", ["local-1"])
+    assert (listed["name"], listed["device_ids"]) == (body["name"], ["local-1"])

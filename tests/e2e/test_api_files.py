@@ -4,7 +4,9 @@ past the user's quota; either way nothing is left in the bucket."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
+import uuid
 from collections.abc import AsyncIterator
 
 import nats
@@ -140,3 +142,23 @@ async def test_uploads_racing_for_the_last_of_the_quota_never_exceed_it(
     assert statuses == [201, 201, 201, 413, 413, 413], answers
     stored = sorted(body["file_id"] for status, body in answers if status == 201)
     assert await stored_objects(nats_url) == stored
+
+
+async def test_a_stored_file_is_described_by_name_size_and_digest(stack: Stack) -> None:
+    """What the console shows of a file task: "app.conf, 21 B", not the file's id."""
+    client = await stack.client("ada", "operator")
+    content = b"server_name example;\n"
+    status, stored = await client.post(f"{FILES}?name=app.conf", data=content, headers=RAW)
+    assert status == 201, stored
+
+    status, described = await client.get(f"{FILES}/{stored['file_id']}")
+
+    assert status == 200, described
+    assert described == {
+        "file_id": stored["file_id"],
+        "name": "app.conf",
+        "size": len(content),
+        "sha256": hashlib.sha256(content).hexdigest(),
+    }
+    assert_error(await client.get(f"{FILES}/{uuid.uuid4()}"), 404)
+    assert_error(await client.get(f"{FILES}/not-an-id"), 404)

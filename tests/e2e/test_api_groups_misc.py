@@ -3,6 +3,7 @@ readiness, metrics and the OpenAPI document."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, date, datetime, time, timedelta
 from itertools import pairwise
 from typing import Any
@@ -133,6 +134,56 @@ async def test_a_task_targets_groups(shared_stack: Stack) -> None:
     task = await create_task(admin, command_task(device_ids=[], group_ids=[group["id"]]))
 
     assert (await fetch_task(admin, task["id"]))["group_ids"] == [group["id"]]
+
+
+async def test_a_group_in_use_is_deleted_only_with_force(shared_stack: Stack) -> None:
+    admin = await shared_stack.client("ada", "admin")
+    group = await create_group(admin, f"in use {uuid.uuid4().hex[:8]}", ["local-1"])
+    first = await create_task(admin, command_task(device_ids=[], group_ids=[group["id"]]))
+    second = await create_task(admin, command_task(group_ids=[group["id"]]))
+    path = f"{GROUPS}/{group['id']}"
+
+    status, body = await admin.delete(path)
+    assert_error((status, body), 409)
+    assert body["error"]["details"]["task_ids"] == [first["id"], second["id"]]
+    assert "force=true" in body["error"]["message"]
+    # The console lists them before it asks: the tasks list filters by group.
+    status, users = await admin.get(f"/api/schedule/tasks?group_id={group['id']}")
+    assert {task["id"] for task in users["items"]} == {first["id"], second["id"]}
+    assert any(item["id"] == group["id"] for item in (await admin.get(GROUPS))[1]["items"])
+
+    assert_invalid(await admin.delete(f"{path}?force=yes"), "force")
+    assert await admin.delete(f"{path}?force=true") == (204, None)
+    assert all(item["id"] != group["id"] for item in (await admin.get(GROUPS))[1]["items"])
+    # The tasks keep the id, and find no devices in it.
+    assert (await fetch_task(admin, first["id"]))["group_ids"] == [group["id"]]
+
+
+async def test_an_unused_group_is_deleted_without_force(shared_stack: Stack) -> None:
+    admin = await shared_stack.client("ada", "admin")
+    group = await create_group(admin, f"unused {uuid.uuid4().hex[:8]}", [])
+
+    assert await admin.delete(f"{GROUPS}/{group['id']}") == (204, None)
+
+
+async def test_group_names_are_unique(shared_stack: Stack) -> None:
+    admin = await shared_stack.client("ada", "admin")
+    name = f"Web {uuid.uuid4().hex[:8]}"
+    web = await create_group(admin, name, ["local-1"])
+
+    # The same name, in other case and with spaces around it, is the same name.
+    status, body = await admin.post(GROUPS, {"name": f"  {name.upper()} ", "device_ids": []})
+    assert_error((status, body), 409)
+    assert body["error"]["details"]["field"] == "name"
+    assert body["error"]["details"]["group_id"] == web["id"]
+    other = await create_group(admin, f"db {uuid.uuid4().hex[:8]}", [])
+    assert_error(await admin.put(f"{GROUPS}/{other['id']}", {"name": name}), 409)
+    # Keeping its own name is no clash; nor is a group renamed free.
+    status, same = await admin.put(f"{GROUPS}/{web['id']}", {"name": name, "device_ids": []})
+    assert (status, same["name"]) == (200, name)
+    status, _ = await admin.put(f"{GROUPS}/{web['id']}", {"name": f"{name} old"})
+    assert status == 200
+    assert (await admin.put(f"{GROUPS}/{other['id']}", {"name": name}))[0] == 200
 
 
 # --- devices and stats ---------------------------------------------------------------------------

@@ -3,9 +3,13 @@
 
 from __future__ import annotations
 
+import platform
+import shutil
+
 import asyncpg
 import pytest
 
+from services.agent.capabilities import arch_of
 from tests.e2e.fleet import Fleet
 from tests.e2e.processes import wait_until
 
@@ -56,3 +60,19 @@ async def test_a_silent_agent_goes_offline_in_the_log_and_comes_back(
         "DeviceWentOffline",
         "DeviceRegistered",
     ]
+
+
+async def test_a_real_agent_announces_what_it_can_run(fleet: Fleet) -> None:
+    fleet.agent("able")
+    await fleet.wait_online(["able"])
+
+    _, devices = await fleet.api.get("/api/devices")
+    (device,) = [device for device in devices["items"] if device["id"] == "able"]
+    capabilities = device["capabilities"]
+    # This machine (Debian, where the tests run) has these, and none of Windows' shells.
+    assert {"bash", "sh", "python3"} <= set(capabilities["shells"])
+    assert not {"cmd", "powershell"} & set(capabilities["shells"])
+    assert capabilities["shells"] == [s for s in capabilities["shells"] if shutil.which(s)]
+    assert "pip" in capabilities["package_managers"]
+    assert (capabilities["os"], capabilities["arch"]) == ("linux", arch_of(platform.machine()))
+    assert device["heartbeat_seconds"] == 5

@@ -224,3 +224,17 @@ async def test_a_fuzzed_agent_protocol_stalls_nothing(fleet: Fleet, nats_url: st
         assert sources == {"heartbeat", "result"}
         await fleet.wait_online(["good-1", "fuzz-1"])  # valid heartbeats still count
     await a_healthy_run_succeeds(fleet, "good-1")
+
+
+async def test_bad_capabilities_are_refused_while_the_device_stays_present(
+    fleet: Fleet, nats_url: str
+) -> None:
+    async with HostileDevice(nats_url, "evil-4") as evil:
+        evil.beat = heartbeat("evil-4", capabilities={"shells": ["bash", "fish"], "os": "linux"})
+        (rejected,) = await wait_for_rejection(fleet, "evil-4")
+        assert rejected["source"] == "heartbeat"
+        assert "$.capabilities.shells[1]" in rejected["reason"]
+        await fleet.wait_online(["evil-4"])
+        _, devices = await fleet.api.get("/api/devices")
+        (device,) = [device for device in devices["items"] if device["id"] == "evil-4"]
+        assert device["capabilities"] == {}  # announced nothing it may be trusted with
