@@ -124,7 +124,9 @@ export const api = {
   groups: () => request('GET', '/api/groups'),
   createGroup: (body) => request('POST', '/api/groups', { body }),
   updateGroup: (id, body) => request('PUT', `/api/groups/${id}`, { body }),
-  deleteGroup: (id) => request('DELETE', `/api/groups/${id}`),
+  deleteGroup: (id, { force = false } = {}) =>
+    request('DELETE', `/api/groups/${id}`, { query: force ? { force: 'true' } : {} }),
+  fileInfo: (id) => request('GET', `/api/files/${encodeURIComponent(id)}`),
   upload,
 };
 

@@ -59,8 +59,14 @@ export function dialogActions(close, cancelValue, ...buttons) {
   );
 }
 
-/** Resolves true when the user confirms. */
-export function confirmDialog({ title, message, confirmLabel = 'Confirm', danger = false }) {
+/** Resolves true when the user confirms; `extra` (nodes) goes below the message. */
+export function confirmDialog({
+  title,
+  message,
+  confirmLabel = 'Confirm',
+  danger = false,
+  extra = null,
+}) {
   return openDialog({
     title,
     className: 'dialog-confirm',
@@ -70,6 +76,7 @@ export function confirmDialog({ title, message, confirmLabel = 'Confirm', danger
         'div',
         { class: 'dialog-body' },
         h('p', { text: message }),
+        extra,
         dialogActions(
           close,
           false,

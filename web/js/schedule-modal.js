@@ -3,6 +3,7 @@
 // runs from POST /api/schedule/preview, with every error beside the field it concerns.
 
 import { api } from './api.js';
+import { resolveTargets } from './capabilities.js';
 import { dialogActions, openDialog } from './dialog.js';
 import { debounce, field, h, replaceChildren, setFieldError, uid } from './dom.js';
 import { FieldErrors } from './field-errors.js';
@@ -17,6 +18,7 @@ import { payloadFields, typeLabel } from './kinds/index.js';
 import { deliveryWords } from './delivery-words.js';
 import { describeSchedule } from './schedule-words.js';
 import { targetPicker } from './targets.js';
+import { timingFields } from './timing-fields.js';
 import { zonePicker } from './zone-picker.js';
 
 const RECURRENCES = [
@@ -45,19 +47,30 @@ const UNITS = [
 const PREVIEW_COUNT = 5;
 
 /**
- * Opens the modal. Create: {taskType, payload, targets, fileName}; edit: {task}.
- * Resolves with the created or updated Task, or undefined when dismissed.
+ * Opens the modal. Create: {taskType, payload, targets, fileName}; edit: {task}; duplicate:
+ * {copyOf: task}, a new task filled in from that one. Resolves with the created or updated
+ * Task, or undefined when dismissed.
  */
-export function openScheduleModal({ taskType, task = null, payload = {}, targets = {} }) {
-  const type = task?.task_type ?? taskType;
-  const title = task ? `Edit “${task.name}”` : `Schedule a ${typeLabel(type).toLowerCase()} task`;
+export function openScheduleModal({
+  taskType,
+  task = null,
+  copyOf = null,
+  payload = {},
+  targets = {},
+}) {
+  const type = task?.task_type ?? copyOf?.task_type ?? taskType;
+  const title = task
+    ? `Edit “${task.name}”`
+    : copyOf
+      ? `Duplicate “${copyOf.name}”`
+      : `Schedule a ${typeLabel(type).toLowerCase()} task`;
   let cleanup = () => {};
   const done = openDialog({
     title,
     className: 'schedule-modal',
     initialFocus: '[data-autofocus]',
     build: (close) => {
-      const form = scheduleForm({ type, task, payload, targets, close });
+      const form = scheduleForm({ type, task, copyOf, payload, targets, close });
       cleanup = form.destroy;
       return form.element;
     },
@@ -65,8 +78,10 @@ export function openScheduleModal({ taskType, task = null, payload = {}, targets
   return done.finally(() => cleanup());
 }
 
-function scheduleForm({ type, task, payload, targets, close }) {
+function scheduleForm({ type, task, copyOf, payload, targets, close }) {
   const errors = new FieldErrors();
+  // What the form starts from: the task edited, or the one duplicated.
+  const source = task ?? copyOf;
   const name = field({
     label: 'Task name',
     input: h('input', {
@@ -77,22 +92,25 @@ function scheduleForm({ type, task, payload, targets, close }) {
       'data-autofocus': true,
     }),
   });
-  name.input.value = task?.name ?? '';
+  name.input.value = task?.name ?? (copyOf ? `Copy of ${copyOf.name}`.slice(0, 200) : '');
   const description = field({
     label: 'Description',
     hint: 'Optional',
     input: h('textarea', { class: 'input', rows: 2, maxlength: 5000 }),
   });
-  description.input.value = task?.description ?? '';
+  description.input.value = source?.description ?? '';
 
-  const initialPayload = task ? (Object.values(task.task_payload)[0] ?? {}) : payload;
+  const initialPayload = source ? (Object.values(source.task_payload)[0] ?? {}) : payload;
   const what = payloadFields(type, initialPayload, { upload: false });
   const picker = targetPicker({
-    deviceIds: task?.device_ids ?? targets.device_ids ?? [],
-    groupIds: task?.group_ids ?? targets.group_ids ?? [],
+    deviceIds: source?.device_ids ?? targets.device_ids ?? [],
+    groupIds: source?.group_ids ?? targets.group_ids ?? [],
   });
-  const when = recurrenceFields(task);
-  const rollout = deliveryFields(task?.delivery ?? {});
+  const when = recurrenceFields(source);
+  const rollout = deliveryFields(source?.delivery ?? {});
+  const timing = timingFields(source ?? {});
+  // The payload offers only what every chosen target can run.
+  const unfollow = picker.subscribe((value) => what.setTargets?.(resolveTargets(value)));
   const formError = h('div', { class: 'form-error', role: 'alert', hidden: true });
   const submit = h('button', {
     type: 'submit',
@@ -107,7 +125,8 @@ function scheduleForm({ type, task, payload, targets, close }) {
     .add('device_ids', { show: picker.setError, focus: picker.focus })
     .add('group_ids', { show: picker.setError, focus: picker.focus })
     .addAll(when.errors)
-    .addAll(rollout.errors);
+    .addAll(rollout.errors)
+    .addAll(timing.errors);
 
   const preview = previewBox(when, errors);
   rollout.element.addEventListener('input', () => errors.clear('delivery'));
@@ -127,7 +146,14 @@ function scheduleForm({ type, task, payload, targets, close }) {
         h('fieldset', { class: 'group' }, h('legend', { text: 'What to run' }), what.element),
         picker.element,
       ),
-      h('div', { class: 'form-column' }, when.element, preview.element, rollout.element),
+      h(
+        'div',
+        { class: 'form-column' },
+        when.element,
+        preview.element,
+        rollout.element,
+        timing.element,
+      ),
     ),
     dialogActions(close, undefined, submit),
   );
@@ -164,7 +190,14 @@ function scheduleForm({ type, task, payload, targets, close }) {
       ...chosen,
       task_payload: what.value(),
       delivery: rollout.value(),
+      ...timing.value(),
     };
+    if (copyOf && !task) {
+      // A duplicate keeps what this form does not show.
+      for (const key of ['end_at', 'max_runs', 'pause_on_failure']) {
+        if (copyOf[key] !== null && copyOf[key] !== undefined) body[key] = copyOf[key];
+      }
+    }
     submit.disabled = true;
     submit.textContent = task ? 'Saving…' : 'Scheduling…';
     try {
@@ -181,13 +214,21 @@ function scheduleForm({ type, task, payload, targets, close }) {
     }
   });
 
-  return { element: form, destroy: () => picker.destroy() };
+  return {
+    element: form,
+    destroy: () => {
+      unfollow();
+      picker.destroy();
+    },
+  };
 }
 
 /** The writable fields whose value differs from the task's (schedule fields go together). */
 function changes(task, body) {
   const patch = {};
-  for (const key of ['name', 'description', 'device_ids', 'group_ids', 'task_payload']) {
+  const keys = ['name', 'description', 'device_ids', 'group_ids', 'task_payload'];
+  keys.push('overlap_policy', 'jitter_seconds', 'misfire_grace_seconds');
+  for (const key of keys) {
     if (canonical(body[key]) !== canonical(task[key])) patch[key] = body[key];
   }
   if (canonical(body.delivery) !== canonical(task.delivery ?? {})) patch.delivery = body.delivery;

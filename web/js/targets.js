@@ -1,6 +1,7 @@
 // The device and group picker (dashboard, scheduling modal, group editor): search, online and
 // offline shown, selections kept while the registry refreshes underneath.
 
+import { offlineAmong, offlineWords, resolveTargets, someIds } from './capabilities.js';
 import { h, keepingFocus, replaceChildren, setFieldError, uid } from './dom.js';
 import { fleet } from './fleet.js';
 import { plural } from './format.js';
@@ -25,6 +26,9 @@ export function targetPicker({
     autocomplete: 'off',
   });
   const summary = h('p', { class: 'pick-summary', 'aria-live': 'polite' });
+  // Chosen devices that are offline (by themselves or in a chosen group), said in words.
+  const offlineNote = h('p', { class: 'offline-warning', role: 'status', hidden: true });
+  const listeners = new Set([onChange]);
   const deviceList = h('ul', { class: 'pick-list', 'aria-label': 'Devices' });
   const groupList = h('ul', { class: 'pick-list', 'aria-label': 'Groups' });
   const error = h('p', { class: 'field-error', hidden: true, role: 'alert' });
@@ -62,6 +66,7 @@ export function targetPicker({
       clear,
     ),
     summary,
+    offlineNote,
     loadError,
     h(
       'div',
@@ -180,6 +185,9 @@ export function targetPicker({
     if (withGroups) parts.push(plural(groups.size, 'group'));
     const total = withGroups && groups.size ? ` (${plural(resolvedCount(), 'device')} in all)` : '';
     summary.textContent = `${parts.join(' and ')} selected${total}`;
+    const offline = offlineAmong(resolveTargets(value()));
+    offlineNote.hidden = offline.length === 0;
+    offlineNote.textContent = offlineWarning(offline);
     loadError.hidden = !snapshot.error;
     loadError.textContent = snapshot.error
       ? `Devices could not be loaded: ${snapshot.error.message}`
@@ -189,7 +197,7 @@ export function targetPicker({
   function changed() {
     setFieldError(error, null, '');
     render();
-    onChange(value());
+    for (const listener of listeners) listener(value());
   }
 
   function value() {
@@ -200,6 +208,8 @@ export function targetPicker({
   const unwatch = fleet.watch((next) => {
     snapshot = next;
     render();
+    // Devices' state and capabilities changed under the same choice.
+    for (const listener of listeners) listener(value());
   });
   render();
 
@@ -208,13 +218,36 @@ export function targetPicker({
     value,
     setError: (message) => setFieldError(error, null, message),
     focus: () => search.focus(),
+    /** listener(value) on every change of the choice, and of the devices under it. */
+    subscribe: (listener) => {
+      listeners.add(listener);
+      listener(value());
+      return () => listeners.delete(listener);
+    },
     destroy: unwatch,
   };
 }
 
-/** "online" / "offline" with a dot; the word is there for those who cannot see colours. */
+/** "local-3 is offline for 3 min: it gets the job only if it comes back within …". */
+export function offlineWarning(offline) {
+  if (offline.length === 0) return '';
+  const then = ' back within the run’s offline wait; with none,';
+  if (offline.length === 1) {
+    const [device] = offline;
+    return `${device.id} is ${offlineWords(device)}: it gets the job only if it comes${then} it is unreachable at once.`;
+  }
+  const ids = someIds(offline.map((device) => device.id));
+  return `${ids} are offline: they get the job only if they come${then} they are unreachable at once.`;
+}
+
+/** "online" / "offline for 3 min" with a dot; the words are there for those who cannot see
+ * colours. */
 export function stateBadge(device) {
   if (device.unknown) return h('span', { class: 'state state-unknown', text: 'unknown' });
   const state = device.online ? 'online' : 'offline';
-  return h('span', { class: `state state-${state}`, text: state });
+  return h('span', {
+    class: `state state-${state}`,
+    text: device.online ? state : offlineWords(device),
+    title: device.last_seen ? `last heartbeat ${new Date(device.last_seen).toString()}` : '',
+  });
 }

@@ -22,6 +22,26 @@ export function toNumber(text) {
   return text === '' || Number.isNaN(value) ? undefined : value;
 }
 
+const fileInfos = new Map(); // file id → Promise of {name, size, sha256}
+
+/** A stored file named in words, "app.conf (1.2 KiB)", filled in once GET /api/files/{id}
+ * answers; until then (or if it cannot) a short form of its id. */
+export function storedFileName(fileId, knownName = '') {
+  const node = h('code', {
+    class: 'inline-code file-name',
+    title: `file ${fileId}`,
+    text: knownName || fileId.slice(0, 8),
+  });
+  if (!fileId) return node;
+  if (!fileInfos.has(fileId)) fileInfos.set(fileId, api.fileInfo(fileId).catch(() => null));
+  fileInfos.get(fileId).then((info) => {
+    if (!info) return;
+    node.textContent = `${info.name || knownName || fileId.slice(0, 8)} (${fileSize(info.size)})`;
+    node.title = `file ${fileId}, sha256 ${info.sha256}`;
+  });
+  return node;
+}
+
 /** The payload without the console's own `name` of its upload. */
 export function withoutName(payload) {
   const { name: _name, ...rest } = payload;
@@ -67,7 +87,7 @@ export function uploadPart(initial, upload, { label = 'File', missing = 'Choose 
           'p',
           { class: 'stored-file' },
           `${label}: `,
-          h('code', { text: initial.name || initial.file_id || '—' }),
+          initial.file_id ? storedFileName(initial.file_id, initial.name) : h('code', { text: '—' }),
         ),
       upload
         ? h(

@@ -1,7 +1,7 @@
 // The file deployment kind in the console: the upload, its destination path and mode.
 
 import { field, h, setFieldError } from '../dom.js';
-import { uploadPart, withoutName } from './fields.js';
+import { storedFileName, uploadPart, withoutName } from './fields.js';
 
 // What the API takes as a file's mode (services/domain/field_reasons.py FILE_MODE_PATTERN).
 const OCTAL_MODE = /^0?[0-7]{3,4}$/;
@@ -80,7 +80,7 @@ function describe({ file_id: fileId, destination, mode }) {
     'span',
     {},
     'file ',
-    h('code', { class: 'inline-code', text: fileId.slice(0, 8) }),
+    storedFileName(fileId),
     ' → ',
     h('code', { class: 'inline-code', text: destination }),
     ` (mode ${mode})`,

@@ -1,11 +1,13 @@
 // The script kind in the console: the uploaded script, its interpreter, arguments, environment
 // and timeout, and how a task shows it.
 
+import { restrictOptions } from '../capabilities.js';
 import { field, h, setFieldError } from '../dom.js';
 import {
   envOf,
   linesField,
   select,
+  storedFileName,
   timeoutField,
   toNumber,
   uploadPart,
@@ -29,6 +31,7 @@ function fields(initial, { upload, prefix }) {
     label: 'Run with',
     input: select(INTERPRETERS, initial.interpreter ?? ''),
   });
+  const interpreterNote = h('p', { class: 'capability-note', role: 'status', hidden: true });
   const timeout = timeoutField(initial, 300);
   const args = linesField({
     label: 'Arguments',
@@ -48,6 +51,7 @@ function fields(initial, { upload, prefix }) {
       { class: 'payload' },
       script.elements,
       h('div', { class: 'row' }, interpreter.wrapper, timeout.wrapper),
+      interpreterNote,
       args.wrapper,
       env.wrapper,
     ),
@@ -77,6 +81,8 @@ function fields(initial, { upload, prefix }) {
       return envOf(env) !== null && ok;
     },
     prepare: script.prepare,
+    setTargets: (devices) =>
+      restrictOptions(interpreter.input, interpreterNote, devices, 'shells', 'interpreter'),
     summary: () => [script.fileName() || 'script', ...args.lines()].join(' '),
     fileName: script.fileName,
   };
@@ -88,7 +94,7 @@ function describe({ file_id: fileId, args, interpreter, timeout_seconds: timeout
     {},
     interpreter ? `${interpreter} ` : '',
     'script ',
-    h('code', { class: 'inline-code', text: fileId.slice(0, 8) }),
+    storedFileName(fileId),
     args.length ? h('code', { class: 'inline-code', text: ` ${args.join(' ')}` }) : null,
     h('span', { class: 'muted', text: ` (timeout ${timeout} s)` }),
   );

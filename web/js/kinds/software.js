@@ -1,5 +1,6 @@
 // The software deployment kind in the console: package, version, action, package manager.
 
+import { restrictOptions } from '../capabilities.js';
 import { field, h, setFieldError } from '../dom.js';
 import { pairs, select } from './fields.js';
 
@@ -31,12 +32,14 @@ function fields(initial, { prefix }) {
     label: 'Package manager',
     input: select(MANAGERS, initial.manager ?? ''),
   });
+  const managerNote = h('p', { class: 'capability-note', role: 'status', hidden: true });
   return {
     element: h(
       'div',
       { class: 'payload' },
       h('div', { class: 'row' }, pkg.wrapper, version.wrapper),
       h('div', { class: 'row' }, action.wrapper, manager.wrapper),
+      managerNote,
     ),
     errors: [
       [`${prefix}.package`, pkg],
@@ -56,6 +59,8 @@ function fields(initial, { prefix }) {
         manager: manager.input.value || null,
       },
     }),
+    setTargets: (devices) =>
+      restrictOptions(manager.input, managerNote, devices, 'package_managers', 'package manager'),
     validate() {
       const missing = !pkg.input.value.trim();
       setFieldError(pkg.error, pkg.input, missing ? 'Enter the package to deploy.' : '');

@@ -61,7 +61,8 @@ export function errorPanel(error, retry = null, what = 'This could not be loaded
 }
 
 /**
- * The buttons of a task (card and detail page): Pause or Resume, Execute, Edit, Delete.
+ * The buttons of a task (card and detail page): Pause or Resume, Execute, Edit, Duplicate,
+ * Delete.
  * onChanged(task | null) after a change (null when deleted); onExecuted(executionId).
  */
 export function taskActions(
@@ -134,6 +135,14 @@ export function taskActions(
         toast(`Saved “${updated.name}”.`);
         onChanged(updated);
       }
+    }),
+    button('Duplicate', async () => {
+      const copy = await openScheduleModal({ copyOf: task });
+      if (!copy) return;
+      toast(`Created “${copy.name}”, a copy of “${task.name}”.`, {
+        action: { label: 'Open', href: `#/tasks/${copy.id}` },
+      });
+      window.location.hash = `#/tasks/${copy.id}`;
     }),
     button(
       'Delete',

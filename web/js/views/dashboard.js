@@ -2,6 +2,8 @@
 // and Schedule, and what is running now, live.
 
 import { api } from '../api.js';
+import { offlineAmong, offlineWords, resolveTargets } from '../capabilities.js';
+import { dialogActions, openDialog } from '../dialog.js';
 import { h, replaceChildren } from '../dom.js';
 import { FieldErrors } from '../field-errors.js';
 import { fleet } from '../fleet.js';
@@ -20,6 +22,11 @@ export function dashboardView(container, { me, live, navigate }) {
   const picker = targetPicker({ legend: 'Targets' });
   const activity = activityCard(live);
   const panels = KINDS.map((kind) => deploymentPanel(kind, { picker, canWrite, navigate }));
+  // Each panel offers only what every chosen target can run.
+  const unfollow = picker.subscribe((value) => {
+    const devices = resolveTargets(value);
+    for (const panel of panels) panel.setTargets(devices);
+  });
 
   replaceChildren(
     container,
@@ -53,6 +60,7 @@ export function dashboardView(container, { me, live, navigate }) {
 
   return {
     destroy() {
+      unfollow();
       picker.destroy();
       activity.destroy();
     },
@@ -142,6 +150,14 @@ function deploymentPanel(kind, { picker, canWrite, navigate }) {
   execute.addEventListener('click', () =>
     busy(execute, 'Starting…', async () => {
       if (!(await ready({ needTargets: true }))) return;
+      // Offline targets: said before anything runs, with the offline wait offered.
+      const offline = offlineAmong(resolveTargets(picker.value()));
+      let delivery;
+      if (offline.length) {
+        const wait = await askOfflineWait(offline);
+        if (wait === undefined) return;
+        if (wait > 0) delivery = { offline_wait_seconds: wait };
+      }
       const summary = fields.summary().slice(0, 120);
       // An ad-hoc run: it starts now and creates no task.
       const { execution_id: executionId } = await api.runNow({
@@ -149,6 +165,7 @@ function deploymentPanel(kind, { picker, canWrite, navigate }) {
         task_type: type,
         ...picker.value(),
         task_payload: fields.value(),
+        ...(delivery ? { delivery } : {}),
       });
       toast(`Running “${summary}” on ${targetsText(picker.value())}.`);
       navigate(`#/executions/${executionId}`);
@@ -172,7 +189,79 @@ function deploymentPanel(kind, { picker, canWrite, navigate }) {
     navigate('#/tasks');
   });
 
-  return { element };
+  return { element, setTargets: (devices) => fields.setTargets?.(devices) };
+}
+
+/**
+ * Asks what to do about offline targets: wait for them (the run's offline wait, in minutes),
+ * run without waiting (they are unreachable at once), or not run. Resolves with the wait in
+ * seconds (0: no wait), or undefined when canceled.
+ */
+function askOfflineWait(offline) {
+  return openDialog({
+    title:
+      offline.length === 1 ? 'A target is offline' : `${offline.length} targets are offline`,
+    className: 'offline-dialog',
+    initialFocus: 'input',
+    build: (close) => {
+      const minutes = h('input', {
+        class: 'input',
+        type: 'number',
+        min: 1,
+        max: 1440,
+        step: 1,
+        value: 10,
+        inputmode: 'numeric',
+        id: 'offline-wait-minutes',
+      });
+      const error = h('p', { class: 'field-error', hidden: true, role: 'alert' });
+      const waitAnd = () => {
+        const value = Number(minutes.value);
+        if (!Number.isInteger(value) || value < 1 || value > 1440) {
+          error.textContent = 'Wait 1 to 1440 minutes.';
+          error.hidden = false;
+          minutes.focus();
+          return;
+        }
+        close(value * 60);
+      };
+      return h(
+        'div',
+        { class: 'dialog-body' },
+        h(
+          'ul',
+          { class: 'offline-list' },
+          offline.map((device) =>
+            h('li', {}, h('strong', { text: device.id }), ` is ${offlineWords(device)}.`),
+          ),
+        ),
+        h('p', {
+          text:
+            offline.length === 1
+              ? 'Without a wait it is unreachable at once; with one, it gets the job if it comes back in time.'
+              : 'Without a wait they are unreachable at once; with one, each gets the job if it comes back in time.',
+        }),
+        h(
+          'div',
+          { class: 'field' },
+          h('label', { class: 'label', for: minutes.id, text: 'Wait for offline devices (minutes)' }),
+          minutes,
+          error,
+        ),
+        dialogActions(
+          close,
+          undefined,
+          h('button', {
+            type: 'button',
+            class: 'button',
+            text: 'Run without waiting',
+            onclick: () => close(0),
+          }),
+          h('button', { type: 'button', class: 'button primary', text: 'Run and wait', onclick: waitAnd }),
+        ),
+      );
+    },
+  });
 }
 
 function targetsText({ device_ids: devices, group_ids: groups }) {
@@ -238,7 +327,7 @@ function activityCard(live) {
   }
 
   function progressText(run) {
-    const results = run.targeted ? ` · ${run.done}/${run.targeted} devices` : '';
+    const results = run.targeted ? ` · ${run.done} of ${plural(run.targeted, 'device')} done` : '';
     return `${relativeTime(run.at)}${results}`;
   }
 
@@ -305,7 +394,7 @@ function activityCard(live) {
         ? h('span', { class: 'field-error', text: `Devices could not be loaded: ${error.message}` })
         : [
             h('strong', { text: `${online} of ${devices.length}` }),
-            ' devices online · ',
+            ` ${devices.length === 1 ? 'device' : 'devices'} online · `,
             h('a', { href: '#/devices', text: 'Devices' }),
           ],
     );

@@ -2,6 +2,7 @@
 // groups: create, rename, change members, delete.
 
 import { api } from '../api.js';
+import { capabilityWords } from '../capabilities.js';
 import { confirmDialog, dialogActions, openDialog } from '../dialog.js';
 import { field, h, keepingFocus, replaceChildren } from '../dom.js';
 import { FieldErrors } from '../field-errors.js';
@@ -33,7 +34,7 @@ export function devicesView(container, { me }) {
       h('h2', { id: 'devices-heading' }, 'Devices ', deviceCount),
       h('p', {
         class: 'muted',
-        text: 'Agents report every 5 s; a device that missed three reports is offline. This list refreshes every 10 s.',
+        text: 'Agents report every few seconds (5 s by default); a device that missed three reports is offline, shown here within a second or so. Each agent also says what it can run.',
       }),
       deviceBox,
     ),
@@ -105,7 +106,8 @@ function devicesTable(devices) {
       h(
         'tr',
         {},
-        ['Device', 'State', 'Last seen', 'Hostname', 'OS', 'Agent', 'Labels'].map((name) =>
+        ['Device', 'State', 'Last seen', 'Hostname', 'OS', 'Agent', 'Can run', 'Labels'].map(
+          (name) =>
           h('th', { scope: 'col', text: name }),
         ),
       ),
@@ -131,11 +133,23 @@ function devicesTable(devices) {
           h('td', { text: device.hostname }),
           h('td', { text: device.os }),
           h('td', { text: device.agent_version }),
+          h('td', { class: 'can-run' }, canRun(device)),
           h('td', { class: 'muted', text: labels(device) }),
         ),
       ),
     ),
   );
+}
+
+/** Shells, package managers, OS and architecture, as the device's agent announced them. */
+function canRun(device) {
+  const words = capabilityWords(device);
+  if (!words) return h('span', { class: 'muted', text: 'not announced (older agent)' });
+  return [
+    h('span', { class: 'shells', text: words.shells }),
+    h('span', { class: 'muted managers', text: words.managers }),
+    h('span', { class: 'muted platform', text: words.platform }),
+  ];
 }
 
 function groupCard(group, isAdmin) {
@@ -184,15 +198,45 @@ function groupCard(group, isAdmin) {
 }
 
 async function deleteGroup(group) {
+  // The tasks that target it, listed before anything is asked: the API refuses (409) to
+  // delete a group in use unless told to (force).
+  let users;
+  try {
+    users = (await api.listTasks({ group_id: group.id, limit: 1000 })).items;
+  } catch (error) {
+    toastError(error);
+    return;
+  }
+  const inUse = users.length > 0;
   const sure = await confirmDialog({
     title: 'Delete this group?',
-    message: `“${group.name}” will be deleted. Tasks that target it keep its id and find no devices in it.`,
-    confirmLabel: 'Delete group',
+    message: inUse
+      ? `“${group.name}” is a target of ${plural(users.length, 'task')}. Deleted, it leaves them targeting a group that no longer exists: their runs find no devices in it and fail with “no target devices”. Change those tasks first, or delete it anyway.`
+      : `“${group.name}” will be deleted. No task targets it.`,
+    extra: inUse
+      ? h(
+          'ul',
+          { class: 'group-users', 'aria-label': `Tasks that target ${group.name}` },
+          users.map((task) =>
+            h(
+              'li',
+              {},
+              h('a', {
+                href: `#/tasks/${task.id}`,
+                text: task.name,
+                // Opening a task leaves the dialog: nothing is deleted.
+                onclick: (event) => event.currentTarget.closest('dialog')?.close(),
+              }),
+            ),
+          ),
+        )
+      : null,
+    confirmLabel: inUse ? 'Delete anyway' : 'Delete group',
     danger: true,
   });
   if (!sure) return;
   try {
-    await api.deleteGroup(group.id);
+    await api.deleteGroup(group.id, { force: inUse });
     toast(`Deleted the group “${group.name}”.`);
     fleet.refresh();
   } catch (error) {

@@ -8,6 +8,7 @@ import { debounce, h, keepingFocus, replaceChildren } from '../dom.js';
 import { duration, plural } from '../format.js';
 import { toast, toastError } from '../toast.js';
 import { deliveryWords } from '../delivery-words.js';
+import { outputBlock } from '../output.js';
 import { errorPanel, instant, loading, statusBadge, typeBadge } from './common.js';
 import { fact } from './tasks.js';
 
@@ -29,10 +30,12 @@ export const TRIGGER_WORDS = {
   rerun: 'rerun',
 };
 
-/** "2 of 5 devices finished" while running, "3/5 succeeded, 2 failed" after. */
+/** "2 of 5 devices finished" while running, "3/5 succeeded, 2 failed" after, "no target
+ * devices" for a run that found none (its groups empty or deleted). */
 export function runCounts(run) {
   const details = Object.values(run.result?.execution_details ?? {});
   const targeted = run.result?.devices_targeted || details.length;
+  if (targeted === 0 && run.status !== 'running') return 'no target devices';
   if (run.status === 'running') {
     const done = details.filter((detail) => FINAL.has(detail.status)).length;
     return `${done} of ${plural(targeted, 'device')} finished`;
@@ -201,7 +204,7 @@ export function runView(container, { me, live, navigate, params }) {
       replaceChildren(
         devices,
         ids.length
-          ? ids.map((id) => deviceRow(id, details[id]))
+          ? ids.map((id) => deviceRow(id, details[id], run.id))
           : h('p', { class: 'muted', text: 'Waiting for the devices…' }),
       );
     });
@@ -232,21 +235,13 @@ export function runView(container, { me, live, navigate, params }) {
   };
 }
 
-/** One device of a run: its status, exit code, error and output. */
-export function deviceRow(deviceId, result = {}) {
-  const output = (label, text, kind) =>
-    text
-      ? [
-          h('h4', { class: 'output-label', text: label }),
-          h('pre', {
-            class: `output ${kind}`,
-            tabindex: 0,
-            'aria-label': `${label} of ${deviceId}`,
-            text,
-          }),
-        ]
-      : [];
+/** One device of a run: its status, exit code, error (offline times in words) and output,
+ * each with Copy and Download. */
+export function deviceRow(deviceId, result = {}, runId = '') {
   const status = result.status ?? 'pending';
+  const output = (label, kind) =>
+    outputBlock({ deviceId, runId, label, kind, text: result[kind] });
+  const quiet = !result.stdout && !result.stderr && !result.error && FINAL.has(status);
   return h(
     'section',
     { class: 'device-result', dataset: { device: deviceId, status } },
@@ -260,8 +255,9 @@ export function deviceRow(deviceId, result = {}) {
         : h('span', { class: 'exit-code', text: `exit code ${result.exit_code}` }),
     ),
     result.error ? h('p', { class: 'run-error', text: result.error }) : null,
-    output('stdout', result.stdout, 'stdout'),
-    output('stderr', result.stderr, 'stderr'),
+    output('stdout', 'stdout'),
+    output('stderr', 'stderr'),
+    quiet ? h('p', { class: 'muted', text: 'No output.' }) : null,
   );
 }
 

@@ -10,7 +10,7 @@ import { deliveryWords } from '../delivery-words.js';
 import { describePayload } from '../kinds/index.js';
 import { taskIdOf } from '../live.js';
 import { describeSchedule } from '../schedule-words.js';
-import { runActions, TRIGGER_WORDS } from './run.js';
+import { deviceRow, runActions, runCounts, TRIGGER_WORDS } from './run.js';
 import {
   errorPanel,
   instant,
@@ -217,13 +217,23 @@ export function taskDetailView(container, { me, live, navigate, params, query })
           'Delivery',
           h('span', { class: 'delivery-words', text: deliveryWords(task.delivery) }),
         ),
+        fact('Timing', h('span', { class: 'timing-words', text: timingWords(task) })),
         fact('Owner', task.user_id),
         fact('Created', instant(task.created_at)),
       ),
     );
   }
 
+  // A run that ended before the live feed connected (or while it was away) sends no event
+  // this page sees: while any run shows running, ask again every few seconds too.
+  let pollTimer = null;
+  function pollWhileRunning() {
+    clearTimeout(pollTimer);
+    if (runs.some((run) => run.status === 'running')) pollTimer = setTimeout(refreshRuns, 3000);
+  }
+
   function renderRuns() {
+    pollWhileRunning();
     runCount.textContent = runsTotal ? `(${runsTotal})` : '';
     waiting.hidden = !(following && runs.length === 0);
     if (!waiting.hidden) {
@@ -243,18 +253,7 @@ export function taskDetailView(container, { me, live, navigate, params, query })
   }
 
   function runItem(run) {
-    const {
-      devices_targeted: targeted,
-      devices_succeeded: ok,
-      devices_failed: failed,
-    } = run.result;
-    const finished = Object.values(run.result.execution_details).filter(
-      (detail) => !['pending', 'waiting', 'running'].includes(detail.status),
-    ).length;
-    const counts =
-      run.status === 'running'
-        ? `${finished} of ${plural(targeted, 'device')} finished`
-        : `${ok}/${targeted} succeeded${failed ? `, ${failed} failed` : ''}`;
+    const counts = runCounts(run);
     const details = h(
       'details',
       { open: expanded.has(run.id) },
@@ -309,7 +308,7 @@ export function taskDetailView(container, { me, live, navigate, params, query })
     return h(
       'div',
       { class: 'device-results' },
-      ids.map((id) => deviceResult(id, details[id])),
+      ids.map((id) => deviceResult(id, details[id], run.id)),
     );
   }
 
@@ -414,53 +413,23 @@ export function taskDetailView(container, { me, live, navigate, params, query })
       unwatch();
       refreshTask.cancel();
       refreshRuns.cancel();
+      clearTimeout(pollTimer);
     },
   };
 }
 
-function deviceResult(deviceId, result) {
-  if (!result) {
-    return h(
-      'section',
-      { class: 'device-result', dataset: { device: deviceId, status: 'pending' } },
-      h(
-        'header',
-        { class: 'device-result-head' },
-        h('strong', { text: deviceId }),
-        statusBadge('pending'),
-      ),
-    );
-  }
-  const output = (label, text, kind) =>
-    text
-      ? [
-          h('h4', { class: 'output-label', text: label }),
-          h('pre', {
-            class: `output ${kind}`,
-            tabindex: 0,
-            'aria-label': `${label} of ${deviceId}`,
-            text,
-          }),
-        ]
-      : [];
-  const quiet = !result.stdout && !result.stderr;
-  return h(
-    'section',
-    { class: 'device-result', dataset: { device: deviceId, status: result.status } },
-    h(
-      'header',
-      { class: 'device-result-head' },
-      h('strong', { text: deviceId }),
-      statusBadge(result.status),
-      result.exit_code === null || result.exit_code === undefined
-        ? null
-        : h('span', { class: 'exit-code', text: `exit code ${result.exit_code}` }),
-    ),
-    result.error ? h('p', { class: 'run-error', text: result.error }) : null,
-    output('stdout', result.stdout, 'stdout'),
-    output('stderr', result.stderr, 'stderr'),
-    quiet && !result.error ? h('p', { class: 'muted', text: 'No output.' }) : null,
-  );
+function deviceResult(deviceId, result, runId) {
+  return deviceRow(deviceId, result ?? {}, runId);
+}
+
+/** "skips a run while one is still going · no jitter · starts up to 3600 s late". */
+function timingWords(task) {
+  const overlap =
+    task.overlap_policy === 'allow'
+      ? 'runs beside one still going'
+      : 'skips a run while one is still going';
+  const jitter = task.jitter_seconds ? `up to ${task.jitter_seconds} s of jitter` : 'no jitter';
+  return `${overlap} · ${jitter} · starts up to ${task.misfire_grace_seconds} s late`;
 }
 
 function payloadWords(task) {

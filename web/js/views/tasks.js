@@ -242,7 +242,11 @@ function selectOf(id, allLabel, options, selected) {
 export function targetsWords(task) {
   const parts = [];
   if (task.device_ids.length) parts.push(plural(task.device_ids.length, 'device'));
-  for (const id of task.group_ids) parts.push(`group ${fleet.group(id)?.name ?? `#${id}`}`);
+  for (const id of task.group_ids) {
+    const group = fleet.group(id);
+    const gone = fleet.loaded && !group;
+    parts.push(group ? `group ${group.name}` : `group #${id}${gone ? ' (deleted)' : ''}`);
+  }
   return parts.join(', ') || 'no targets';
 }
 
