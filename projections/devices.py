@@ -90,14 +90,18 @@ class DevicesProjection:
 
 
 _REGISTERED_MANY = """
-INSERT INTO devices (id, hostname, os, agent_version, labels, online, registered_at, last_seen)
-SELECT device_id, hostname, os, agent_version, labels, true, registered_at, last_seen
+INSERT INTO devices (id, hostname, os, agent_version, labels, online, registered_at, last_seen,
+    capabilities)
+SELECT device_id, hostname, os, agent_version, labels, true, registered_at, last_seen,
+    capabilities
 FROM json_to_recordset($1::json) AS x(device_id text, hostname text, os text,
-    agent_version text, labels jsonb, registered_at timestamptz, last_seen timestamptz)
+    agent_version text, labels jsonb, registered_at timestamptz, last_seen timestamptz,
+    capabilities jsonb)
 ON CONFLICT (id) DO UPDATE SET hostname = EXCLUDED.hostname,
     os = EXCLUDED.os, agent_version = EXCLUDED.agent_version,
     labels = EXCLUDED.labels, online = true,
-    last_seen = greatest(devices.last_seen, EXCLUDED.last_seen)
+    last_seen = greatest(devices.last_seen, EXCLUDED.last_seen),
+    capabilities = EXCLUDED.capabilities
 """
 
 

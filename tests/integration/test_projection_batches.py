@@ -126,6 +126,7 @@ async def write_log(conn: asyncpg.Connection) -> None:
             device_id=device,
             hostname=f"{device}-{minutes}",
             registered_at=NOW + timedelta(minutes=minutes),
+            capabilities={"shells": ["sh"] * (minutes % 3), "os": "linux", "arch": "x86_64"},
         )
         await put(f"device-{device}", registered, DEVICES_CATEGORY)
     await put("device-dev-2", DeviceWentOffline(device_id="dev-2", last_seen=NOW),
