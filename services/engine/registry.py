@@ -107,23 +107,26 @@ class DeviceRegistry:
     async def _on_heartbeat(self, msg: nats.aio.msg.Msg) -> None:
         sender = device_of(msg.subject)
         now = datetime.now(UTC)
+        refused: str | None = None  # one message is noted once, with its first fault
         try:
             beat = _heartbeat.decode(msg.data)
         except DECODE_ERRORS as exc:
-            self.rejections.note(sender, "heartbeat", str(exc) or type(exc).__name__, msg.data)
+            refused = str(exc) or type(exc).__name__
             # Malformed capabilities alone are refused; the device is still present.
             try:
                 beat = Heartbeat(**msgspec.structs.asdict(_bare_heartbeat.decode(msg.data)))
             except DECODE_ERRORS:
+                self.rejections.note(sender, "heartbeat", refused, msg.data)
                 return
         if beat.device_id != sender:
-            self.rejections.note(sender, "heartbeat", "a heartbeat for another device", msg.data)
+            refused = "a heartbeat for another device"
+            self.rejections.note(sender, "heartbeat", refused, msg.data)
             return
         if beat.started_at > now + CLOCK_SKEW:
-            self.rejections.note(
-                sender, "heartbeat", "started_at is in the future: taken as now", msg.data
-            )
+            refused = refused or "started_at is in the future: taken as now"
             beat = msgspec.structs.replace(beat, started_at=now)
+        if refused is not None:
+            self.rejections.note(sender, "heartbeat", refused, msg.data)
         self._latest[beat.device_id] = Heard(beat, now)
 
     async def flush(self) -> None:

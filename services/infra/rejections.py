@@ -28,6 +28,12 @@ def sample_of(data: bytes) -> str:
     return data[:_SAMPLE_LIMIT].decode("utf-8", errors="replace").replace("\x00", "\ufffd")
 
 
+def _storable(text: str) -> str:
+    """text without NUL (which a text column refuses) or lone surrogates (which UTF-8 cannot
+    encode)."""
+    return text.replace("\x00", "\ufffd").encode("utf-8", errors="replace").decode("utf-8")
+
+
 @dataclass
 class _Noted:
     count: int
@@ -42,7 +48,9 @@ class Rejections:
 
     def note(self, device_id: str, source: str, reason: str, data: bytes) -> None:
         REJECTED.labels(source).inc()
-        key = (device_id[:128], source, reason[:_REASON_LIMIT])
+        # A reason may quote the device's own text (msgspec names a bad enum value): stored
+        # as any column can hold it, or one NUL would fail every flush of the registry.
+        key = (_storable(device_id[:128]), source, _storable(reason[:_REASON_LIMIT]))
         noted = self._pending.get(key)
         if noted is not None:
             noted.count += 1

@@ -22,7 +22,8 @@ pytestmark = pytest.mark.e2e
 
 
 async def rejections_of(api: Client, device_id: str) -> list[dict[str, Any]]:
-    status, page = await api.get(f"/api/admin/rejected-messages?device_id={device_id}")
+    path = f"/api/admin/rejected-messages?device_id={device_id}&limit=1000"  # every reason
+    status, page = await api.get(path)
     assert status == 200, page
     return list(page["items"])
 

@@ -14,6 +14,7 @@ from services.agent.command import SHELLS
 from services.agent.protocol import BareHeartbeat, Capabilities, Heartbeat, Shell
 from services.domain.execution import offline_reason, time_span
 from services.domain.kinds.command import CommandPayload
+from services.infra.rejections import Rejections
 
 NOW = datetime(2026, 11, 30, 22, 30, tzinfo=UTC)
 
@@ -138,3 +139,24 @@ def test_an_unreachable_device_says_for_how_long_it_was_offline() -> None:
     assert reason == (
         "the device is offline: offline for 3 min (last heartbeat 2026-11-30 22:26:50 UTC)"
     )
+
+
+class _Capture:
+    def __init__(self) -> None:
+        self.args: tuple[Any, ...] = ()
+
+    async def execute(self, _sql: str, *args: Any) -> str:
+        self.args = args
+        return ""
+
+
+async def test_a_refusal_is_stored_without_nul_or_lone_surrogates() -> None:
+    """A reason can carry a device's own text; one NUL in it failed every registry flush."""
+    rejections, db = Rejections(), _Capture()
+
+    rejections.note("web-1", "heartbeat", "bad value 'ba\x00sh\ud800' at $.x", b"{}")
+    await rejections.flush(db, NOW)  # type: ignore[arg-type]
+
+    (reason,) = db.args[2]
+    assert reason == "bad value 'ba\ufffdsh?' at $.x"
+    reason.encode("utf-8")  # storable
