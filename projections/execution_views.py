@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 
 from projections.base import Db
+from projections.snapshot import one_snapshot
 
 _delivery = msgspec.json.Decoder(dict[str, Any])
 
@@ -66,16 +67,7 @@ _COLUMNS = """
     e.error_message, e.cancel_requested_at, e.delivery::text, e.devices_targeted,
     e.devices_succeeded, e.devices_failed
 """
-# A non-admin sees the runs of its own tasks (as long as the task exists) and the ad-hoc runs
-# and reruns it asked for.
-_WHERE = """
-    ($1::text IS NULL OR t.user_id = $1 OR e.requested_by = $1)
-    AND ($2::uuid IS NULL OR e.task_id = $2)
-    AND ($3::text IS NULL OR e.status = $3)
-    AND ($4::text IS NULL OR EXISTS (SELECT 1 FROM execution_results r
-                                      WHERE r.execution_id = e.id AND r.device_id = $4))
-    AND ($5::text IS NULL OR e.trigger = $5)
-"""
+_FROM = "executions e LEFT JOIN tasks t ON t.id = e.task_id"
 
 
 async def list_executions(db: Db, task_id: str, limit: int, offset: int) -> ExecutionPage:
@@ -84,28 +76,100 @@ async def list_executions(db: Db, task_id: str, limit: int, offset: int) -> Exec
 
 
 async def find_executions(db: Db, where: ExecutionFilter, limit: int, offset: int) -> ExecutionPage:
-    params = (where.owner, where.task_id, where.status, where.device_id, where.trigger)
-    rows = await db.fetch(
-        f"""
-        SELECT {_COLUMNS}, count(*) OVER () AS total
-        FROM executions e LEFT JOIN tasks t ON t.id = e.task_id
-        WHERE {_WHERE}
-        ORDER BY e.scheduled_for DESC, e.id LIMIT $6 OFFSET $7
-        """,
-        *params,
-        limit,
-        offset,
-    )
-    if rows:
-        total = rows[0]["total"]
-    else:
-        total = await db.fetchval(
-            f"SELECT count(*) FROM executions e LEFT JOIN tasks t ON t.id = e.task_id "
-            f"WHERE {_WHERE}",
-            *params,
+    """One page, newest first, and the exact total (from execution_counts where the filter
+    allows, migrations/0001); the page's ids come from an index in list order, read from the
+    end nearer to the offset, and only those runs are read whole."""
+    async with one_snapshot(db) as conn:
+        total = await _total(conn, where)
+        if offset >= total:
+            return ExecutionPage(items=[], total=total)
+        limit = min(limit, total - offset)
+        conditions, values = _conditions(where)
+        count = len(values)
+        if offset + limit <= total // 2:
+            order = "e.scheduled_for DESC, e.id"
+        else:  # nearer the end: walk the index backwards, past fewer entries
+            order, offset = "e.scheduled_for, e.id DESC", total - offset - limit
+        rows = await conn.fetch(
+            f"""
+            SELECT {_COLUMNS} FROM (
+                SELECT e.id FROM {_FROM if where.owner else "executions e"}
+                WHERE {" AND ".join(conditions)}
+                ORDER BY {order} LIMIT ${count + 1} OFFSET ${count + 2}
+            ) AS page JOIN executions e ON e.id = page.id LEFT JOIN tasks t ON t.id = e.task_id
+            ORDER BY e.scheduled_for DESC, e.id
+            """,
+            *values,
+            limit,
+            offset,
         )
-    details = await _details(db, [row["id"] for row in rows])
+        details = await _details(conn, [row["id"] for row in rows])
     return ExecutionPage(items=[_execution(row, details) for row in rows], total=total)
+
+
+def _conditions(where: ExecutionFilter) -> tuple[list[str], list[object]]:
+    conditions: list[str] = ["true"]
+    values: list[object] = []
+
+    def value(of: object) -> str:
+        values.append(of)
+        return f"${len(values)}"
+
+    if where.owner is not None:
+        # A non-admin sees the runs of its own tasks (as long as the task exists) and the
+        # ad-hoc runs and reruns it asked for.
+        owner = value(where.owner)
+        conditions.append(f"(t.user_id = {owner} OR e.requested_by = {owner})")
+    if where.task_id is not None:
+        conditions.append(f"e.task_id = {value(where.task_id)}::uuid")
+    if where.status is not None:
+        conditions.append(f"e.status = {value(where.status)}")
+    if where.trigger is not None:
+        conditions.append(f"e.trigger = {value(where.trigger)}")
+    if where.device_id is not None:
+        device = value(where.device_id)
+        conditions.append(
+            f"e.id IN (SELECT r.execution_id FROM execution_results r WHERE r.device_id = {device})"
+        )
+    return conditions, values
+
+
+async def _total(db: Db, where: ExecutionFilter) -> int:
+    """The count from execution_counts when no filter needs the rows themselves."""
+    if where.task_id is not None or where.device_id is not None:
+        conditions, values = _conditions(where)
+        counted = await db.fetchval(
+            f"SELECT count(*) FROM {_FROM if where.owner else 'executions e'} "
+            f"WHERE {' AND '.join(conditions)}",
+            *values,
+        )
+        return int(counted)
+    if where.owner is None:
+        counted = await db.fetchval(
+            """
+            SELECT coalesce(sum(n), 0) FROM execution_counts
+            WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR trigger = $2)
+            """,
+            where.status,
+            where.trigger,
+        )
+        return int(counted)
+    # The runs of the owner's tasks, counted, and those they asked for on other tasks.
+    counted = await db.fetchval(
+        """
+        SELECT (SELECT coalesce(sum(n), 0) FROM execution_counts_by_owner
+                WHERE user_id = $1 AND ($2::text IS NULL OR status = $2)
+                    AND ($3::text IS NULL OR trigger = $3))
+            + (SELECT count(*) FROM executions e LEFT JOIN tasks t ON t.id = e.task_id
+               WHERE e.requested_by = $1 AND t.user_id IS DISTINCT FROM $1
+                   AND ($2::text IS NULL OR e.status = $2)
+                   AND ($3::text IS NULL OR e.trigger = $3))
+        """,
+        where.owner,
+        where.status,
+        where.trigger,
+    )
+    return int(counted)
 
 
 async def get_execution(db: Db, execution_id: str, owner: str | None) -> Execution | None:

@@ -10,6 +10,7 @@ import msgspec
 
 from events.execution import Delivery
 from projections.base import Db
+from projections.snapshot import one_snapshot
 
 _config_decoder = msgspec.json.Decoder(dict[str, Any])
 
@@ -82,7 +83,6 @@ _COLUMNS = """
 
 def to_task(row: Mapping[str, Any]) -> Task:
     values = dict(row)
-    values.pop("total", None)
     values["recurrence_config"] = _config_decoder.decode(row["recurrence_config"])
     values["task_payload"] = _config_decoder.decode(row["task_payload"])
     values["delivery"] = _delivery_decoder.decode(row["delivery"])
@@ -95,24 +95,51 @@ async def get_task(db: Db, task_id: str) -> Task | None:
 
 
 async def list_tasks(db: Db, query: TaskFilter) -> TaskPage:
+    """One page, newest first, and the exact total.
+
+    The total comes from task_counts (kept by triggers, migrations/0001) unless q is given; the
+    page's ids come from an index in list order, read from the end nearer to the offset, and
+    only those rows are read whole.
+    """
+    async with one_snapshot(db) as conn:
+        return await _list_tasks(conn, query)
+
+
+async def _list_tasks(db: Db, query: TaskFilter) -> TaskPage:
     conditions, values = _where(query)
     where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+    if query.q is None:
+        total = await db.fetchval(
+            """
+            SELECT coalesce(sum(n), 0)::bigint FROM task_counts
+            WHERE ($1::text IS NULL OR user_id = $1) AND ($2::text IS NULL OR status = $2)
+                AND ($3::text IS NULL OR task_type = $3)
+            """,
+            query.owner,
+            query.status,
+            query.task_type,
+        )
+    else:
+        total = await db.fetchval(f"SELECT count(*) FROM tasks {where}", *values)
+    if query.offset >= total:
+        return TaskPage(items=[], total=total)
+    limit = min(query.limit, total - query.offset)
     count = len(values)
+    if query.offset + limit <= total // 2:
+        order, offset = "created_at DESC, id", query.offset
+    else:  # nearer the end: walk the index backwards, past fewer entries
+        order, offset = "created_at, id DESC", total - query.offset - limit
     rows = await db.fetch(
         f"""
-        SELECT {_COLUMNS}, count(*) OVER () AS total FROM tasks {where}
-        ORDER BY created_at DESC, id LIMIT ${count + 1} OFFSET ${count + 2}
+        SELECT {_COLUMNS} FROM (
+            SELECT id FROM tasks {where} ORDER BY {order} LIMIT ${count + 1} OFFSET ${count + 2}
+        ) AS page JOIN tasks USING (id)
+        ORDER BY created_at DESC, id
         """,
         *values,
-        query.limit,
-        query.offset,
+        limit,
+        offset,
     )
-    if rows:
-        total = rows[0]["total"]
-    elif query.offset:
-        total = await db.fetchval(f"SELECT count(*) FROM tasks {where}", *values)
-    else:
-        total = 0
     return TaskPage(items=[to_task(dict(row)) for row in rows], total=total)
 
 

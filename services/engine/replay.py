@@ -17,6 +17,7 @@ import structlog
 from events.codec import RecordedEvent
 from projections import PROJECTIONS
 from projections.base import Db, Projection
+from projections.counts import REFRESH, counts_partly
 from services.engine import shadow
 from services.engine.projector import catch_up
 from services.infra.store import Connection
@@ -101,6 +102,9 @@ async def rebuild_on(
         applied += more + await _swap(conn, projections, copies, on_progress)
     finally:
         await conn.execute("RESET search_path")
+    if counts_partly(table for projection in projections for table in projection.tables):
+        # Live tables the rebuild did not swap moved on meanwhile; count them together again.
+        await conn.execute(REFRESH)
     await shadow.drop(conn)
     log.info("projections_rebuilt", projections=[p.name for p in projections], events=applied)
     return applied // len(projections)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 
 from projections.base import Projection
+from projections.counts import COUNT_TABLES, REFRESH, with_counts
 from services.infra.store import Connection
 
 SHADOW = "deployx_shadow"
@@ -59,6 +60,10 @@ async def add_indexes(conn: Connection, projections: tuple[Projection, ...]) -> 
         ):
             await conn.execute(_retarget(definition, table))
         await conn.execute(f"ANALYZE {SHADOW}.{table}")
+    if COUNT_TABLES[0] in _tables(projections):
+        # The copies filled without triggers: their counts from what they hold now (the
+        # caller's search_path names the shadow schema first), kept by the triggers from here.
+        await conn.execute(REFRESH)
 
 
 def _retarget(definition: str, table: str) -> str:
@@ -113,4 +118,5 @@ async def drop(conn: Connection) -> None:
 
 
 def _tables(projections: tuple[Projection, ...]) -> list[str]:
-    return [table for projection in projections for table in projection.tables]
+    """The projections' tables, with the counts kept beside them (projections/counts.py)."""
+    return with_counts(table for projection in projections for table in projection.tables)

@@ -81,8 +81,10 @@ async def test_an_up_to_date_migrate_takes_no_lock_on_the_log(database_url: str)
 
 
 async def test_a_step_behind_a_reader_never_holds_writes_longer_than_the_lock_timeout(
-    database_url: str,
+    bare_database: str,
 ) -> None:
+    # A database without the shipped steps: EXCLUSIVE is its step 1.
+    database_url = bare_database
     await migrate(database_url, steps=[])
     reader = await asyncpg.connect(database_url)
     pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
@@ -132,8 +134,10 @@ async def test_a_step_behind_a_reader_never_holds_writes_longer_than_the_lock_ti
 
 
 async def test_contract_steps_wait_for_their_turn_and_edited_history_is_refused(
-    database_url: str,
+    bare_database: str,
 ) -> None:
+    database_url = bare_database  # without the shipped steps: these are its steps 1 to 3
+    await migrate(database_url, steps=[])
     expand = Step(number=1, name="add_x", sql="CREATE TABLE x (a int, b int)")
     contract = Step(number=2, name="drop_b", sql="ALTER TABLE x DROP COLUMN b", phase="contract")
     later = Step(number=3, name="add_y", sql="CREATE TABLE y (a int)")
@@ -152,7 +156,8 @@ async def test_contract_steps_wait_for_their_turn_and_edited_history_is_refused(
     assert await check(database_url, contract=False, steps=[expand]) == 2
 
 
-async def test_the_base_runs_again_when_schema_sql_changed(database_url: str) -> None:
+async def test_the_base_runs_again_when_schema_sql_changed(bare_database: str) -> None:
+    database_url = bare_database  # without the shipped steps, which `steps=[]` leaves out
     await migrate(database_url, steps=[])
     grown = base_step()
     grown = Step(
