@@ -5,6 +5,10 @@
 Starts `deployx up` (embedded PostgreSQL and NATS) in a temporary data directory as a second
 process, waits for it, sends the requests over loopback, and prints requests/s and latency
 percentiles. Every request waits for read-your-writes, as a user's would.
+
+In the same run it loads the peer, bench/bare_insert.py (a bare aiohttp handler doing one
+INSERT per request into the same PostgreSQL, as a third process), the same way, and prints its
+figures and the ratio: what the full write path keeps of what the machine can do.
 """
 
 from __future__ import annotations
@@ -60,6 +64,33 @@ async def wait_ready(base: str, token_file: Path, timeout: float = 60.0) -> str:
     raise TimeoutError("deployx up did not become ready")
 
 
+def start_bare(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
+    env = dict(
+        line.split("=", 1)
+        for line in (data_dir / "deployx.env").read_text().splitlines()
+        if "=" in line
+    )
+    command = [sys.executable, "-m", "bench.bare_insert", "--port", str(port)]
+    return subprocess.Popen(
+        [*command, "--database-url", env["DEPLOYX_DATABASE_URL"]],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+async def wait_listening(base: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            try:
+                async with session.get(f"{base}/") as response:
+                    await response.read()
+                    return
+            except aiohttp.ClientError:
+                await asyncio.sleep(0.2)
+    raise TimeoutError(f"{base} did not start")
+
+
 async def load(base: str, token: str, requests: int, concurrency: int) -> list[float]:
     latencies: list[float] = []
     remaining = iter(range(requests))
@@ -90,27 +121,43 @@ async def main() -> None:
     parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=32)
     args = parser.parse_args()
-    port = free_port()
+    port, bare_port = free_port(), free_port()
+    runs: dict[str, tuple[float, list[float]]] = {}
     with tempfile.TemporaryDirectory(prefix="deployx-bench-") as tmp:
         data_dir = Path(tmp)
         stack = start_stack(data_dir, port)
+        bare: subprocess.Popen[bytes] | None = None
         try:
             base = f"http://127.0.0.1:{port}"
             token = await wait_ready(base, data_dir / "admin-token")
-            await load(base, token, 200, args.concurrency)  # warm-up
-            started = time.perf_counter()
-            latencies = await load(base, token, args.requests, args.concurrency)
-            elapsed = time.perf_counter() - started
+            bare = start_bare(data_dir, bare_port)
+            bare_base = f"http://127.0.0.1:{bare_port}"
+            await wait_listening(bare_base)
+            for name, url, key in (
+                ("deployx", base, token),
+                ("bare INSERT", bare_base, ""),
+            ):
+                await load(url, key, 200, args.concurrency)  # warm-up
+                started = time.perf_counter()
+                latencies = await load(url, key, args.requests, args.concurrency)
+                runs[name] = (time.perf_counter() - started, latencies)
         finally:
+            if bare is not None:
+                bare.send_signal(signal.SIGINT)
+                bare.wait(30)
             stack.send_signal(signal.SIGINT)
             stack.wait(60)
     ms = 1000.0
-    print(
-        f"POST /api/schedule/tasks: {args.requests} requests, concurrency {args.concurrency}: "
-        f"{args.requests / elapsed:,.0f} requests/s; latency ms p50 "
-        f"{statistics.median(latencies) * ms:.1f}, p99 {percentile(latencies, 0.99) * ms:.1f}, "
-        f"max {max(latencies) * ms:.1f}"
-    )
+    rates = {}
+    for name, (elapsed, latencies) in runs.items():
+        rates[name] = args.requests / elapsed
+        print(
+            f"POST /api/schedule/tasks ({name}): {args.requests} requests, concurrency "
+            f"{args.concurrency}: {rates[name]:,.0f} requests/s; latency ms p50 "
+            f"{statistics.median(latencies) * ms:.1f}, p99 "
+            f"{percentile(latencies, 0.99) * ms:.1f}, max {max(latencies) * ms:.1f}"
+        )
+    print(f"deployx reaches {rates['deployx'] / rates['bare INSERT']:.0%} of the bare handler")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from services.api import admin, executions, files, groups, live, misc, tasks
 from services.api import audit as audit_routes
 from services.api import webhooks as webhook_routes
 from services.api.headers import add_security_headers
-from services.api.keys import LIVE, NATS, POOL, SETTINGS, TOKENS, WATCHER
+from services.api.keys import APPENDS, LIVE, NATS, POOL, SETTINGS, TOKENS, WATCHER
 from services.api.middleware import access_log, authenticate, errors
 from services.api.openapi import openapi_document
 from services.api.responses import json_response
@@ -22,6 +22,7 @@ from services.engine.registry import DeviceRegistry
 from services.infra.auth import TokenCache
 from services.infra.bus import connect_nats
 from services.infra.db import open_pool
+from services.infra.group_commit import GroupCommit
 from services.infra.package_files import package_file
 from services.infra.settings import Settings
 
@@ -85,6 +86,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     tokens = TokenCache(pool, session_url=listen_on)
     await tokens.start()
     app[POOL], app[WATCHER], app[TOKENS] = pool, watcher, tokens
+    app[APPENDS] = GroupCommit(pool)
     yield
     await tokens.stop()
     await watcher.stop()

@@ -12,7 +12,7 @@ from events.execution import ExecutionRequested
 from projections.device_views import missing_groups
 from projections.execution_views import Execution, ExecutionFilter, find_executions, get_execution
 from services.api.idempotency import IdempotentCall, StoredResponse, recorded_once
-from services.api.keys import POOL, principal_of
+from services.api.keys import APPENDS, POOL, principal_of
 from services.api.responses import NUL, NUL_REASON, decode_body, encode, json_response, query_int
 from services.api.writes import metadata, now, respond_once, settled, writer
 from services.domain.errors import NotFound, ValidationFailed
@@ -20,7 +20,7 @@ from services.domain.execution import fold
 from services.domain.run_requests import RerunInput, RunInput, request_adhoc, request_rerun
 from services.engine.execution_commands import cancel_execution
 from services.executor.spec import source_of
-from services.infra.store import append, read_stream
+from services.infra.store import read_stream
 
 routes = web.RouteTableDef()
 MAX_OFFSET = 10_000_000
@@ -94,8 +94,7 @@ async def _request_run(
     recorded = await recorded_once(
         pool,
         call,
-        lambda: append(
-            pool,
+        lambda: request.app[APPENDS].append(
             asked.execution_id,
             asked.task_type,
             [asked],

@@ -9,12 +9,15 @@ from aiohttp import web
 from services.engine.live_feed import LiveFeed
 from services.engine.read_your_writes import ProjectionWatcher
 from services.infra.auth import Principal, TokenCache
+from services.infra.group_commit import GroupCommit
 from services.infra.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
 POOL = web.AppKey("pool", asyncpg.Pool)
 TOKENS = web.AppKey("tokens", TokenCache)
 WATCHER = web.AppKey("watcher", ProjectionWatcher)
+# Every write of the API appends through it: concurrent requests share a commit.
+APPENDS = web.AppKey("appends", GroupCommit)
 NATS = web.AppKey("nats", nats.aio.client.Client)
 LIVE = web.AppKey("live", LiveFeed)
 PRINCIPAL = web.RequestKey("principal", Principal)  # set by the auth middleware

@@ -15,7 +15,7 @@ from projections.device_views import missing_groups
 from projections.execution_views import list_executions
 from projections.task_views import Task, TaskFilter, get_task, list_tasks
 from services.api.idempotency import IdempotentCall, StoredResponse, recorded_once
-from services.api.keys import POOL, principal_of
+from services.api.keys import APPENDS, POOL, principal_of
 from services.api.responses import NUL, NUL_REASON, decode_body, encode, json_response, query_int
 from services.api.writes import metadata, now, respond_once, settled, writer
 from services.domain.errors import NotFound, ValidationFailed
@@ -61,6 +61,7 @@ async def create_task(request: web.Request) -> web.Response:
                 metadata=metadata(request, principal),
                 event_ids=call.event_ids(1),
                 new_stream=True,
+                group=request.app[APPENDS],
             ),
         )
         await settled(request, recorded, ["tasks"])
@@ -151,6 +152,7 @@ async def execute(request: web.Request) -> web.Response:
                 command,
                 metadata=metadata(request, principal),
                 event_ids=call.event_ids(1),
+                group=request.app[APPENDS],
             ),
         )
         await settled(request, recorded, ["tasks", "executions"])
@@ -209,6 +211,7 @@ async def _task_command(
                 make_command(),
                 metadata=metadata(request, principal),
                 event_ids=call.event_ids(1),
+                group=request.app[APPENDS],
             ),
         )
         await settled(request, recorded, ["tasks"])

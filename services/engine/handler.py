@@ -12,6 +12,7 @@ from events.codec import RecordedEvent
 from events.task import TaskCreated
 from services.domain import group, task
 from services.infra.db import Db
+from services.infra.group_commit import GroupCommit
 from services.infra.store import ConcurrencyError, append, read_stream
 
 State = TypeVar("State")
@@ -44,8 +45,10 @@ async def handle(
     metadata: dict[str, Any],
     event_ids: Sequence[str] | None = None,
     new_stream: bool = False,
+    group: GroupCommit | None = None,
 ) -> Outcome[State]:
-    """Runs command against the stream. new_stream skips the read for a freshly minted id."""
+    """Runs command against the stream. new_stream skips the read for a freshly minted id;
+    group commits the append together with other requests' (the API's writes)."""
     for attempt in range(ATTEMPTS):
         state = aggregate.initial(stream_id)
         version = 0
@@ -54,16 +57,27 @@ async def handle(
                 state = aggregate.evolve(state, recorded.event)
                 version = recorded.version
         events = aggregate.decide(state, command)
+        category = aggregate.category(state, events)
         try:
-            appended = await append(
-                db,
-                stream_id,
-                aggregate.category(state, events),
-                events,
-                expected_version=version,
-                metadata=metadata,
-                event_ids=event_ids,
-            )
+            if group is None:
+                appended = await append(
+                    db,
+                    stream_id,
+                    category,
+                    events,
+                    expected_version=version,
+                    metadata=metadata,
+                    event_ids=event_ids,
+                )
+            else:
+                appended = await group.append(
+                    stream_id,
+                    category,
+                    events,
+                    expected_version=version,
+                    metadata=metadata,
+                    event_ids=event_ids,
+                )
         except ConcurrencyError:
             # A freshly minted id taken meanwhile means this very request is running twice (an
             # Idempotency-Key repeat): deciding again could only say "already exists", so the

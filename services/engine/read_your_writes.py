@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 from collections.abc import Callable, Iterable
 
 import asyncpg
@@ -20,6 +22,15 @@ class ProjectionLagging(Exception):
     """The projector did not reach a write in time; the write itself is stored."""
 
 
+class _Waiter:
+    """A write waiting for `remaining` projections to reach its events."""
+
+    __slots__ = ("future", "remaining")
+
+    def __init__(self, future: asyncio.Future[None], remaining: int) -> None:
+        self.future, self.remaining = future, remaining
+
+
 class ProjectionWatcher:
     """Follows every projection's checkpoint through NOTIFY, with a poll as a safety net (also
     for the moments the LISTEN connection is down)."""
@@ -30,7 +41,10 @@ class ProjectionWatcher:
         self._pool = pool
         self._poll_interval = poll_interval
         self._cursors: dict[str, LogCursor] = {}
-        self._changed = asyncio.Condition()
+        # Per projection, the writes waiting for it, lowest target first: a checkpoint that
+        # moves wakes exactly the writes it reached, and looks at no other.
+        self._waiting: dict[str, list[tuple[LogCursor, int, _Waiter]]] = {}
+        self._order = itertools.count()
         self._listener = Listener(pool, PROJECTED_CHANNEL, self._on_notify, session_url=session_url)
         self._poller: asyncio.Task[None] | None = None
         self._on_advance: list[Callable[[str], None]] = []
@@ -55,12 +69,19 @@ class ProjectionWatcher:
         target = max((LogCursor.of(event) for event in recorded), default=None)
         if target is None:
             return
-        names = list(projections)
-        async with asyncio.timeout(timeout):
-            async with self._changed:
-                await self._changed.wait_for(
-                    lambda: all(self._cursors.get(name, LogCursor()) >= target for name in names)
-                )
+        behind = [
+            name for name in set(projections) if self._cursors.get(name, LogCursor()) < target
+        ]
+        if not behind:
+            return
+        waiter = _Waiter(asyncio.get_running_loop().create_future(), len(behind))
+        for name in behind:
+            heapq.heappush(self._waiting.setdefault(name, []), (target, next(self._order), waiter))
+        try:
+            async with asyncio.timeout(timeout):
+                await waiter.future
+        finally:
+            waiter.remaining = -1  # gone: its heap entries are dropped when reached
 
     def _on_notify(self, payload: str) -> None:
         name, tx_id, position = payload.rsplit(":", 2)
@@ -71,11 +92,12 @@ class ProjectionWatcher:
             self._cursors[name] = cursor
             for callback in self._on_advance:
                 callback(name)
-            asyncio.get_running_loop().create_task(self._notify_waiters())
-
-    async def _notify_waiters(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
+            waiting = self._waiting.get(name, [])
+            while waiting and waiting[0][0] <= cursor:
+                waiter = heapq.heappop(waiting)[2]
+                waiter.remaining -= 1
+                if waiter.remaining == 0 and not waiter.future.done():
+                    waiter.future.set_result(None)
 
     async def _refresh(self) -> None:
         rows = await self._pool.fetch(

@@ -62,7 +62,7 @@ _metadata_decoder = msgspec.json.Decoder(dict[str, Any])
 
 Connection = asyncpg.Connection | PoolConnectionProxy
 # An append "at any version" (expected_version None) races only with other such appends.
-_ANY_VERSION_ATTEMPTS = 5
+ANY_VERSION_ATTEMPTS = 5
 
 
 class ConcurrencyError(Conflict):
@@ -109,11 +109,11 @@ async def append(
     """Appends events to a stream at expected_version (None: at whatever version it has)."""
     ids = list(event_ids) if event_ids is not None else [new_event_id() for _ in events]
     meta = metadata or {}
-    for attempt in range(_ANY_VERSION_ATTEMPTS):
+    for attempt in range(ANY_VERSION_ATTEMPTS):
         try:
             return await _append_once(db, stream_id, category, events, expected_version, meta, ids)
         except ConcurrencyError:
-            if expected_version is not None or attempt == _ANY_VERSION_ATTEMPTS - 1:
+            if expected_version is not None or attempt == ANY_VERSION_ATTEMPTS - 1:
                 raise
     raise AssertionError("unreachable")
 
@@ -128,25 +128,58 @@ async def _append_once(
     ids: list[str],
 ) -> list[RecordedEvent]:
     try:
-        rows = await db.fetch(
-            _APPEND,
-            stream_id,
-            category,
-            _metadata_encoder.encode(meta).decode(),
-            ids,
-            [event.type for event in events],
-            [event.schema_version for event in events],
-            encode_bounded(events),
-            expected_version,
+        rows = await insert_rows(
+            db, stream_id, category, events, expected_version, meta, ids, encode_bounded(events)
         )
     except asyncpg.UniqueViolationError as exc:
-        if exc.constraint_name == "events_id_key":
-            raise DuplicateEvent("these events were appended before") from None
-        raise ConcurrencyError(
-            stream_id, expected_version, await stream_version(db, stream_id)
-        ) from None
+        raise await refused(db, exc, stream_id, expected_version) from None
     if not rows:
         raise ConcurrencyError(stream_id, expected_version, await stream_version(db, stream_id))
+    return recorded_rows(rows, stream_id, category, events, meta)
+
+
+async def insert_rows(
+    db: Db,
+    stream_id: str,
+    category: str,
+    events: Sequence[Event],
+    expected_version: int | None,
+    meta: dict[str, Any],
+    ids: list[str],
+    data: list[str],
+) -> list[asyncpg.Record]:
+    """The append statement alone: the rows written, none if the stream is not at
+    expected_version; a race or a repeated event id raises UniqueViolationError."""
+    return await db.fetch(
+        _APPEND,
+        stream_id,
+        category,
+        _metadata_encoder.encode(meta).decode(),
+        ids,
+        [event.type for event in events],
+        [event.schema_version for event in events],
+        data,
+        expected_version,
+    )
+
+
+async def refused(
+    db: Db, exc: asyncpg.UniqueViolationError, stream_id: str, expected_version: int | None
+) -> Conflict:
+    """What a unique violation of an append means: the events are in the log already, or
+    another writer took the stream's next version (read once the statement is undone)."""
+    if exc.constraint_name == "events_id_key":
+        return DuplicateEvent("these events were appended before")
+    return ConcurrencyError(stream_id, expected_version, await stream_version(db, stream_id))
+
+
+def recorded_rows(
+    rows: Sequence[asyncpg.Record],
+    stream_id: str,
+    category: str,
+    events: Sequence[Event],
+    meta: dict[str, Any],
+) -> list[RecordedEvent]:
     rows = sorted(rows, key=lambda row: int(row["version"]))
     return [
         RecordedEvent(
@@ -364,7 +397,7 @@ async def append_each(
     data = {item.event_id: json for item, json in zip(items, encoded, strict=True)}
     in_log: set[str] = set()
     todo = list(items)
-    for _ in range(_ANY_VERSION_ATTEMPTS):
+    for _ in range(ANY_VERSION_ATTEMPTS):
         if not todo:
             break
         rows = await db.fetch(

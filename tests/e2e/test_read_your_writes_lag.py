@@ -187,3 +187,23 @@ async def test_a_group_created_during_the_lag_is_answered_on_retry_under_its_fir
     assert status == 201, group
     assert (f"group-{group['id']}", group["name"]) == (created["stream_id"], "racks")
     assert len(await events_of(pool, "GroupCreated")) == 1
+
+
+async def test_creates_sent_together_share_commits_and_each_answers_its_own_task(
+    lagging: Lagging,
+) -> None:
+    api, pool = lagging.client, lagging.pool
+    lagging.projector.start()
+    names = [f"together-{n}" for n in range(24)]
+
+    answers = await asyncio.gather(*(api.post(TASKS, command_task(name=name)) for name in names))
+
+    assert [status for status, _ in answers] == [201] * len(names), answers
+    assert [task["name"] for _, task in answers] == names
+    for _, task in answers:  # each answer is its own task, as the read side shows it
+        assert await api.get(task_path(task["id"])) == (200, task)
+    # Group commit: the 24 creates went into the log in fewer transactions than requests.
+    commits = await pool.fetchval(
+        "SELECT count(DISTINCT tx_id) FROM events WHERE type = 'TaskCreated'"
+    )
+    assert commits < len(names), commits
