@@ -198,6 +198,10 @@ async def test_every_screen_fits_and_passes_axe_in_light_and_dark(
     await page.goto(console.base_url + "/")
     await expect(page.get_by_label("API token")).to_be_focused()
     failures += await check_screen(page, "sign-in", phone=phone)
+    await page.get_by_label("API token").fill("dx_not-a-real-token")
+    await page.keyboard.press("Enter")
+    await expect(page.locator(".field-error")).to_be_visible()
+    failures += await check_screen(page, "sign-in refused", phone=phone)
     await context.close()
 
     async with running_receiver() as receiver:
