@@ -19,7 +19,7 @@ from services.domain.errors import NotFound, ValidationFailed
 from services.domain.execution import fold
 from services.domain.run_requests import RerunInput, RunInput, request_adhoc, request_rerun
 from services.engine.execution_commands import cancel_execution
-from services.executor.spec import source_of
+from services.engine.run_sources import source_of
 from services.infra.store import read_stream
 
 routes = web.RouteTableDef()

@@ -32,7 +32,7 @@ from services.agent.file_protocol import (
 )
 from services.agent.protocol import DECODE_ERRORS, FILES_BUCKET, device_of
 from services.domain.kinds import file_id_of
-from services.executor.spec import source_of
+from services.engine.run_sources import source_of
 from services.infra.bus import NATS_UNAVAILABLE
 from services.infra.db import UNAVAILABLE, Db, describe
 from services.infra.nats_auth import agent_inbox_prefix

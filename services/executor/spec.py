@@ -8,13 +8,11 @@ from typing import Any
 
 import msgspec
 
-from events.execution import Delivery, ExecutionRequested, ExecutionStarted
+from events.execution import Delivery, ExecutionRequested
 from events.task import TaskDue
 from services.domain.kinds import stored_payload
-from services.domain.run_requests import RunSource
-from services.domain.task import TaskState, evolve
+from services.engine.run_sources import task_as_fired
 from services.infra.db import Db
-from services.infra.store import read_stream
 
 
 class RunSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -87,58 +85,7 @@ async def spec_of(db: Db, order: RunOrder) -> RunSpec:
             delivery=request.delivery,
         )
     assert order.task_id is not None
-    return await _spec_of_task(db, order.task_id, order.due_version)
-
-
-async def source_of(db: Db, execution_id: str) -> RunSource | None:
-    """What an earlier run ran, for a rerun; None if the log knows no such run."""
-    history = await read_stream(db, execution_id)
-    first = history[0].event if history else None
-    if isinstance(first, ExecutionRequested):
-        return RunSource(
-            task_id=first.task_id,
-            name=first.name,
-            task_type=first.task_type,
-            task_payload=first.task_payload,
-        )
-    started = next((r.event for r in history if isinstance(r.event, ExecutionStarted)), None)
-    if started is None:
-        return None
-    due_version = await db.fetchval(_DUE_VERSION, started.task_id, execution_id)
-    if due_version is None:
-        return None
-    spec = await _spec_of_task(db, started.task_id, int(due_version))
-    return RunSource(
-        task_id=spec.task_id,
-        name=spec.name,
-        task_type=spec.task_type,
-        task_payload=spec.task_payload,
-    )
-
-
-_DUE_VERSION = (
-    "SELECT version FROM events WHERE stream_id = $1 AND type = 'TaskDue' "
-    "AND data ->> 'execution_id' = $2"
-)
-
-
-async def task_as_fired(db: Db, task_id: str, due_version: int) -> TaskState:
-    """The task as it stood when the TaskDue at due_version was appended."""
-    state = TaskState(task_id=task_id)
-    for recorded in await read_stream(db, task_id):
-        if recorded.version > due_version:
-            break
-        state = evolve(state, recorded.event)
-    return state
-
-
-async def _spec_of_task(db: Db, task_id: str, due_version: int) -> RunSpec:
-    """The task as it stood when its TaskDue was appended (a later edit does not change a run
-    already due)."""
-    task = await task_as_fired(db, task_id, due_version)
-    spec = task.spec
-    if spec is None:
-        raise LookupError(f"task {task_id} has no TaskCreated before version {due_version}")
+    spec = await task_as_fired(db, order.task_id, order.due_version)
     return RunSpec(
         task_id=spec.task_id,
         name=spec.name,
