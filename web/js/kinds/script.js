@@ -45,6 +45,18 @@ function fields(initial, { upload, prefix }) {
     placeholder: 'LOG_LEVEL=debug',
     lines: Object.entries(initial.env ?? {}).map(([name, value]) => `${name}=${value}`),
   });
+  const workingDir = field({
+    label: 'Working directory',
+    hint: 'Optional; the agent’s own directory otherwise',
+    input: h('input', {
+      class: 'input mono',
+      type: 'text',
+      placeholder: '/srv/app',
+      autocomplete: 'off',
+      spellcheck: 'false',
+    }),
+  });
+  workingDir.input.value = initial.working_dir ?? '';
   return {
     element: h(
       'div',
@@ -54,6 +66,7 @@ function fields(initial, { upload, prefix }) {
       interpreterNote,
       args.wrapper,
       env.wrapper,
+      workingDir.wrapper,
     ),
     errors: [
       [`${prefix}.file_id`, script.target],
@@ -61,7 +74,7 @@ function fields(initial, { upload, prefix }) {
       [`${prefix}.timeout_seconds`, timeout],
       [`${prefix}.args`, args],
       [`${prefix}.env`, env],
-      [`${prefix}.working_dir`, args],
+      [`${prefix}.working_dir`, workingDir],
       [prefix, args],
       ['task_payload', args],
     ],
@@ -72,6 +85,7 @@ function fields(initial, { upload, prefix }) {
         args: args.lines(),
         env: envOf(env) ?? {},
         interpreter: interpreter.input.value || null,
+        working_dir: workingDir.input.value.trim() || null,
         timeout_seconds: toNumber(timeout.input.value),
       },
     }),
