@@ -105,6 +105,8 @@ def pages(task_id: str, tasks: int, executions: int) -> list[tuple[str, str, str
     deep_tasks, deep_runs = tasks * 9 // 10, executions * 9 // 10
     t, e = "/api/schedule/tasks", "/api/executions"
     return [
+        # The floor: an authenticated request that reads nothing (no device, no group).
+        ("admin", "floor: GET /api/groups (none)", "/api/groups"),
         ("admin", "tasks, first page", f"{t}?limit=50"),
         ("admin", f"tasks, offset {deep_tasks:,}", f"{t}?limit=50&offset={deep_tasks}"),
         ("admin", f"tasks, offset {tasks // 2:,} (middle)", f"{t}?limit=50&offset={tasks // 2}"),
@@ -151,11 +153,12 @@ async def measure(
             if response.status != 200:
                 raise RuntimeError(f"{url}: {response.status} {body}")
         latencies.append(time.perf_counter() - started)
-        total = body.get("total", body.get("total_tasks"))
+        if isinstance(body, dict):
+            total = body.get("total", body.get("total_tasks"))
     return latencies, total
 
 
-async def main() -> None:
+async def run() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--tasks", type=int, default=100_000)
     parser.add_argument("--executions", type=int, default=1_000_000)
@@ -206,5 +209,9 @@ async def main() -> None:
             stack.wait(60)
 
 
+def main() -> None:
+    asyncio.run(run())
+
+
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

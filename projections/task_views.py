@@ -94,6 +94,12 @@ async def get_task(db: Db, task_id: str) -> Task | None:
     return to_task(dict(row)) if row else None
 
 
+async def get_tasks(db: Db, task_ids: list[str]) -> dict[str, Task]:
+    """The tasks among task_ids that exist, by id: one query for many."""
+    rows = await db.fetch(f"SELECT {_COLUMNS} FROM tasks WHERE id = ANY($1::uuid[])", task_ids)
+    return {row["id"]: to_task(dict(row)) for row in rows}
+
+
 async def list_tasks(db: Db, query: TaskFilter) -> TaskPage:
     """One page, newest first, and the exact total.
 

@@ -12,10 +12,20 @@ from services.api import admin, executions, files, groups, live, misc, tasks
 from services.api import audit as audit_routes
 from services.api import webhooks as webhook_routes
 from services.api.headers import add_security_headers
-from services.api.keys import APPENDS, LIVE, NATS, POOL, SETTINGS, TOKENS, WATCHER
+from services.api.keys import (
+    APPENDS,
+    LIVE,
+    NATS,
+    POOL,
+    SETTINGS,
+    TASK_READS,
+    TOKENS,
+    WATCHER,
+)
 from services.api.middleware import access_log, authenticate, errors
 from services.api.openapi import openapi_document
 from services.api.responses import json_response
+from services.api.task_reads import TaskReads
 from services.engine.live_feed import LiveFeed
 from services.engine.read_your_writes import ProjectionWatcher
 from services.engine.registry import DeviceRegistry
@@ -87,6 +97,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     await tokens.start()
     app[POOL], app[WATCHER], app[TOKENS] = pool, watcher, tokens
     app[APPENDS] = GroupCommit(pool)
+    app[TASK_READS] = TaskReads(pool)
     yield
     await tokens.stop()
     await watcher.stop()

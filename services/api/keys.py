@@ -6,6 +6,7 @@ import asyncpg
 import nats.aio.client
 from aiohttp import web
 
+from services.api.task_reads import TaskReads
 from services.engine.live_feed import LiveFeed
 from services.engine.read_your_writes import ProjectionWatcher
 from services.infra.auth import Principal, TokenCache
@@ -18,6 +19,8 @@ TOKENS = web.AppKey("tokens", TokenCache)
 WATCHER = web.AppKey("watcher", ProjectionWatcher)
 # Every write of the API appends through it: concurrent requests share a commit.
 APPENDS = web.AppKey("appends", GroupCommit)
+# Tasks read by id (every write's answer): concurrent requests share a query.
+TASK_READS = web.AppKey("task_reads", TaskReads)
 NATS = web.AppKey("nats", nats.aio.client.Client)
 LIVE = web.AppKey("live", LiveFeed)
 PRINCIPAL = web.RequestKey("principal", Principal)  # set by the auth middleware

@@ -13,9 +13,9 @@ from events.codec import RecordedEvent, to_envelope
 from events.task import TaskCreated
 from projections.device_views import missing_groups
 from projections.execution_views import list_executions
-from projections.task_views import Task, TaskFilter, get_task, list_tasks
+from projections.task_views import Task, TaskFilter, list_tasks
 from services.api.idempotency import IdempotentCall, StoredResponse, recorded_once
-from services.api.keys import APPENDS, POOL, principal_of
+from services.api.keys import APPENDS, POOL, TASK_READS, principal_of
 from services.api.responses import NUL, NUL_REASON, decode_body, encode, json_response, query_int
 from services.api.writes import metadata, now, respond_once, settled, writer
 from services.domain.errors import NotFound, ValidationFailed
@@ -231,7 +231,7 @@ async def _require_groups(request: web.Request, group_ids: list[int]) -> None:
 
 
 async def _visible_task(request: web.Request, task_id: str) -> Task:
-    task = await get_task(request.app[POOL], task_id)
+    task = await request.app[TASK_READS].get(task_id)
     if task is None or not principal_of(request).may_see(task.user_id):
         raise NotFound(f"task {task_id} does not exist")
     return task
