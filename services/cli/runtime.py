@@ -22,6 +22,7 @@ from services.infra.bus import NATS_UNAVAILABLE, connect_nats
 from services.infra.clock import Backoff, SystemClock, wait_first
 from services.infra.db import UNAVAILABLE, describe, open_pool, reconnect_backoff
 from services.infra.health import serve_health
+from services.infra.rate_limit import TokenBuckets
 from services.infra.rejections import Rejections
 from services.infra.settings import Settings
 
@@ -102,7 +103,8 @@ def executor_service(task_type: str) -> Service:
         # Device messages refused by either are written by the executor's housekeeping.
         rejections = Rejections()
         serves_files = KINDS[task_type].file_field is not None
-        files = FileServer(pool, client, rejections) if serves_files else None
+        limits = TokenBuckets(settings.file_requests_per_second, settings.file_requests_burst)
+        files = FileServer(pool, client, rejections, limits=limits) if serves_files else None
         try:
             if files is not None:
                 await files.start()

@@ -1,9 +1,11 @@
 """Streams uploads to agents, chunk by chunk, only for jobs sent to the asking device whose
-task's kind hands its devices that file (a file deployment's file, a script)."""
+task's kind hands its devices that file (a file deployment's file, a script), until the job's
+run is past its deadline, and at a bounded rate per device."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import OrderedDict
 from typing import TypeVar
 
@@ -31,21 +33,30 @@ from services.agent.file_protocol import (
     Status,
 )
 from services.agent.protocol import DECODE_ERRORS, FILES_BUCKET, device_of
+from services.domain.file_grants import Grant, grant_of, refusal
 from services.domain.kinds import file_id_of
 from services.engine.run_sources import source_of
 from services.infra.bus import NATS_UNAVAILABLE
+from services.infra.clock import Clock, SystemClock
 from services.infra.db import UNAVAILABLE, Db, describe
 from services.infra.nats_auth import agent_inbox_prefix
+from services.infra.rate_limit import TokenBuckets
 from services.infra.rejections import Rejections
+from services.infra.settings import Settings
 
 log = structlog.get_logger("deployx.files")
 _request = msgspec.json.Decoder(ChunkRequest)
 REQUESTS = Counter(
     "deployx_file_requests_total",
-    "Agents' file chunk requests, by answer (dropped: a reply subject not the agent's inbox)",
+    "Agents' file chunk requests, by answer (dropped: a reply subject not the agent's inbox; "
+    "limited: over the device's rate, answered unavailable)",
     ["outcome"],
 )
 PARALLEL = 32  # requests answered at once by one server; more wait in NATS' queue
+# Chunk requests one device may make of one server (DEPLOYX_FILE_REQUESTS_PER_SECOND and
+# _BURST): over it, the agent is told "unavailable" and asks again after a pause (file_fetch).
+_DEFAULTS = Settings()
+TOO_MANY = "too many file requests: over the device's rate limit"
 CACHED = 4096  # executions (and objects) whose facts are kept in memory
 K = TypeVar("K")
 V = TypeVar("V")
@@ -58,14 +69,6 @@ _STARTED = (
 )
 
 
-class Grant(msgspec.Struct, frozen=True):
-    """What an execution lets its devices read: the upload its task as fired names, if its kind
-    has a file field (None: nothing)."""
-
-    file_id: str | None
-    devices: frozenset[str]
-
-
 class FileServer:
     """Answers ChunkRequests on every agent's files subject, in a queue group of all replicas."""
 
@@ -75,12 +78,19 @@ class FileServer:
         client: nats.aio.client.Client,
         rejections: Rejections,
         bucket: str = FILES_BUCKET,
+        *,
+        clock: Clock | None = None,
+        limits: TokenBuckets | None = None,
     ) -> None:
         self._db, self._nc, self._bucket = db, client, bucket
         self._rejections = rejections
+        self._clock = clock or SystemClock()
+        self._limits = limits or TokenBuckets(
+            _DEFAULTS.file_requests_per_second, _DEFAULTS.file_requests_burst
+        )
         self._js = client.jetstream()
         self._store: ObjectStore | None = None
-        # An execution's targets and task never change once it started: safe to keep.
+        # An execution's targets, task and deadline never change once it started: safe to keep.
         self._grants: OrderedDict[str, Grant] = OrderedDict()
         self._objects: OrderedDict[str, ObjectInfo] = OrderedDict()
         self._slots = asyncio.Semaphore(PARALLEL)
@@ -99,20 +109,29 @@ class FileServer:
             await asyncio.wait(self._answering, timeout=10)
 
     async def _on_request(self, msg: nats.aio.msg.Msg) -> None:
+        device = device_of(msg.subject)
+        # Only to the asking agent's own inbox: a reply subject is the sender's choice, and
+        # another device's jobs subject would have us deliver to it.
+        to_inbox = msg.reply.startswith(f"{agent_inbox_prefix(device)}.")
+        # Before anything else: a flooding device's surplus costs at most a publish, and
+        # leaves the slots below to everyone else.
+        if not self._limits.take(device, time.monotonic()):
+            self._rejections.note(device, "file_request", TOO_MANY, msg.data)
+            if to_inbox:
+                await self._nc.publish(msg.reply, b"", headers={STATUS: "unavailable"})
+            REQUESTS.labels("limited").inc()
+            return
+        if not to_inbox:
+            log.warning("file_request_dropped", device_id=device, reply=msg.reply[:200])
+            REQUESTS.labels("dropped").inc()
+            return
         await self._slots.acquire()  # holding up this callback holds up the subscription
-        task = asyncio.create_task(self._answer(msg))
+        task = asyncio.create_task(self._answer(msg, device))
         self._answering.add(task)
         task.add_done_callback(self._answering.discard)
         task.add_done_callback(lambda _: self._slots.release())
 
-    async def _answer(self, msg: nats.aio.msg.Msg) -> None:
-        device = device_of(msg.subject)
-        # Only to the asking agent's own inbox: a reply subject is the sender's choice, and
-        # another device's jobs subject would have us deliver to it.
-        if not msg.reply.startswith(f"{agent_inbox_prefix(device)}."):
-            log.warning("file_request_dropped", device_id=device, reply=msg.reply[:200])
-            REQUESTS.labels("dropped").inc()
-            return
+    async def _answer(self, msg: nats.aio.msg.Msg, device: str) -> None:
         try:
             request = _request.decode(msg.data)
         except DECODE_ERRORS as exc:
@@ -130,8 +149,8 @@ class FileServer:
 
     async def _serve(self, reply: str, device: str, request: ChunkRequest) -> None:
         grant = await self._grant(request.job_id, device)
-        if grant is None or device not in grant.devices or grant.file_id != request.file_id:
-            reason = "a file not deployed to this device by that job"
+        reason = refusal(grant, device, request.file_id, self._clock.now())
+        if reason is not None:
             self._rejections.note(device, "file_request", reason, msgspec.json.encode(request))
             await self._reply(reply, "refused")
             return
@@ -187,11 +206,10 @@ class FileServer:
             return None
         started = decode_data(row["type"], row["data"], row["schema_version"])
         assert isinstance(started, ExecutionStarted)
-        devices = frozenset(started.device_ids)
         source = await source_of(self._db, execution_id)
         if source is None:
-            return Grant(file_id=None, devices=devices)
-        return Grant(file_id=file_id_of(source.task_type, source.task_payload), devices=devices)
+            return grant_of(started, None)
+        return grant_of(started, file_id_of(source.task_type, source.task_payload))
 
     async def _object(self, file_id: str) -> ObjectInfo | None:
         """The object's info (its chunks' subject, size, digest); None if it is not stored."""

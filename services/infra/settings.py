@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import Annotated
 
 import msgspec
+from msgspec import Meta
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -56,6 +58,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     webhook_per_subscription: int = 8
     # How often the sealer publishes the audit chain's head on NATS (docs/audit.md).
     audit_anchor_seconds: float = 60.0
+    # File chunk requests one device may make of one file server: a sustained rate and a burst
+    # (docs/security.md); over it, the device is told to ask again later.
+    file_requests_per_second: Annotated[float, Meta(gt=0)] = 250.0
+    file_requests_burst: Annotated[int, Meta(ge=1)] = 500
 
     @property
     def session_url(self) -> str:
@@ -91,6 +97,8 @@ _ENV = {
     "webhook_concurrency": "DEPLOYX_WEBHOOK_CONCURRENCY",
     "webhook_per_subscription": "DEPLOYX_WEBHOOK_PER_SUBSCRIPTION",
     "audit_anchor_seconds": "DEPLOYX_AUDIT_ANCHOR_SECONDS",
+    "file_requests_per_second": "DEPLOYX_FILE_REQUESTS_PER_SECOND",
+    "file_requests_burst": "DEPLOYX_FILE_REQUESTS_BURST",
 }
 
 

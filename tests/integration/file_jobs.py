@@ -29,8 +29,26 @@ async def file_job(
 ) -> str:
     """A run of a task handing file_id to its devices (a file deployment, or a script), started
     on device_ids; its execution id."""
-    task_id, execution_id, now = str(uuid.uuid4()), str(uuid.uuid4()), datetime.now(UTC)
-    payload = {"file_payload": {"file_id": file_id, "destination": "/tmp/x"}}
+    _, execution_id = await file_run(db, device_ids, file_id, task_type)
+    return execution_id
+
+
+async def file_run(
+    db: asyncpg.Pool,
+    device_ids: list[str],
+    file_id: str,
+    task_type: str = "file_deployment",
+    *,
+    destination: str = "/tmp/x",
+    started_at: datetime | None = None,
+    deadline: datetime | None = None,
+) -> tuple[str, str]:
+    """file_job's run, to land at destination, started at started_at (None: now) with the
+    deadline its start recorded (None: as runs started before deadlines were recorded);
+    (task id, execution id)."""
+    task_id, execution_id = str(uuid.uuid4()), str(uuid.uuid4())
+    now = started_at or datetime.now(UTC)
+    payload = {"file_payload": {"file_id": file_id, "destination": destination}}
     if task_type == "command":
         payload = {"command_payload": {"command": f"echo {file_id}"}}
     if task_type == "script":
@@ -57,9 +75,10 @@ async def file_job(
         scheduled_for=now,
         started_at=now,
         device_ids=device_ids,
+        deadline=deadline,
     )
     await append(db, execution_id, task_type, [started], expected_version=0)
-    return execution_id
+    return task_id, execution_id
 
 
 def fetcher(client: nats.aio.client.Client, device_id: str, execution_id: str) -> FileFetcher:
