@@ -212,8 +212,10 @@ async def part_replay(
     await catch_up(conn)
     events = int(await conn.fetchval("SELECT count(*) FROM events"))
     stop = asyncio.Event()
-    reads: list[float] = []
-    writes: list[float] = []
+    # (started, seconds) of each read and each append; when the swap was seen holding a table.
+    reads: list[tuple[float, float]] = []
+    writes: list[tuple[float, float]] = []
+    swap: list[float] = []
     errors: list[str] = []
 
     async def reader() -> None:
@@ -228,7 +230,7 @@ async def part_replay(
                     await other.fetchval("SELECT count(*) FROM executions")
                 except asyncpg.PostgresError as exc:
                     errors.append(f"read: {exc}")
-                reads.append(time.perf_counter() - began)
+                reads.append((began, time.perf_counter() - began))
                 await asyncio.sleep(TICK)
         finally:
             await other.close()
@@ -245,24 +247,63 @@ async def part_replay(
                     await append(other, created.task_id, CATEGORY, [created], expected_version=0)
                 except asyncpg.PostgresError as exc:
                     errors.append(f"write: {exc}")
-                writes.append(time.perf_counter() - began)
+                writes.append((began, time.perf_counter() - began))
                 await asyncio.sleep(TICK)
         finally:
             await other.close()
 
-    load = [asyncio.create_task(reader()), asyncio.create_task(writer())]
+    async def watcher() -> None:
+        """Notes when an exclusive lock is held on a live read table: the swap."""
+        other = await asyncpg.connect(database_url)
+        try:
+            while not stop.is_set():
+                if await other.fetchval(_SWAP_SEEN):
+                    swap.append(time.perf_counter())
+                await asyncio.sleep(SWAP_POLL)
+        finally:
+            await other.close()
+
+    load = [asyncio.create_task(task()) for task in (reader, writer, watcher)]
     await asyncio.sleep(0.5)
     started = time.perf_counter()
     applied = await rebuild(database_url)
     elapsed = time.perf_counter() - started
+    await asyncio.sleep(0.5)
     stop.set()
     await asyncio.gather(*load)
     print(
         f"replay {applied:,} events (log of {events:,}): {elapsed:.2f} s, "
-        f"{applied / elapsed:,.0f} events/s; slowest read {max(reads) * 1000:.0f} ms, "
-        f"slowest append {max(writes) * 1000:.0f} ms ({len(reads)} reads, {len(writes)} appends, "
-        f"{len(errors)} errors{': ' + errors[0] if errors else ''})"
+        f"{applied / elapsed:,.0f} events/s; {len(errors)} errors"
+        f"{': ' + errors[0] if errors else ''}"
     )
+    window = (min(swap) - SWAP_POLL, max(swap) + SWAP_POLL) if swap else None
+    for what, timings in (("read", reads), ("append", writes)):
+        during = [seconds for began, seconds in timings if began < started + elapsed]
+        overlapping = [
+            seconds
+            for began, seconds in timings
+            if window and began <= window[1] and began + seconds >= window[0]
+        ]
+        print(
+            f"  {what}s during the replay: {len(during)}, p50 {ms(during, 0.5)}, "
+            f"p99 {ms(during, 0.99)}, max {ms(during, 1.0)}; overlapping the swap "
+            f"({len(swap)} sightings): {len(overlapping)}, max {ms(overlapping, 1.0)}"
+        )
+
+
+_SWAP_SEEN = """
+SELECT EXISTS (SELECT 1 FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+WHERE l.mode = 'AccessExclusiveLock' AND c.relnamespace = 'public'::regnamespace
+  AND c.relname IN ('tasks', 'executions', 'execution_results', 'devices'))
+"""
+SWAP_POLL = 0.005
+
+
+def ms(values: list[float], fraction: float) -> str:
+    if not values:
+        return "-"
+    ordered = sorted(values)
+    return f"{ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] * 1000:.0f} ms"
 
 
 async def run(args: argparse.Namespace, database_url: str) -> None:
