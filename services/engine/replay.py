@@ -131,10 +131,12 @@ async def _swap(
                     )
                 applied = await catch_up(conn, copies, REPLAY_BATCH, on_progress)
                 await shadow.swap(conn, projections)
-                return applied
         except asyncpg.LockNotAvailableError:
             log.info("replay_swap_waiting", attempt=attempt + 1)
             await asyncio.sleep(min(0.01 * (attempt + 1), 0.5))
+            continue
+        await shadow.drop_retired(conn)
+        return applied
     raise RuntimeError(
         f"replay: could not take the read tables' locks within {SWAP_LOCK_TIMEOUT_MS} ms "
         f"in {SWAP_ATTEMPTS} attempts; a long transaction is holding them"

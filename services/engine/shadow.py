@@ -73,15 +73,8 @@ def _retarget(definition: str, table: str) -> str:
 async def swap(conn: Connection, projections: tuple[Projection, ...]) -> None:
     """Inside the caller's transaction (which holds the projections' advisory locks and has
     caught the copies up): the copies become the live tables, with their checkpoints and
-    dead letters. Readers wait only for this; the caller bounds it with lock_timeout."""
-    tables = _tables(projections)
-    await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {RETIRED}")
-    live = ", ".join(f"public.{table}" for table in tables)
-    await conn.execute(f"LOCK TABLE {live} IN ACCESS EXCLUSIVE MODE")
-    for table in tables:
-        await conn.execute(f"DROP TABLE IF EXISTS {RETIRED}.{table}")
-        await conn.execute(f"ALTER TABLE public.{table} SET SCHEMA {RETIRED}")
-        await conn.execute(f"ALTER TABLE {SHADOW}.{table} SET SCHEMA public")
+    dead letters. Readers wait only for the last statement, one round trip of renames; the
+    caller bounds its lock waits with lock_timeout and drops the old tables afterwards."""
     for projection in projections:
         await conn.execute(
             f"""
@@ -108,9 +101,20 @@ async def swap(conn: Connection, projections: tuple[Projection, ...]) -> None:
             projection.name,
             shadow_name(projection),
         )
+    await conn.execute(f"DROP SCHEMA IF EXISTS {RETIRED} CASCADE")
+    await conn.execute(f"CREATE SCHEMA {RETIRED}")
+    tables = _tables(projections)
+    live = ", ".join(f"public.{table}" for table in tables)
+    renames = [f"LOCK TABLE {live} IN ACCESS EXCLUSIVE MODE"]
     for table in tables:
-        await conn.execute(f"DROP TABLE {RETIRED}.{table}")
-    await conn.execute(f"DROP SCHEMA {RETIRED}")
+        renames.append(f"ALTER TABLE public.{table} SET SCHEMA {RETIRED}")
+        renames.append(f"ALTER TABLE {SHADOW}.{table} SET SCHEMA public")
+    await conn.execute(";\n".join(renames))
+
+
+async def drop_retired(conn: Connection) -> None:
+    """The tables a swap replaced (nobody can reach them: they left public)."""
+    await conn.execute(f"DROP SCHEMA IF EXISTS {RETIRED} CASCADE")
 
 
 async def drop(conn: Connection) -> None:
