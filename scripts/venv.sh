@@ -78,3 +78,18 @@ ensure_kubectl() {
         echo "scripts: no kubectl; install Debian's kubectl for the manifest tests" >&2
     fi
 }
+
+# tests/deploy/test_monitoring.py checks and unit-tests the alert rules with promtool, which
+# Debian ships in its prometheus package (no Prometheus server is started).
+ensure_promtool() {
+    command -v promtool >/dev/null && return 0
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "installing prometheus with apt-get (for promtool, to test the alert rules)"
+        apt-get update -qq \
+            && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+                prometheus >/dev/null \
+            || echo "scripts: apt-get install prometheus failed; the alert rule tests will fail" >&2
+    else
+        echo "scripts: no promtool; install Debian's prometheus package for the alert rule tests" >&2
+    fi
+}

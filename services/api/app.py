@@ -29,6 +29,7 @@ from services.api.task_reads import TaskReads
 from services.engine.live_feed import LiveFeed
 from services.engine.read_your_writes import ProjectionWatcher
 from services.engine.registry import DeviceRegistry
+from services.infra import metrics
 from services.infra.auth import TokenCache
 from services.infra.bus import connect_nats
 from services.infra.db import open_pool
@@ -45,6 +46,9 @@ def create_app(settings: Settings) -> web.Application:
         middlewares=[access_log, errors, authenticate], client_max_size=settings.max_body_bytes
     )
     app[SETTINGS] = settings
+    # The API keeps the device registry and answers for the dead letters of every consumer.
+    metrics.on_scrape("devices_online", metrics.refresh_devices_online, metrics.DEVICES_ONLINE)
+    metrics.on_scrape("dead_letters", metrics.refresh_dead_letters, metrics.DEAD_LETTERS)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_nats)
     app.cleanup_ctx.append(_registry)

@@ -7,7 +7,6 @@ from typing import Annotated, Any
 
 import msgspec
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 
 from projections.stats import stats as read_stats
 from services.api.keys import NATS, POOL, SETTINGS, principal_of
@@ -16,14 +15,10 @@ from services.api.writes import now
 from services.domain.errors import ValidationFailed
 from services.domain.recurrence import PREVIEW_MAX, RecurrenceType, parse_schedule, preview
 from services.domain.recurrence_fields import require_in_range
-from services.infra.db import UNAVAILABLE
-from services.infra.dead_letters import open_counts
 from services.infra.health import readiness
+from services.infra.metrics import CONTENT_TYPE, exposition
 
 routes = web.RouteTableDef()
-DEAD_LETTERS = Gauge(
-    "deployx_dead_letters_open", "Events set aside by a consumer, not yet resolved", ["consumer"]
-)
 
 
 class PreviewRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -76,14 +71,7 @@ async def readyz(request: web.Request) -> web.Response:
 
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
-    try:
-        counts = await open_counts(request.app[POOL])
-    except UNAVAILABLE:
-        counts = None  # the rest of the metrics still answer
-    if counts is not None:
-        DEAD_LETTERS.clear()
-        for consumer, count in counts.items():
-            DEAD_LETTERS.labels(consumer).set(count)
-    response = web.Response(body=generate_latest())
-    response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
+    """This process's metrics: the same as on its health port (services/infra/metrics.py)."""
+    response = web.Response(body=await exposition(request.app[POOL]))
+    response.content_type = CONTENT_TYPE
     return response

@@ -8,16 +8,19 @@ from datetime import timedelta
 
 import structlog
 
+from projections import PROJECTIONS
 from services.api.app import create_app
 from services.api.server import api_url, start_api
 from services.cli.lifecycle import Service, run_until_signal
 from services.domain.kinds import KINDS
 from services.engine.projector import run_projector
 from services.engine.read_your_writes import ProjectionWatcher
+from services.engine.relay import CHECKPOINT as RELAY_CHECKPOINT
 from services.engine.relay import ensure_stream, run_relay
 from services.engine.ticker import Ticker
 from services.executor.file_server import FileServer
 from services.executor.service import run_executor
+from services.infra import metrics
 from services.infra.bus import NATS_UNAVAILABLE, connect_nats
 from services.infra.clock import Backoff, SystemClock, wait_first
 from services.infra.db import UNAVAILABLE, describe, open_pool, reconnect_backoff
@@ -43,6 +46,7 @@ async def serve_api(settings: Settings, stop: asyncio.Event) -> None:
 
 
 async def serve_projector(settings: Settings, stop: asyncio.Event) -> None:
+    metrics.on_scrape("projection_lag", metrics.projection_lag([p.name for p in PROJECTIONS]))
     pool = await open_pool(settings, max_size=4)
     log.info("projector_started")
     try:
@@ -52,6 +56,7 @@ async def serve_projector(settings: Settings, stop: asyncio.Event) -> None:
 
 
 async def serve_ticker(settings: Settings, stop: asyncio.Event) -> None:
+    metrics.export(metrics.TICKER_FIRED, metrics.TICKER_LOST_RACES)
     pool = await open_pool(settings, max_size=4)
     watcher = ProjectionWatcher(pool, session_url=settings.database_session_url)
     await watcher.start()
@@ -64,6 +69,7 @@ async def serve_ticker(settings: Settings, stop: asyncio.Event) -> None:
 
 
 async def serve_relay(settings: Settings, stop: asyncio.Event) -> None:
+    metrics.on_scrape("relay_lag", metrics.relay_lag(RELAY_CHECKPOINT))
     # All on the session URL: the leader lock lives as long as the session that took it.
     pool = await open_pool(settings, max_size=2, session=True)
     client = await connect_nats(settings.nats_url, "deployx-relay", settings.nats_ca)

@@ -25,6 +25,7 @@ from services.domain.firing import (
 from services.engine.read_your_writes import ProjectionWatcher
 from services.infra.clock import Clock
 from services.infra.db import DATABASE_ERRORS
+from services.infra.metrics import TICKER_FIRED, TICKER_LOST_RACES
 from services.infra.store import (
     ConcurrencyError,
     DuplicateEvent,
@@ -122,6 +123,7 @@ class Ticker:
         """
         now = self._clock.now()
         recorded, lost = await self._pause_failed(now)
+        TICKER_LOST_RACES.inc(lost)
         decided = len(recorded) + lost
         paused = {event.stream_id for event in recorded}
         held_until: datetime | None = None
@@ -146,6 +148,8 @@ class Ticker:
             page = await append_many(self._pool, items, METADATA) if items else []
             if page:
                 log.info("fired", events=len(page), lost_races=len(items) - len(page))
+            TICKER_FIRED.inc(len(page))
+            TICKER_LOST_RACES.inc(len(items) - len(page))
             recorded += page
             decided += len(items)
             if len(rows) < self._batch_size or decided >= self._pass_limit:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timedelta
 
@@ -18,7 +19,12 @@ import nats.aio.client
 import structlog
 
 from events.base import Event
-from events.execution import DeviceJobDispatched, ExecutionCompleted, ExecutionStarted
+from events.execution import (
+    DeviceJobDispatched,
+    DeviceResultRecorded,
+    ExecutionCompleted,
+    ExecutionStarted,
+)
 from services.agent.protocol import CancelJob, JobReport, jobs_subject
 from services.domain.errors import TooLarge
 from services.domain.execution import (
@@ -38,6 +44,7 @@ from services.executor.spec import RunOrder, RunSpec, spec_of
 from services.executor.targets import job_for, presence, resolve_targets
 from services.infra.clock import Backoff, Clock, wait_first
 from services.infra.db import Db
+from services.infra.metrics import EXECUTOR_RESULTS
 from services.infra.store import ConcurrencyError, append, read_stream
 
 log = structlog.get_logger("deployx.executor")
@@ -258,9 +265,15 @@ class ExecutionRun:
                 self._reports = reports + self._reports
                 self._finished += sum(1 for _, report in reports if report.state == "finished")
                 return await self._load()
+            self._count_results(events)
         self._outstanding = len(state.with_status("running"))
         await self._send(state, decided, now)
         return state
+
+    def _count_results(self, events: Sequence[Event]) -> None:
+        counts = Counter(e.status for e in events if isinstance(e, DeviceResultRecorded))
+        for status, count in counts.items():
+            EXECUTOR_RESULTS.labels(self._category, status).inc(count)
 
     async def _presence_now(self, state: ExecutionState, now: datetime) -> Presence:
         reading = self._presence_reading

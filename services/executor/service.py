@@ -24,6 +24,7 @@ from services.infra import dead_letters
 from services.infra.bus import NATS_UNAVAILABLE
 from services.infra.clock import Clock, wait_first
 from services.infra.db import UNAVAILABLE, describe
+from services.infra.metrics import EXECUTOR_RESULTS, EXECUTOR_RUNS_IN_FLIGHT, export
 from services.infra.rejections import Rejections
 from services.infra.store import read_positions
 
@@ -87,6 +88,10 @@ async def run_executor(
     info = await subscription.consumer_info()
     consumer_ack_wait = info.config.ack_wait or ack_wait.total_seconds()
     progress_every = min(PROGRESS_EVERY, consumer_ack_wait / 3)
+    # The series exist from the start, at 0, rather than from the first run.
+    export(EXECUTOR_RUNS_IN_FLIGHT, EXECUTOR_RESULTS)
+    EXECUTOR_RUNS_IN_FLIGHT.labels(task_type)
+    EXECUTOR_RESULTS.labels(task_type, "success")
     slots = asyncio.Semaphore(MAX_RUNNING)
     running: set[asyncio.Task[None]] = set()
     reconciler = asyncio.create_task(_reconcile_forever(pool, task_type, clock, stop))
@@ -151,6 +156,8 @@ async def _handle(
     if delivery > 1:
         log.info("execution_resumed", delivery=delivery)
     progress = asyncio.create_task(_keep_in_progress(message, progress_every))
+    in_flight = EXECUTOR_RUNS_IN_FLIGHT.labels(task_type)
+    in_flight.inc()
     try:
         run = ExecutionRun(pool, client, router, clock, order, task_type)
         await run.run()
@@ -183,6 +190,7 @@ async def _handle(
         )
         await message.term()
     finally:
+        in_flight.dec()
         progress.cancel()
 
 

@@ -1,4 +1,5 @@
-"""GET /healthz and /readyz on DEPLOYX_HEALTH_PORT, for services that have no HTTP API."""
+"""GET /healthz, /readyz and /metrics on DEPLOYX_HEALTH_PORT, for every service (the API also
+answers them on its own port)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from aiohttp import web
 
 from services.infra.bus import connect_nats
 from services.infra.db import open_pool
+from services.infra.metrics import CONTENT_TYPE, exposition
 from services.infra.settings import Settings
 
 # The first event past each reader's checkpoint, if it has waited longer than $1 seconds.
@@ -70,9 +72,15 @@ async def serve_health(settings: Settings, stop: asyncio.Event) -> None:
         ready, body = await readiness(pool, client, settings.stuck_after_seconds)
         return web.json_response(body, status=200 if ready else 503)
 
+    async def metrics(_request: web.Request) -> web.Response:
+        response = web.Response(body=await exposition(pool))
+        response.content_type = CONTENT_TYPE
+        return response
+
     app = web.Application()
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     assert settings.health_port is not None
