@@ -146,6 +146,13 @@ def screens(base: str, seed: dict[str, str], *, phone: bool) -> list[Screen]:
         await page.goto(f"{base}/#/devices")
         await expect(page.locator('tr[data-device="local-1"] .state')).to_have_text("online")
         await expect(page.locator("article.group-card", has_text=seed["group"])).to_be_visible()
+        # Each cell says which column it is (a phone stacks the rows and shows these names).
+        cells = page.locator('tr[data-device="local-1"] td')
+        await expect(cells.first).to_have_attribute("data-label", "State")
+        if phone:
+            before = "(cell) => getComputedStyle(cell, '::before').content"
+            label = await cells.first.evaluate(before)
+            assert "State" in label, label
 
     async def group_dialog(page: Page) -> None:
         card = page.locator("article.group-card", has_text=seed["group"])
