@@ -264,31 +264,50 @@ def _result_due(started: ExecutionStarted, dispatched_at: datetime) -> datetime 
 
 def _dispatch(state: ExecutionState, now: datetime, presence: Presence) -> list[Event]:
     delivery = state.delivery
-    targets = state.targets
+    targets, devices = state.targets, state.devices
+    # One pass over the targets (a run may have tens of thousands, and decides every step).
+    failed = running = 0
+    first_open: int | None = None  # the first target without a final status
+    pending: list[int] = []  # indexes, in target order
+    waiting: list[tuple[int, str]] = []
+    unstarted: list[str] = []  # pending, or waiting for a first job
+    for index, device in enumerate(targets):
+        current = devices[device]
+        status = current.status
+        if status in FINAL:
+            failed += status in FAILED
+            continue
+        if first_open is None:
+            first_open = index
+        if status == "running":
+            running += 1
+        elif status == "pending":
+            pending.append(index)
+            unstarted.append(device)
+        elif status == "waiting":
+            waiting.append((index, device))
+            if current.dispatched_at is None:
+                unstarted.append(device)
     budget = error_budget(delivery, len(targets))
-    failed = len(state.with_status(*FAILED))
     if budget is not None and failed > budget:
         reason = f"not started: more than {budget} devices failed"
-        return [
-            _result(state, d, "skipped", now, error=reason)
-            for d in targets
-            if state.devices[d].status == "pending"
-            or (state.devices[d].status == "waiting" and state.devices[d].dispatched_at is None)
-        ]
-    wave = _current_wave(state, now)
+        return [_result(state, d, "skipped", now, error=reason) for d in unstarted]
+    wave = _current_wave(state, now, first_open)
     events: list[Event] = []
     back = [
-        d
-        for d in state.with_status("waiting")
-        if d in presence.online and (d in wave or state.devices[d].dispatched_at is not None)
+        device
+        for index, device in waiting
+        if device in presence.online
+        and (index in wave or devices[device].dispatched_at is not None)
     ]
-    room = concurrency(delivery, len(targets)) - len(state.with_status("running"))
+    room = concurrency(delivery, len(targets)) - running
     start = [*back[: max(room, 0)]]
     room -= len(start)
     newly_waiting: list[str] = []
-    for device in wave:
-        if state.devices[device].status != "pending":
+    for index in pending:
+        if index not in wave:
             continue
+        device = targets[index]
         if device in presence.online:
             if room > 0:
                 start.append(device)
@@ -311,22 +330,25 @@ def _dispatch(state: ExecutionState, now: datetime, presence: Presence) -> list[
     return events
 
 
-def _current_wave(state: ExecutionState, now: datetime) -> list[str]:
-    """The devices of the first wave not finished, once the pause after the last one is over;
-    [] while that pause lasts."""
+def _current_wave(state: ExecutionState, now: datetime, first_open: int | None) -> range:
+    """The indexes of the first wave not finished (the one holding first_open, the first
+    target without a final status), once the pause after the last one is over; empty while
+    that pause lasts."""
+    if first_open is None:
+        return range(0)
     offset = 0
     finished_at: datetime | None = None
     for size in wave_sizes(state.delivery, len(state.targets)):
-        wave = state.targets[offset : offset + size]
-        offset += size
-        if any(state.devices[d].status not in FINAL for d in wave):
+        if first_open < offset + size:
             pause = timedelta(seconds=state.delivery.wave_pause_seconds)
             if finished_at is not None and now < finished_at + pause:
-                return []
-            return wave
+                return range(0)
+            return range(offset, offset + size)
+        wave = state.targets[offset : offset + size]
         ends = [end for d in wave if (end := state.devices[d].finished_at) is not None]
         finished_at = max(ends, default=finished_at)
-    return []
+        offset += size
+    return range(0)
 
 
 def _settle_cancel(state: ExecutionState, now: datetime, _presence: Presence) -> list[Event]:

@@ -12,6 +12,7 @@ import contextlib
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 import asyncpg
 import msgspec
@@ -75,6 +76,17 @@ def job_id(execution_id: str, device_id: str) -> str:
     return f"{execution_id}:{device_id}"
 
 
+class Step(NamedTuple):
+    """One step of a run: the state after its events, and what it took in to get there."""
+
+    state: ExecutionState
+    events: list[Event]  # to append: the results recorded, then what was decided
+    decided: list[Event]
+    version: int  # the stream's version before them
+    reports: list[tuple[str, JobReport]]
+    now: datetime
+
+
 class ExecutionRun:
     def __init__(
         self,
@@ -114,10 +126,31 @@ class ExecutionRun:
                 state = await self._load()
                 if state.completed is None:
                     await self._adopt(state)
+            # A step's jobs go out while the next step is written: written, not yet sent.
+            unsent: Step | None = None
             while state.completed is None:
-                state = await self._step(state)
-                if state.completed is None:
+                step = await self._prepare(state)
+                try:
+                    written = await self._write(step, unsent)
+                finally:
+                    unsent = None
+                if not written:
+                    # A cancel, or another replica: take the log's word and decide again.
+                    self._put_back(step.reports)
+                    state = await self._load()
+                    continue
+                self._count_results(step.events)
+                state = step.state
+                self._outstanding = len(state.with_status("running"))
+                if not step.events:
+                    await self._send(step)  # nothing decided: a cancel heard, if anything
                     await self._wait(state)
+                elif state.completed is None:
+                    # Straight on with what arrived meanwhile, if anything, while these go out.
+                    unsent = step
+                    await self._resend_if_due(state)
+                else:
+                    await self._send(step)
         finally:
             self._drop_presence_reading()
             self._router.unwatch(self._id)
@@ -222,8 +255,8 @@ class ExecutionRun:
             self._spec = await spec_of(self._db, self._order)
         return self._spec
 
-    async def _step(self, state: ExecutionState) -> ExecutionState:
-        """Records what came in, decides what to do now, writes it, sends the jobs."""
+    async def _prepare(self, state: ExecutionState) -> Step:
+        """Records what came in and decides what to do now: the events to write."""
         # What arrives from here on wakes the next wait: it is not in this step.
         self._arrived.clear()
         if self._reload:
@@ -234,7 +267,9 @@ class ExecutionRun:
         self._finished = 0
         self._gathered.clear()
         version = state.version
-        self._accepted.update(device for device, _ in reports)
+        for device, _ in reports:
+            self._accepted.add(device)
+            self._first_sent.pop(device, None)
         events = record_reports(
             state,
             now,
@@ -255,20 +290,36 @@ class ExecutionRun:
         )
         state = evolve_all(state, events)
         decided = decide(state, now, await self._presence_now(state, now), self._unanswered(now))
-        events += decided
-        state = evolve_all(state, decided)
-        if events:
-            try:
-                await self._append(events, version)
-            except ConcurrencyError:
-                # A cancel, or another replica: take the log's word and decide again.
-                self._reports = reports + self._reports
-                self._finished += sum(1 for _, report in reports if report.state == "finished")
-                return await self._load()
-            self._count_results(events)
-        self._outstanding = len(state.with_status("running"))
-        await self._send(state, decided, now)
-        return state
+        return Step(evolve_all(state, decided), [*events, *decided], decided, version, reports, now)
+
+    async def _write(self, step: Step, unsent: Step | None) -> bool:
+        """Appends the step's events at its version while the step before's jobs go out (each
+        job is sent only once its DeviceJobDispatched is written, and in the order written).
+        False if the stream moved meanwhile: nothing of this step is written then."""
+        writing = (
+            asyncio.ensure_future(self._append(step.events, step.version)) if step.events else None
+        )
+        try:
+            if unsent is not None:
+                await self._send(unsent)
+        except BaseException:
+            if writing is not None:
+                writing.cancel()
+                with contextlib.suppress(BaseException):
+                    await writing
+            raise
+        if writing is None:
+            return True
+        try:
+            await writing
+        except ConcurrencyError:
+            return False
+        return True
+
+    def _put_back(self, reports: list[tuple[str, JobReport]]) -> None:
+        """Reports taken into a step that was not written: they go into the next one."""
+        self._reports = reports + self._reports
+        self._finished += sum(1 for _, report in reports if report.state == "finished")
 
     def _count_results(self, events: Sequence[Event]) -> None:
         counts = Counter(e.status for e in events if isinstance(e, DeviceResultRecorded))
@@ -310,22 +361,33 @@ class ExecutionRun:
             reading.cancel()
 
     def _unanswered(self, now: datetime) -> set[str]:
-        return {
-            device
-            for device, sent in self._first_sent.items()
-            if device not in self._accepted and now - sent >= ACCEPT_TIMEOUT
-        }
+        """Devices sent a job ACCEPT_TIMEOUT ago or more that never answered. _first_sent
+        holds only those not heard from, oldest first: the look stops at the first younger."""
+        found: set[str] = set()
+        for device, sent in self._first_sent.items():
+            if now - sent < ACCEPT_TIMEOUT:
+                break
+            if device not in self._accepted:
+                found.add(device)
+        return found
 
-    async def _send(self, state: ExecutionState, decided: Sequence[Event], now: datetime) -> None:
-        devices = [d for e in decided if isinstance(e, DeviceJobDispatched) for d in e.device_ids]
+    async def _send(self, step: Step) -> None:
+        """The jobs of a written step, and the cancels once a cancel is recorded."""
+        state, sent = step.state, False
+        devices = [
+            d for e in step.decided if isinstance(e, DeviceJobDispatched) for d in e.device_ids
+        ]
         if devices:
-            await self._publish_jobs(devices, now)
+            await self._publish_jobs(devices, step.now)
+            sent = True
         if state.cancel is not None and not self._cancels_sent:
             self._cancels_sent = True
             for device in state.with_status("running", "waiting"):
                 cancel = CancelJob(job_id=job_id(self._id, device))
                 await self._nc.publish(jobs_subject(device), _encode(cancel))
-        await self._nc.flush()
+                sent = True
+        if sent:
+            await self._nc.flush()
 
     async def _publish_jobs(self, devices: Sequence[str], now: datetime) -> None:
         spec = await self._run_spec()
@@ -343,6 +405,9 @@ class ExecutionRun:
         await wait_first(self._arrived, timeout=max(0.0, min(until_resend, PRESENCE_EVERY)))
         if self._reports and not self._gathered.is_set():
             await wait_first(self._gathered, timeout=FLUSH_INTERVAL)
+        await self._resend_if_due(state)
+
+    async def _resend_if_due(self, state: ExecutionState) -> None:
         now = self._clock.now()
         if now >= self._resend_at:
             await self._resend(state)
