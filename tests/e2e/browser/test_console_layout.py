@@ -18,6 +18,7 @@ from tests.e2e.browser.conftest import (
     tag,
 )
 from tests.e2e.browser.layout import DESKTOP, PHONE, check_screen, in_view
+from tests.e2e.browser.test_console import new_token
 from tests.e2e.processes import wait_until
 from tests.e2e.webhook_receiver import running_receiver
 
@@ -222,6 +223,18 @@ async def test_every_screen_fits_and_passes_axe_in_light_and_dark(
             if phone and name in PHONE_SHOTS:
                 await snap(page, PHONE_SHOTS[name])
         await context.close()
+
+    # A viewer: the notice that Execute and Schedule are off, and a page for admins only.
+    viewer = await new_token(console, f"vic-{tag()}", "viewer")
+    context = await new_context(browser, viewer, viewport=viewport, is_mobile=phone)
+    page = await context.new_page()
+    await page.goto(f"{console.base_url}/#/dashboard")
+    await expect(page.get_by_text("The viewer role may only read")).to_be_visible()
+    failures += await check_screen(page, "viewer's dashboard", phone=phone)
+    await page.goto(f"{console.base_url}/#/audit")
+    await expect(page.get_by_role("alert")).to_contain_text("for admins only")
+    failures += await check_screen(page, "viewer's audit", phone=phone)
+    await context.close()
     assert failures == [], "\n".join(failures)
 
 
