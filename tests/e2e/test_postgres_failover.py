@@ -5,12 +5,9 @@ go on; the services wait it out; afterwards every write is accepted and nothing 
 from __future__ import annotations
 
 import asyncio
-import shutil
-import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -18,13 +15,18 @@ import asyncpg
 import pytest
 
 from services.infra.auth import create_token
-from services.infra.db import ensure_database, migrate
 from services.infra.embedded import free_port
 from services.infra.embedded_postgres import EmbeddedPostgres
-from tests.conftest import with_database
 from tests.e2e.api import TASKS, command_task
+from tests.e2e.own_postgres import (  # noqa: F401 (the fixtures database_url and pool)
+    assert_came_through,
+    own_database_url,
+    own_pool,
+    own_postgres,
+    start_services,
+)
 from tests.e2e.processes import Services, wait_until
-from tests.e2e.test_crash_recovery import assert_stream_matches_log, relay_caught_up
+from tests.e2e.test_crash_recovery import relay_caught_up
 from tests.stack import Client
 
 pytestmark = pytest.mark.e2e
@@ -35,32 +37,8 @@ RECOVERY_TIMEOUT = 30.0
 
 @pytest.fixture
 def postgres() -> Iterator[EmbeddedPostgres]:
-    base = Path(tempfile.mkdtemp(prefix="deployx-failover-pg-"))
-    server = EmbeddedPostgres(base / "data", port=free_port(), fsync=False)
-    server.start()
-    try:
+    with own_postgres("deployx-failover-pg-", fsync=False) as server:
         yield server
-    finally:
-        server.stop()
-        shutil.rmtree(base, ignore_errors=True)
-
-
-@pytest.fixture
-async def database_url(postgres: EmbeddedPostgres) -> str:
-    url = with_database(postgres.dsn, "deployx")
-    await ensure_database(url)
-    await migrate(url)
-    return url
-
-
-@pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    created = await asyncpg.create_pool(database_url, min_size=0, max_size=4)
-    assert created is not None
-    try:
-        yield created
-    finally:
-        await created.close()
 
 
 async def restart(postgres: EmbeddedPostgres, *, read_only: bool) -> None:
@@ -83,14 +61,7 @@ async def test_a_read_only_database_answers_503_then_everything_resumes(
     nats_url: str,
 ) -> None:
     port = free_port()
-    started = [
-        (services.start("api", ["api", "--port", str(port)]), "api_listening"),
-        (services.start("projector", "projector"), "projector_started"),
-        (services.start("ticker", "ticker"), "ticker_started"),
-        (services.start("relay", "relay"), "relay_leading"),
-    ]
-    for service, event in started:
-        await service.wait_for_log(event)
+    await start_services(services, port)
     token = await create_token(pool, "ops", "admin")
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
         api = Client(session, f"http://127.0.0.1:{port}", token)
@@ -157,8 +128,5 @@ async def test_a_read_only_database_answers_503_then_everything_resumes(
         writable_at - timedelta(seconds=1),
     )
     assert fired_while_read_only == 0
-    await assert_stream_matches_log(pool, nats_url)
-    exited = [s.name for s in services.all if not s.running]
-    assert not exited, f"services exited: {exited}\n{services.tails()}"
-    assert not services.errors(), "\n".join(services.errors())
+    await assert_came_through(pool, nats_url, services)
     print(f"\nwrites accepted again {back:.2f} s after PostgreSQL came back writable")

@@ -7,12 +7,10 @@ database is down and 200 after, and the work due meanwhile runs late, by itself.
 from __future__ import annotations
 
 import asyncio
-import shutil
-import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Iterator
+from collections.abc import Awaitable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,13 +21,18 @@ import msgspec
 import pytest
 
 from services.infra.auth import create_token
-from services.infra.db import ensure_database, migrate
 from services.infra.embedded import free_port
 from services.infra.embedded_postgres import EmbeddedPostgres
-from tests.conftest import with_database
 from tests.e2e.leads import measured_lead, never_due, seconds_until
-from tests.e2e.processes import ServiceProcess, Services, wait_until
-from tests.e2e.test_crash_recovery import assert_stream_matches_log, relay_caught_up
+from tests.e2e.own_postgres import (  # noqa: F401 (the fixtures database_url and pool)
+    assert_came_through,
+    own_database_url,
+    own_pool,
+    own_postgres,
+    start_services,
+)
+from tests.e2e.processes import Services, wait_until
+from tests.e2e.test_crash_recovery import relay_caught_up
 from tests.stack import Client
 
 pytestmark = pytest.mark.e2e
@@ -81,35 +84,9 @@ class Call(msgspec.Struct, frozen=True):
 
 @pytest.fixture
 def postgres() -> Iterator[EmbeddedPostgres]:
-    """A PostgreSQL of this test's own (the session's is shared), fsync on, on a fixed port."""
-    # Not pytest's tmp_path: under root postgres runs as another user, who must traverse it.
-    base = Path(tempfile.mkdtemp(prefix="deployx-outage-pg-"))
-    server = EmbeddedPostgres(base / "data", port=free_port(), fsync=True)
-    server.start()
-    try:
+    """fsync on: what was committed before a kill must be there after."""
+    with own_postgres("deployx-outage-pg-", fsync=True) as server:
         yield server
-    finally:
-        server.stop()
-        shutil.rmtree(base, ignore_errors=True)
-
-
-@pytest.fixture
-async def database_url(postgres: EmbeddedPostgres) -> str:
-    url = with_database(postgres.dsn, "deployx")
-    await ensure_database(url)
-    await migrate(url)
-    return url
-
-
-@pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    # min_size 0: no connection the pool insists on reopening while the server is down.
-    created = await asyncpg.create_pool(database_url, min_size=0, max_size=4)
-    assert created is not None
-    try:
-        yield created
-    finally:
-        await created.close()
 
 
 def once_task(name: str, run_at: datetime) -> dict[str, Any]:
@@ -148,24 +125,6 @@ async def create(api: Client, body: dict[str, Any]) -> str:
 
 async def count(pool: asyncpg.Pool, sql: str, *args: Any) -> int:
     return int(await pool.fetchval(sql, *args))
-
-
-async def start_system(services: Services, api_port: int, state_dir: Path) -> ServiceProcess:
-    """Every service as its own process, and two agents; returns the API's."""
-    api = services.start("api", ["api", "--host", "127.0.0.1", "--port", str(api_port)])
-    started = [
-        (api, "api_listening"),
-        (services.start("projector", "projector"), "projector_started"),
-        (services.start("ticker", "ticker"), "ticker_started"),
-        (services.start("relay", "relay"), "relay_leading"),
-        (services.start("executor", ["executor", "--type", "command"]), "executor_started"),
-    ]
-    for device in DEVICES:
-        args = ["agent", "--device-id", device, "--state-dir", str(state_dir / device)]
-        started.append((services.start(f"agent-{device}", args), "agent_ready"))
-    for service, event in started:
-        await service.wait_for_log(event)
-    return api
 
 
 async def call_through_outage(api: Client, seconds: float) -> tuple[list[Call], list[str]]:
@@ -221,7 +180,9 @@ async def test_postgres_restart_mid_run_loses_nothing_and_fires_nothing_twice(
     tmp_path: Path,
 ) -> None:
     api_port = free_port()
-    await start_system(services, api_port, tmp_path / "agents")
+    await start_services(
+        services, api_port, executor=True, agents=DEVICES, state_dir=tmp_path / "agents"
+    )
     token = await create_token(pool, "ops", "admin")
     timeout = aiohttp.ClientTimeout(total=CLIENT_TIMEOUT)
     async with aiohttp.ClientSession(timeout=timeout) as session:
@@ -331,11 +292,7 @@ async def test_postgres_restart_mid_run_loses_nothing_and_fires_nothing_twice(
     # Ran on the devices, too: no agent looked offline for the heartbeats not recorded meanwhile.
     assert set(statuses) == {"success"}, f"executions: {dict(statuses)}"
 
-    # Every event reached JetStream exactly once; no service exited or logged an error.
-    await assert_stream_matches_log(pool, nats_url)
-    exited = [s.name for s in services.all if not s.running]
-    assert not exited, f"services exited: {exited}\n{services.tails()}"
-    assert not services.errors(), "\n".join(services.errors())
+    await assert_came_through(pool, nats_url, services)
 
     finished = {row["stream_id"]: row["recorded_at"] for row in completions}
     overdue_fired = max(row["recorded_at"] for row in during) - restarted
