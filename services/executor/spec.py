@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 
 from events.execution import Delivery, ExecutionRequested
-from events.task import TaskDue
+from events.task import TaskCreated, TaskDue
 from services.domain.kinds import stored_payload
 from services.engine.run_sources import task_as_fired
 from services.infra.db import Db
@@ -73,25 +73,17 @@ def order_of(event: object, version: int) -> RunOrder:
 
 
 async def spec_of(db: Db, order: RunOrder) -> RunSpec:
-    if order.request is not None:
-        request = order.request
-        return RunSpec(
-            task_id=request.task_id,
-            name=request.name,
-            task_type=request.task_type,
-            task_payload=request.task_payload,
-            device_ids=request.device_ids,
-            group_ids=request.group_ids,
-            delivery=request.delivery,
-        )
-    assert order.task_id is not None
-    spec = await task_as_fired(db, order.task_id, order.due_version)
+    """What the run does: its request's, or its task's as it stood when the TaskDue fired."""
+    source: ExecutionRequested | TaskCreated | None = order.request
+    if source is None:
+        assert order.task_id is not None
+        source = await task_as_fired(db, order.task_id, order.due_version)
     return RunSpec(
-        task_id=spec.task_id,
-        name=spec.name,
-        task_type=spec.task_type,
-        task_payload=spec.task_payload,
-        device_ids=spec.device_ids,
-        group_ids=spec.group_ids,
-        delivery=spec.delivery,
+        task_id=source.task_id,
+        name=source.name,
+        task_type=source.task_type,
+        task_payload=source.task_payload,
+        device_ids=source.device_ids,
+        group_ids=source.group_ids,
+        delivery=source.delivery,
     )

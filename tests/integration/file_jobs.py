@@ -10,15 +10,19 @@ from datetime import UTC, datetime
 import asyncpg
 import nats
 import nats.aio.client
+import pytest
 
 from events.execution import ExecutionStarted
 from events.task import TaskCreated, TaskDue
 from services.agent.file_fetch import FileFetcher
 from services.executor.file_server import FileServer
 from services.executor.run import job_id
+from services.infra.db import create_pool
 from services.infra.nats_auth import agent_inbox_prefix
 from services.infra.rejections import Rejections
 from services.infra.store import append
+
+DEVICE = "dev-a"  # the device whose agent the `agent` fixture is
 
 
 async def file_job(
@@ -89,6 +93,35 @@ def fetcher(client: nats.aio.client.Client, device_id: str, execution_id: str) -
 async def agent_connection(url: str, device_id: str) -> nats.aio.client.Client:
     """A client with the agent's inbox, as an agent connects (no login: an open server)."""
     return await nats.connect(url, inbox_prefix=agent_inbox_prefix(device_id))
+
+
+@pytest.fixture(name="services")
+async def services_connection(nats_url: str) -> AsyncIterator[nats.aio.client.Client]:
+    """The services' NATS connection (the file server's, the test's object store)."""
+    nc = await nats.connect(nats_url)
+    try:
+        yield nc
+    finally:
+        await nc.close()
+
+
+@pytest.fixture(name="pool")
+async def file_server_pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    created = await create_pool(database_url, max_size=4)
+    try:
+        yield created
+    finally:
+        await created.close()
+
+
+@pytest.fixture(name="agent")
+async def agent_of_device(nats_url: str) -> AsyncIterator[nats.aio.client.Client]:
+    """DEVICE's agent's connection."""
+    nc = await agent_connection(nats_url, DEVICE)
+    try:
+        yield nc
+    finally:
+        await nc.close()
 
 
 @asynccontextmanager

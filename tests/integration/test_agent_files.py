@@ -22,22 +22,19 @@ from services.agent.file import deploy_file as deploy_typed
 from services.agent.file_fetch import FileFetcher
 from services.agent.protocol import JobOutcome
 from services.domain.kinds.file import FilePayload
-from services.infra.db import create_pool
-from tests.integration.file_jobs import agent_connection, fetcher, file_job, file_server
+from tests.integration.file_jobs import (  # noqa: F401 (the fixtures agent, pool, services)
+    DEVICE,
+    agent_of_device,
+    fetcher,
+    file_job,
+    file_server,
+    file_server_pool,
+    services_connection,
+)
 
 BUCKET = "deployx-files-test"
 CHUNK = 128 * 1024  # nats-py's default chunk size
-DEVICE = "dev-a"
 Source = Callable[[str], Awaitable[FileFetcher]]
-
-
-@pytest.fixture
-async def services(nats_url: str) -> AsyncIterator[nats.aio.client.Client]:
-    nc = await nats.connect(nats_url)
-    try:
-        yield nc
-    finally:
-        await nc.close()
 
 
 @pytest.fixture
@@ -48,24 +45,6 @@ def js(services: nats.aio.client.Client) -> nats.js.JetStreamContext:
 @pytest.fixture
 async def store(js: nats.js.JetStreamContext) -> ObjectStore:
     return await js.create_object_store(BUCKET)
-
-
-@pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    created = await create_pool(database_url, max_size=4)
-    try:
-        yield created
-    finally:
-        await created.close()
-
-
-@pytest.fixture
-async def agent(nats_url: str) -> AsyncIterator[nats.aio.client.Client]:
-    nc = await agent_connection(nats_url, DEVICE)
-    try:
-        yield nc
-    finally:
-        await nc.close()
 
 
 @pytest.fixture

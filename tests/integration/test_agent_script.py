@@ -21,45 +21,23 @@ from services.agent.protocol import Job, JobOutcome
 from services.agent.script import SCRIPTS_DIR, run
 from services.domain.kinds.script import ScriptPayload
 from services.executor.run import job_id
-from services.infra.db import create_pool
-from tests.integration.file_jobs import agent_connection, file_job, file_server
+from tests.integration.file_jobs import (  # noqa: F401 (the fixtures agent, pool, services)
+    DEVICE,
+    agent_of_device,
+    file_job,
+    file_server,
+    file_server_pool,
+    services_connection,
+)
 from tests.integration.test_agent_command import gone
 
 BUCKET = "deployx-files-script-test"
-DEVICE = "dev-a"
 CHUNK = 128 * 1024  # nats-py's default chunk size
-
-
-@pytest.fixture
-async def services(nats_url: str) -> AsyncIterator[nats.aio.client.Client]:
-    nc = await nats.connect(nats_url)
-    try:
-        yield nc
-    finally:
-        await nc.close()
 
 
 @pytest.fixture
 async def store(services: nats.aio.client.Client) -> ObjectStore:
     return await services.jetstream().create_object_store(BUCKET)
-
-
-@pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    created = await create_pool(database_url, max_size=4)
-    try:
-        yield created
-    finally:
-        await created.close()
-
-
-@pytest.fixture
-async def agent(nats_url: str) -> AsyncIterator[nats.aio.client.Client]:
-    nc = await agent_connection(nats_url, DEVICE)
-    try:
-        yield nc
-    finally:
-        await nc.close()
 
 
 class Device:
