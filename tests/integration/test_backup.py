@@ -20,6 +20,7 @@ from services.engine.sealer import seal_all_visible
 from services.infra.backup import BackupError, backup
 from services.infra.backup_file import DamagedBackup, End, Header, check
 from services.infra.db import Db
+from services.infra.migrations import load_steps
 from services.infra.restore import RestoreError, restore
 from services.infra.store import LogCursor, append, load_checkpoint, save_checkpoint
 from tests.conftest import with_database
@@ -76,8 +77,11 @@ async def backed_up(database_url: str, path: Path) -> tuple[Header, End]:
     return check(path)
 
 
-async def restored(database_url: str, path: Path, known_step: int = 0) -> None:
+async def restored(database_url: str, path: Path, known_step: int | None = None) -> None:
+    """Restores as `deployx restore` of this version does: it knows the shipped steps."""
     header, end = check(path)
+    if known_step is None:
+        known_step = len(load_steps())
     conn = await asyncpg.connect(database_url)
     try:
         await restore(conn, path, header, end, known_step)
