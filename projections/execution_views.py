@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 
 from projections.base import Db
-from projections.snapshot import one_snapshot
+from projections.snapshot import in_one_snapshot
 
 _delivery = msgspec.json.Decoder(dict[str, Any])
 
@@ -79,31 +79,36 @@ async def find_executions(db: Db, where: ExecutionFilter, limit: int, offset: in
     """One page, newest first, and the exact total (from execution_counts where the filter
     allows, migrations/0001); the page's ids come from an index in list order, read from the
     end nearer to the offset, and only those runs are read whole."""
-    async with one_snapshot(db) as conn:
-        total = await _total(conn, where)
-        if offset >= total:
-            return ExecutionPage(items=[], total=total)
-        limit = min(limit, total - offset)
-        conditions, values = _conditions(where)
-        count = len(values)
-        if offset + limit <= total // 2:
-            order = "e.scheduled_for DESC, e.id"
-        else:  # nearer the end: walk the index backwards, past fewer entries
-            order, offset = "e.scheduled_for, e.id DESC", total - offset - limit
-        rows = await conn.fetch(
-            f"""
-            SELECT {_COLUMNS} FROM (
-                SELECT e.id FROM {_FROM if where.owner else "executions e"}
-                WHERE {" AND ".join(conditions)}
-                ORDER BY {order} LIMIT ${count + 1} OFFSET ${count + 2}
-            ) AS page JOIN executions e ON e.id = page.id LEFT JOIN tasks t ON t.id = e.task_id
-            ORDER BY e.scheduled_for DESC, e.id
-            """,
-            *values,
-            limit,
-            offset,
-        )
-        details = await _details(conn, [row["id"] for row in rows])
+    return await in_one_snapshot(db, lambda conn: _find_executions(conn, where, limit, offset))
+
+
+async def _find_executions(
+    db: Db, where: ExecutionFilter, limit: int, offset: int
+) -> ExecutionPage:
+    total = await _total(db, where)
+    if offset >= total:
+        return ExecutionPage(items=[], total=total)
+    limit = min(limit, total - offset)
+    conditions, values = _conditions(where)
+    count = len(values)
+    if offset + limit <= total // 2:
+        order = "e.scheduled_for DESC, e.id"
+    else:  # nearer the end: walk the index backwards, past fewer entries
+        order, offset = "e.scheduled_for, e.id DESC", total - offset - limit
+    rows = await db.fetch(
+        f"""
+        SELECT {_COLUMNS} FROM (
+            SELECT e.id FROM {_FROM if where.owner else "executions e"}
+            WHERE {" AND ".join(conditions)}
+            ORDER BY {order} LIMIT ${count + 1} OFFSET ${count + 2}
+        ) AS page JOIN executions e ON e.id = page.id LEFT JOIN tasks t ON t.id = e.task_id
+        ORDER BY e.scheduled_for DESC, e.id
+        """,
+        *values,
+        limit,
+        offset,
+    )
+    details = await _details(db, [row["id"] for row in rows])
     return ExecutionPage(items=[_execution(row, details) for row in rows], total=total)
 
 

@@ -7,7 +7,7 @@ from datetime import datetime
 import msgspec
 
 from projections.base import Db
-from projections.snapshot import one_snapshot
+from projections.snapshot import in_one_snapshot
 
 
 class Bucket(msgspec.Struct, kw_only=True):
@@ -32,8 +32,7 @@ class Stats(msgspec.Struct, kw_only=True):
 async def stats(db: Db, owner: str | None) -> Stats:
     """Counts over the tasks owner can see (every task when owner is None), read from the
     counts the triggers of migrations/0001 keep: a few rows, whatever the number of tasks."""
-    async with one_snapshot(db) as conn:
-        return await _stats(conn, owner)
+    return await in_one_snapshot(db, lambda conn: _stats(conn, owner))
 
 
 async def _stats(db: Db, owner: str | None) -> Stats:

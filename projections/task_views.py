@@ -10,7 +10,7 @@ import msgspec
 
 from events.execution import Delivery
 from projections.base import Db
-from projections.snapshot import one_snapshot
+from projections.snapshot import in_one_snapshot
 
 _config_decoder = msgspec.json.Decoder(dict[str, Any])
 
@@ -107,8 +107,7 @@ async def list_tasks(db: Db, query: TaskFilter) -> TaskPage:
     page's ids come from an index in list order, read from the end nearer to the offset, and
     only those rows are read whole.
     """
-    async with one_snapshot(db) as conn:
-        return await _list_tasks(conn, query)
+    return await in_one_snapshot(db, lambda conn: _list_tasks(conn, query))
 
 
 async def _list_tasks(db: Db, query: TaskFilter) -> TaskPage:
