@@ -17,6 +17,7 @@ from typing import NamedTuple
 import asyncpg
 import msgspec
 import nats.aio.client
+import nats.errors
 import structlog
 
 from events.base import Event
@@ -67,6 +68,9 @@ PRESENCE_STALE = 3.0
 # after the resend before, then every 30 s. The agent runs a job id once and answers a repeat
 # from its journal.
 RESEND_FIRST, RESEND_LIMIT = 2.0, 30.0
+# A step waits this long for the server to confirm its jobs went out; the confirmation is
+# awaited in the background for up to FLUSH_PATIENCE.
+FLUSH_WAIT, FLUSH_PATIENCE = 2.0, 600
 # A TaskDue older than this that no executor started is recorded as failed, not run.
 STALE_AFTER = timedelta(hours=1)
 METADATA = {"user": "scheduler", "service": "executor"}
@@ -74,6 +78,33 @@ METADATA = {"user": "scheduler", "service": "executor"}
 
 def job_id(execution_id: str, device_id: str) -> str:
     return f"{execution_id}:{device_id}"
+
+
+# Flushes still waiting for the server's answer after FLUSH_WAIT (kept so they finish).
+_flushes: set[asyncio.Future[None]] = set()
+
+
+async def pushed_out(client: nats.aio.client.Client) -> None:
+    """Until the server has everything published so far, or FLUSH_WAIT has passed: a slow
+    answer (a busy server, or thousands of reports ahead of it) is no failure, the resends
+    cover a job that got lost. The flush goes on meanwhile: nats-py fails its connection when
+    the answer to a flush that timed out arrives."""
+    if not client.is_connected:
+        return  # reconnecting: what was taken goes out once connected, the rest is resent
+    flushing = asyncio.ensure_future(client.flush(timeout=FLUSH_PATIENCE))
+    done, _ = await asyncio.wait({flushing}, timeout=FLUSH_WAIT)
+    if done:
+        flushing.result()
+        return
+    log.warning("jobs_flush_slow", seconds=FLUSH_WAIT)
+    _flushes.add(flushing)
+    flushing.add_done_callback(_flush_ended)
+
+
+def _flush_ended(flushing: asyncio.Future[None]) -> None:
+    _flushes.discard(flushing)
+    if not flushing.cancelled() and flushing.exception() is not None:
+        log.warning("jobs_flush_failed", error=str(flushing.exception()))
 
 
 class Step(NamedTuple):
@@ -248,7 +279,7 @@ class ExecutionRun:
         out = [d for d in state.with_status("running", "waiting") if state.devices[d].dispatched_at]
         if out:
             await self._publish_jobs(out, self._clock.now())
-            await self._nc.flush()
+            await pushed_out(self._nc)
 
     async def _run_spec(self) -> RunSpec:
         if self._spec is None:
@@ -384,10 +415,12 @@ class ExecutionRun:
             self._cancels_sent = True
             for device in state.with_status("running", "waiting"):
                 cancel = CancelJob(job_id=job_id(self._id, device))
-                await self._nc.publish(jobs_subject(device), _encode(cancel))
+                if not await self._publish(device, _encode(cancel)):
+                    self._cancels_sent = False  # all of them again on the next step
+                    break
                 sent = True
         if sent:
-            await self._nc.flush()
+            await pushed_out(self._nc)
 
     async def _publish_jobs(self, devices: Sequence[str], now: datetime) -> None:
         spec = await self._run_spec()
@@ -395,8 +428,20 @@ class ExecutionRun:
             self._router.expect(job_id(self._id, device), device, self._on_report)
             self._jobs[device] = _encode(job_for(spec, job_id(self._id, device), self._id))
             self._first_sent.setdefault(device, now)
-            await self._nc.publish(jobs_subject(device), self._jobs[device])
+        for sent, device in enumerate(devices):
+            if not await self._publish(device, self._jobs[device]):
+                log.warning("jobs_held_back", devices=len(devices) - sent)
+                break
         log.info("jobs_dispatched", execution_id=self._id, devices=len(devices))
+
+    async def _publish(self, device: str, data: bytes) -> bool:
+        """False when the client takes nothing now (reconnecting, its buffer full): a job not
+        sent goes with the next resend, a cancel with the next step."""
+        try:
+            await self._nc.publish(jobs_subject(device), data)
+        except nats.errors.OutboundBufferLimitError:
+            return False
+        return True
 
     async def _wait(self, state: ExecutionState) -> None:
         """Until a report arrives (then a moment more, to gather a batch), a resend is due, or
@@ -427,7 +472,8 @@ class ExecutionRun:
         """The job again to every device still working on it without a result."""
         out = [d for d in state.with_status("running") if d in self._jobs]
         for device in out:
-            await self._nc.publish(jobs_subject(device), self._jobs[device])
+            if not await self._publish(device, self._jobs[device]):
+                break
         if out:
             log.info("jobs_resent", execution_id=self._id, devices=len(out))
 
