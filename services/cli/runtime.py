@@ -80,7 +80,7 @@ async def serve_relay(settings: Settings, stop: asyncio.Event) -> None:
             try:
                 js = client.jetstream()
                 await ensure_stream(js, settings.stream_replicas)
-                await run_relay(pool, js, stop, lease_seconds=settings.relay_lease_seconds)
+                await run_relay(pool, client, stop, lease_seconds=settings.relay_lease_seconds)
                 continue
             except (*UNAVAILABLE, *NATS_UNAVAILABLE) as exc:
                 # NATS or PostgreSQL away: the checkpoint holds, so nothing is lost; retry.

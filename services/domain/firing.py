@@ -15,6 +15,7 @@ from services.domain.limits import END_AT, failure_reason, limited
 from services.domain.recurrence import Schedule, parse_schedule
 
 _IDS = uuid.UUID("0b5d0c38-9d5f-4a8e-8f7e-3c1f2a4b6d90")
+_IDS_BYTES = _IDS.bytes
 # Older missed occurrences beyond this many are recorded as one RunMissed with missed_count.
 MISSED_ONE_BY_ONE = 100
 _MISSED_SCAN_LIMIT = 10_000
@@ -49,14 +50,23 @@ class FailedRun(msgspec.Struct, frozen=True, kw_only=True):
     error_message: str | None = None
 
 
+def name_id(name: str) -> str:
+    """str(uuid.uuid5(_IDS, name)), a few times faster (a burst derives tens of thousands)."""
+    digest = bytearray(hashlib.sha1(_IDS_BYTES + name.encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
 def event_id(task: DueTask | FailedRun) -> str:
     """Whatever the ticker decides for a task at one version gets one id: racing tickers
     produce the same event, and the version check lets exactly one of them append it."""
-    return str(uuid.uuid5(_IDS, f"{task.task_id}/{task.version}"))
+    return name_id(f"{task.task_id}/{task.version}")
 
 
 def execution_id(due_event_id: str) -> str:
-    return str(uuid.uuid5(_IDS, f"execution/{due_event_id}"))
+    return name_id(f"execution/{due_event_id}")
 
 
 def schedule_of(task: DueTask) -> Schedule:

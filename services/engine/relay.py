@@ -7,6 +7,7 @@ import contextlib
 from datetime import timedelta
 
 import asyncpg
+import nats.aio.client
 import nats.errors
 import structlog
 from nats.js import JetStreamContext
@@ -14,6 +15,7 @@ from nats.js.api import DiscardPolicy, StorageType, StreamConfig
 from nats.js.errors import APIError, BadRequestError
 
 from events.codec import RecordedEvent, Undecodable, encode_envelope
+from services.engine.batch_publish import BatchPublisher, Outgoing
 from services.infra import dead_letters
 from services.infra.clock import Backoff, wait_first
 from services.infra.db import UNAVAILABLE
@@ -89,37 +91,17 @@ def subject_of(recorded: RecordedEvent) -> str:
     return f"deployx.events.{recorded.category}.{recorded.type}"
 
 
-async def publish_batch(js: JetStreamContext, batch: list[RecordedEvent]) -> None:
-    """Publishes a batch pipelined (no wait between messages) and returns once all are acked."""
+def outgoing(batch: list[RecordedEvent]) -> list[Outgoing]:
+    """The batch's messages; Unpublishable (nothing is published) if one can never be."""
     for recorded in batch:
         if unpublishable_reason(recorded) is not None:
             raise Unpublishable(recorded.id)
-    acks = [
-        await js.publish_async(
-            subject_of(recorded),
-            encode_envelope(recorded),
-            headers={"Nats-Msg-Id": recorded.id},
-        )
-        for recorded in batch
-    ]
-    try:
-        pending = set(acks)
-        while pending:
-            done, pending = await asyncio.wait(
-                pending, timeout=ACK_STALL, return_when=asyncio.FIRST_COMPLETED
-            )
-            if not done:
-                raise TimeoutError(f"no ack from {STREAM} for {ACK_STALL} s")
-            for ack in done:
-                ack.result()  # the stream's error, if it answered with one
-    finally:
-        for ack in acks:
-            ack.cancel()  # the unanswered ones: they would hold the client's publish slots
+    return [Outgoing(subject_of(r), encode_envelope(r), r.id) for r in batch]
 
 
 async def run_relay(
     pool: asyncpg.Pool,
-    js: JetStreamContext,
+    client: nats.aio.client.Client,
     stop: asyncio.Event,
     *,
     lease_seconds: float | None = None,
@@ -146,7 +128,8 @@ async def run_relay(
         await listener.start()
         log.info("relay_leading")
         try:
-            await _relay_loop(conn, js, stop, wake, idle)
+            async with BatchPublisher(client, ACK_STALL) as publisher:
+                await _relay_loop(conn, client.jetstream(), publisher, stop, wake, idle)
         finally:
             await listener.stop()
             with contextlib.suppress(*UNAVAILABLE):  # a lost connection took the lock along
@@ -175,6 +158,7 @@ async def _hold_lease(conn: asyncpg.pool.PoolConnectionProxy, seconds: float) ->
 async def _relay_loop(
     conn: asyncpg.pool.PoolConnectionProxy,
     js: JetStreamContext,
+    publisher: BatchPublisher,
     stop: asyncio.Event,
     wake: asyncio.Event,
     idle: float,
@@ -187,7 +171,7 @@ async def _relay_loop(
         batch = await read_after(conn, cursor, BATCH)
         if batch:
             try:
-                await publish_batch(js, batch)
+                await publisher.publish(outgoing(batch))
             except Exception as exc:
                 if not isinstance(exc, Unpublishable) and not _about_one_event(exc):
                     raise

@@ -4,6 +4,7 @@ TaskPaused when a failed scheduled run of a task with pause_on_failure owes one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -75,7 +76,7 @@ class Ticker:
         pool: asyncpg.Pool,
         clock: Clock,
         watcher: ProjectionWatcher,
-        batch_size: int = 5000,
+        batch_size: int = 2000,
         pass_limit: int = 50_000,
     ) -> None:
         self._pool, self._clock, self._watcher = pool, clock, watcher
@@ -128,33 +129,45 @@ class Ticker:
         paused = {event.stream_id for event in recorded}
         held_until: datetime | None = None
         after = _FIRST_PAGE
-        while True:
-            rows = await self._pool.fetch(_DUE, now, *after, self._batch_size)
-            items: list[StreamAppend] = []
-            for row in rows:
-                if row["task_id"] in paused:
-                    continue
-                config = _config.decode(row["recurrence_config"])
-                task = DueTask(**(dict(row) | {"recurrence_config": config}))
-                event = decide_fire(task, now)
-                if event is None:
-                    following = following_of(task, schedule_of(task), task.next_run_time)
-                    planned = fire_at(task, following)
-                    held_until = planned if held_until is None else min(held_until, planned)
-                    continue
-                items.append(
-                    StreamAppend(task.task_id, task.task_type, task.version, event, event_id(task))
-                )
-            page = await append_many(self._pool, items, METADATA) if items else []
-            if page:
-                log.info("fired", events=len(page), lost_races=len(items) - len(page))
-            TICKER_FIRED.inc(len(page))
-            TICKER_LOST_RACES.inc(len(items) - len(page))
-            recorded += page
-            decided += len(items)
-            if len(rows) < self._batch_size or decided >= self._pass_limit:
-                break
-            after = (rows[-1]["next_run_time"], rows[-1]["task_id"])
+        # A page's append runs while the next page is read and decided (appends stay in
+        # order, one at a time): the relay gets each page's TaskDue as soon as it commits.
+        appending: asyncio.Task[list[RecordedEvent]] | None = None
+        try:
+            while True:
+                rows = await self._pool.fetch(_DUE, now, *after, self._batch_size)
+                items: list[StreamAppend] = []
+                for row in rows:
+                    if row["task_id"] in paused:
+                        continue
+                    config = _config.decode(row["recurrence_config"])
+                    task = DueTask(**(dict(row) | {"recurrence_config": config}))
+                    event = decide_fire(task, now)
+                    if event is None:
+                        following = following_of(task, schedule_of(task), task.next_run_time)
+                        planned = fire_at(task, following)
+                        held_until = planned if held_until is None else min(held_until, planned)
+                        continue
+                    items.append(
+                        StreamAppend(
+                            task.task_id, task.task_type, task.version, event, event_id(task)
+                        )
+                    )
+                if appending is not None:
+                    recorded += await appending
+                    appending = None
+                if items:
+                    appending = asyncio.create_task(self._append_page(items))
+                decided += len(items)
+                if len(rows) < self._batch_size or decided >= self._pass_limit:
+                    break
+                after = (rows[-1]["next_run_time"], rows[-1]["task_id"])
+            if appending is not None:
+                recorded += await appending
+                appending = None
+        finally:
+            if appending is not None:  # reading the next page failed: this one still counts
+                with contextlib.suppress(*DATABASE_ERRORS):
+                    await appending
         if recorded:
             try:
                 # Read the tasks again only once the projection shows what was just appended.
@@ -162,6 +175,13 @@ class Ticker:
             except TimeoutError:
                 log.warning("tasks_projection_lagging")
         return TickResult(recorded, decided - len(recorded), held_until)
+
+    async def _append_page(self, items: list[StreamAppend]) -> list[RecordedEvent]:
+        page = await append_many(self._pool, items, METADATA)
+        log.info("fired", events=len(page), lost_races=len(items) - len(page))
+        TICKER_FIRED.inc(len(page))
+        TICKER_LOST_RACES.inc(len(items) - len(page))
+        return page
 
     async def _pause_failed(self, now: datetime) -> tuple[list[RecordedEvent], int]:
         """Pauses each task a failed scheduled run owes a pause: the events, and how many lost

@@ -122,7 +122,7 @@ async def relay(pool: asyncpg.Pool, nats_url: str) -> AsyncIterator[None]:
     stop = asyncio.Event()
     js = client.jetstream()
     await ensure_stream(js)
-    task = asyncio.create_task(run_relay(pool, js, stop))
+    task = asyncio.create_task(run_relay(pool, client, stop))
     try:
         yield
     finally:

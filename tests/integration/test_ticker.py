@@ -32,8 +32,8 @@ class Scheduler:
     def __init__(self, pool: asyncpg.Pool, clock: ManualClock, watcher: ProjectionWatcher) -> None:
         self.pool, self.clock, self.watcher = pool, clock, watcher
 
-    def ticker(self) -> Ticker:
-        return Ticker(self.pool, self.clock, self.watcher)
+    def ticker(self, batch_size: int = 2000) -> Ticker:
+        return Ticker(self.pool, self.clock, self.watcher, batch_size=batch_size)
 
     async def create(self, **fields: Any) -> str:
         body = {
@@ -108,6 +108,33 @@ async def test_three_tickers_fire_two_thousand_tasks_due_together_once_each(
 
     await asyncio.gather(*(scheduler.run_ticks(ticker) for ticker in tickers))
     await scheduler.run_ticks()  # whatever lost a race once is decided again
+
+    rows = await scheduler.pool.fetch(
+        "SELECT data ->> 'task_id' AS task_id, count(*) AS n FROM events "
+        "WHERE type = 'TaskDue' GROUP BY 1"
+    )
+    assert {row["task_id"] for row in rows} == task_ids
+    assert {row["n"] for row in rows} == {1}
+
+
+async def test_tickers_paging_through_a_burst_fire_each_task_once(scheduler: Scheduler) -> None:
+    # Pages of 64: each page's append overlaps the next page's read, and three tickers race
+    # on every page.
+    due = START + timedelta(minutes=5)
+    run_at = {"run_at": due.isoformat()}
+    task_ids = set(
+        await asyncio.gather(
+            *(
+                scheduler.create(recurrence_type="once", recurrence_config=run_at)
+                for _ in range(1000)
+            )
+        )
+    )
+    scheduler.clock.set(due)
+    tickers = [scheduler.ticker(batch_size=64) for _ in range(3)]
+
+    await asyncio.gather(*(scheduler.run_ticks(ticker) for ticker in tickers))
+    await scheduler.run_ticks()
 
     rows = await scheduler.pool.fetch(
         "SELECT data ->> 'task_id' AS task_id, count(*) AS n FROM events "
