@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from events.codec import RecordedEvent
-from services.domain.execution import fold, request_cancel
+from services.domain.execution import evolve_all, fold, request_cancel
 from services.infra.db import Db
 from services.infra.store import ConcurrencyError, append, read_stream
 
@@ -27,9 +27,13 @@ async def cancel_execution(
 
     category is the run's task type, so that its executors hear of the cancel on NATS.
     """
+    state = fold(execution_id, ())
     for attempt in range(ATTEMPTS):
-        history = await read_stream(db, execution_id)
-        state = fold(execution_id, (recorded.event for recorded in history))
+        # After a lost race only what was appended since is read: a busy run appends every
+        # few tens of milliseconds, and reading (and folding) its whole stream again each time
+        # would lose the next race too.
+        newer = await read_stream(db, execution_id, after_version=state.version)
+        state = evolve_all(state, (recorded.event for recorded in newer))
         event = request_cancel(state, now, reason)
         try:
             return await append(
@@ -37,7 +41,7 @@ async def cancel_execution(
                 execution_id,
                 category,
                 [event],
-                expected_version=len(history),
+                expected_version=state.version,
                 metadata=metadata,
             )
         except ConcurrencyError:

@@ -47,7 +47,9 @@ ORDER BY events.tx_id, events.position
 LIMIT $3
 """
 
-_READ_STREAM = f"SELECT {_COLUMNS} FROM events WHERE stream_id = $1 ORDER BY version"
+_READ_STREAM = (
+    f"SELECT {_COLUMNS} FROM events WHERE stream_id = $1 AND version > $2 ORDER BY version"
+)
 
 # NOTIFY channels: schema.sql's trigger wakes log readers; the projector announces checkpoints.
 EVENTS_CHANNEL = "deployx_events"
@@ -219,8 +221,9 @@ async def stream_version(db: Db, stream_id: str) -> int:
     return int(version)
 
 
-async def read_stream(db: Db, stream_id: str) -> list[RecordedEvent]:
-    return [to_recorded(row) for row in await db.fetch(_READ_STREAM, stream_id)]
+async def read_stream(db: Db, stream_id: str, after_version: int = 0) -> list[RecordedEvent]:
+    """The stream's events in order; only those past after_version when it is given."""
+    return [to_recorded(row) for row in await db.fetch(_READ_STREAM, stream_id, after_version)]
 
 
 async def read_after(db: Db, cursor: LogCursor, limit: int = 1000) -> list[RecordedEvent]:
