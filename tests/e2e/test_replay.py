@@ -206,7 +206,9 @@ async def test_a_projection_built_by_another_version_rebuilds_itself_and_switche
             version = await conn.fetchval(
                 "SELECT projection_version FROM checkpoints WHERE name = 'tasks'"
             )
-            return bool(version == TasksProjection.version)
+            _, metrics = await stack.anonymous().get("/metrics")
+            shown = f'deployx_projection_version{{projection="tasks"}} {version:.1f}'
+            return version == TasksProjection.version and shown in metrics
 
         await wait_until(switched, 60, "the tasks projection to be rebuilt", [])
         after = await read_tables(conn)
