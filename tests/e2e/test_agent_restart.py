@@ -3,17 +3,14 @@ over a run resends it), is answered from its journal with the first result, and 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import msgspec
-import nats
-import nats.aio.client
-import nats.aio.msg
 import pytest
 
-from services.agent.protocol import Job, JobReport, jobs_subject, results_subject
+from services.agent.protocol import Job
+from tests.e2e.job_sender import JobSender, job_sender
 from tests.e2e.processes import Services
 
 pytestmark = pytest.mark.e2e
@@ -21,37 +18,11 @@ pytestmark = pytest.mark.e2e
 DEVICE = "dev-journal"
 
 
-class Executor:
-    """Sends jobs to the device and hears its reports, as an executor does over NATS."""
-
-    def __init__(self, client: nats.aio.client.Client) -> None:
-        self.client = client
-        self.reports: asyncio.Queue[JobReport] = asyncio.Queue()
-
-    async def on_report(self, msg: nats.aio.msg.Msg) -> None:
-        await self.reports.put(msgspec.json.decode(msg.data, type=JobReport))
-
-    async def send(self, job: Job) -> None:
-        await self.client.publish(jobs_subject(DEVICE), msgspec.json.encode(job))
-        await self.client.flush()
-
-    async def finished(self, job_id: str) -> JobReport:
-        async with asyncio.timeout(30):
-            while True:
-                report = await self.reports.get()
-                if report.job_id == job_id and report.state == "finished":
-                    return report
-
-
 @pytest.fixture
-async def executor(nats_url: str) -> AsyncIterator[Executor]:
-    client = await nats.connect(nats_url)
-    sender = Executor(client)
-    await client.subscribe(results_subject(DEVICE), cb=sender.on_report)
-    await client.flush()
-    await client.flush()  # nats-py 2.16: the first PING may overtake the SUB
-    yield sender
-    await client.close()
+async def executor(nats_url: str) -> AsyncIterator[JobSender]:
+    """Sends jobs to the device and hears its reports, as an executor does over NATS."""
+    async with job_sender(nats_url, DEVICE) as sender:
+        yield sender
 
 
 def command_job(job_id: str, command: str) -> Job:
@@ -67,7 +38,7 @@ def command_job(job_id: str, command: str) -> Job:
 
 @pytest.mark.parametrize("stop", ["sigterm", "sigkill"])
 async def test_a_finished_job_sent_again_after_a_restart_is_answered_not_run(
-    services: Services, executor: Executor, tmp_path: Path, stop: str
+    services: Services, executor: JobSender, tmp_path: Path, stop: str
 ) -> None:
     state, runs = tmp_path / "state", tmp_path / "runs"
     agent = services.start("agent", ["agent", "--device-id", DEVICE, "--state-dir", str(state)])

@@ -3,7 +3,6 @@ state directory, and handing that directory over gives USER nothing a job plante
 
 from __future__ import annotations
 
-import asyncio
 import os
 import pwd
 import shutil
@@ -12,11 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
-import nats
-import nats.aio.msg
 import pytest
 
-from services.agent.protocol import Job, JobReport, jobs_subject, results_subject
+from services.agent.protocol import Job, JobReport
+from tests.e2e.job_sender import job_sender
 from tests.e2e.processes import ServiceProcess, Services, wait_until
 
 USER = "nobody"
@@ -39,31 +37,17 @@ async def exited(process: ServiceProcess) -> bool:
 
 async def run_job(nats_url: str, device_id: str, command: str) -> JobReport:
     """Sends one command job to the device, as an executor does; its finished report."""
-    nc = await nats.connect(nats_url)
-    finished: asyncio.Future[JobReport] = asyncio.get_running_loop().create_future()
-
-    async def on_report(msg: nats.aio.msg.Msg) -> None:
-        report = msgspec.json.decode(msg.data, type=JobReport)
-        if report.state == "finished" and not finished.done():
-            finished.set_result(report)
-
-    try:
-        await nc.subscribe(results_subject(device_id), cb=on_report)
-        await nc.flush()
-        await nc.flush()  # nats-py 2.16: the first PING may overtake the SUB
-        job = Job(
-            job_id=f"run-as:{device_id}",
-            execution_id="run-as",
-            task_id="run-as",
-            task_type="command",
-            payload=msgspec.Raw(msgspec.json.encode({"command": command})),
-            timeout_seconds=30,
-        )
-        await nc.publish(jobs_subject(device_id), msgspec.json.encode(job))
-        async with asyncio.timeout(30):
-            return await finished
-    finally:
-        await nc.close()
+    job = Job(
+        job_id=f"run-as:{device_id}",
+        execution_id="run-as",
+        task_id="run-as",
+        task_type="command",
+        payload=msgspec.Raw(msgspec.json.encode({"command": command})),
+        timeout_seconds=30,
+    )
+    async with job_sender(nats_url, device_id) as sender:
+        await sender.send(job)
+        return await sender.finished(job.job_id)
 
 
 async def test_a_root_agent_runs_jobs_as_the_user_and_follows_no_planted_link(
