@@ -105,11 +105,12 @@ async def resend(request: web.Request) -> web.Response:
     webhook_id = await _existing(request)
     event_id = _uuid(request, "event_id", "delivery")
     pool, window = request.app[POOL], request.app[SETTINGS].webhook_retry_seconds
-    if not await webhook_deliveries.resend(pool, webhook_id, event_id, window):
+    queued = await webhook_deliveries.resend(pool, webhook_id, event_id, window)
+    if queued is None:
         if await webhook_deliveries.delivery(pool, webhook_id, event_id) is None:
             raise NotFound(f"webhook {webhook_id} has no delivery {event_id}")
         raise ApiError(409, "conflict", f"delivery {event_id} is pending already")
-    return json_response(await webhook_deliveries.delivery(pool, webhook_id, event_id), 202)
+    return json_response(queued, 202)
 
 
 @routes.post("/api/webhooks/{id}/test")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
+import asyncpg
 import msgspec
 
 from services.domain.webhooks import TEST_EVENT
@@ -106,25 +107,29 @@ async def _attempts(db: Db, webhook_id: str, event_ids: list[str]) -> dict[str, 
     return found
 
 
-async def resend(db: Db, webhook_id: str, event_id: str, give_up_seconds: float) -> bool:
-    """Queues a delivered or failed delivery again, with a fresh retry window; whether it
-    could be (False: it is pending already). It goes when its task's queue gets to it."""
-    order_key = await db.fetchval(
-        """
-        UPDATE webhook_deliveries SET status = 'pending', is_head = false, attempts = 0,
-            next_attempt_at = now(), leased_until = NULL, completed_at = NULL, last_error = NULL,
-            give_up_at = now() + make_interval(secs => $3)
-        WHERE webhook_id = $1 AND event_id = $2 AND status <> 'pending'
-        RETURNING order_key
-        """,
-        webhook_id,
-        event_id,
-        give_up_seconds,
-    )
-    if order_key is None:
-        return False
-    await promote(db, [(webhook_id, order_key)])
-    return True
+async def resend(
+    pool: asyncpg.Pool, webhook_id: str, event_id: str, give_up_seconds: float
+) -> Delivery | None:
+    """Queues a delivered or failed delivery again, with a fresh retry window, and answers it
+    as queued (a sender may deliver it the moment this commits); None: it is pending already.
+    It goes when its task's queue gets to it."""
+    async with pool.acquire() as conn, conn.transaction():
+        order_key = await conn.fetchval(
+            """
+            UPDATE webhook_deliveries SET status = 'pending', is_head = false, attempts = 0,
+                next_attempt_at = now(), leased_until = NULL, completed_at = NULL,
+                last_error = NULL, give_up_at = now() + make_interval(secs => $3)
+            WHERE webhook_id = $1 AND event_id = $2 AND status <> 'pending'
+            RETURNING order_key
+            """,
+            webhook_id,
+            event_id,
+            give_up_seconds,
+        )
+        if order_key is None:
+            return None
+        await promote(conn, [(webhook_id, order_key)])
+        return await delivery(conn, webhook_id, event_id)
 
 
 async def enqueue_test(
