@@ -2,7 +2,7 @@
 
 import { restrictOptions } from '../capabilities.js';
 import { field, h, setFieldError } from '../dom.js';
-import { envOf, linesField, pairs, select, timeoutField, toNumber } from './fields.js';
+import { envOf, environmentFields, pairs, select, timeoutField, toNumber } from './fields.js';
 
 const SHELLS = ['bash', 'sh', 'zsh', 'python3', 'pwsh', 'powershell', 'cmd'];
 
@@ -20,24 +20,7 @@ function fields(initial, { prefix }) {
   const shell = field({ label: 'Shell', input: select(pairs(SHELLS), initial.shell ?? 'bash') });
   const shellNote = h('p', { class: 'capability-note', role: 'status', hidden: true });
   const timeout = timeoutField(initial, 300);
-  const env = linesField({
-    label: 'Environment',
-    hint: 'NAME=value, one a line',
-    placeholder: 'LOG_LEVEL=debug',
-    lines: Object.entries(initial.env ?? {}).map(([name, value]) => `${name}=${value}`),
-  });
-  const workingDir = field({
-    label: 'Working directory',
-    hint: 'Optional; the agent’s own directory otherwise',
-    input: h('input', {
-      class: 'input mono',
-      type: 'text',
-      placeholder: '/srv/app',
-      autocomplete: 'off',
-      spellcheck: 'false',
-    }),
-  });
-  workingDir.input.value = initial.working_dir ?? '';
+  const { env, workingDir } = environmentFields(initial);
   const more = h(
     'details',
     { class: 'more-fields', open: Boolean(initial.working_dir || Object.keys(initial.env ?? {}).length) },

@@ -145,6 +145,29 @@ export function linesField({ label, hint, placeholder, lines = [] }) {
   return part;
 }
 
+/** The environment (NAME=value lines) and working directory of a job that runs a process. */
+export function environmentFields(initial) {
+  const env = linesField({
+    label: 'Environment',
+    hint: 'NAME=value, one a line',
+    placeholder: 'LOG_LEVEL=debug',
+    lines: Object.entries(initial.env ?? {}).map(([name, value]) => `${name}=${value}`),
+  });
+  const workingDir = field({
+    label: 'Working directory',
+    hint: 'Optional; the agent’s own directory otherwise',
+    input: h('input', {
+      class: 'input mono',
+      type: 'text',
+      placeholder: '/srv/app',
+      autocomplete: 'off',
+      spellcheck: 'false',
+    }),
+  });
+  workingDir.input.value = initial.working_dir ?? '';
+  return { env, workingDir };
+}
+
 /** NAME=value lines as an object; null (and the error shown) if a line has no name. */
 export function envOf(part) {
   const env = {};

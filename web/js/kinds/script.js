@@ -5,6 +5,7 @@ import { restrictOptions } from '../capabilities.js';
 import { field, h, setFieldError } from '../dom.js';
 import {
   envOf,
+  environmentFields,
   linesField,
   select,
   storedFileName,
@@ -39,24 +40,7 @@ function fields(initial, { upload, prefix }) {
     placeholder: '--verbose',
     lines: initial.args ?? [],
   });
-  const env = linesField({
-    label: 'Environment',
-    hint: 'NAME=value, one a line',
-    placeholder: 'LOG_LEVEL=debug',
-    lines: Object.entries(initial.env ?? {}).map(([name, value]) => `${name}=${value}`),
-  });
-  const workingDir = field({
-    label: 'Working directory',
-    hint: 'Optional; the agent’s own directory otherwise',
-    input: h('input', {
-      class: 'input mono',
-      type: 'text',
-      placeholder: '/srv/app',
-      autocomplete: 'off',
-      spellcheck: 'false',
-    }),
-  });
-  workingDir.input.value = initial.working_dir ?? '';
+  const { env, workingDir } = environmentFields(initial);
   return {
     element: h(
       'div',
