@@ -273,9 +273,14 @@ function targetsText({ device_ids: devices, group_ids: groups }) {
 
 // --- what is running ----------------------------------------------------------------------------
 
+const NAME_TRIES = 5;
+
+/**
+ * The latest runs: those of GET /api/executions on load, kept up to date from the live feed
+ * (merged by execution id). A run's name is the task's, or its own for an ad-hoc run.
+ */
 function activityCard(live) {
-  const runs = new Map(); // execution id → {taskId, name, status, targeted, done, failed, at}
-  const names = new Map();
+  const runs = new Map(); // execution id → {name, status, targeted, done, at}
   const list = h('ul', { class: 'activity-list', 'aria-live': 'polite' });
   const fleetLine = h('p', { class: 'fleet-line' });
   const element = h(
@@ -286,22 +291,16 @@ function activityCard(live) {
     h('h3', { class: 'small-heading', text: 'Runs' }),
     list,
   );
-
-  async function nameOf(taskId) {
-    if (!names.has(taskId)) {
-      names.set(
-        taskId,
-        api.getTask(taskId).then(
-          (task) => task.name,
-          () => 'a deleted task',
-        ),
-      );
-    }
-    return names.get(taskId);
-  }
+  let loaded = false;
+  let gone = false;
 
   function render() {
-    const items = [...runs.entries()].slice(-ACTIVITY_LIMIT).reverse();
+    const newest = [...runs.entries()].sort(
+      ([, a], [, b]) => (Date.parse(b.at) || 0) - (Date.parse(a.at) || 0),
+    );
+    // Older runs never come back into view: new ones are newer still.
+    for (const [id] of newest.slice(ACTIVITY_LIMIT)) runs.delete(id);
+    const items = newest.slice(0, ACTIVITY_LIMIT);
     replaceChildren(
       list,
       items.length
@@ -310,17 +309,14 @@ function activityCard(live) {
               'li',
               { class: 'activity-item', dataset: { execution: id } },
               statusBadge(run.status),
-              h('a', {
-                href: id.startsWith('task-') ? `#/tasks/${run.taskId}` : `#/executions/${id}`,
-                text: run.name ?? '…',
-              }),
+              h('a', { href: `#/executions/${id}`, text: run.name ?? '…' }),
               h('span', { class: 'muted', text: progressText(run) }),
             ),
           )
         : [
             h('li', {
               class: 'muted',
-              text: 'Nothing has run since this page opened. Runs appear here as they start.',
+              text: loaded ? 'No runs yet. Runs appear here as they start.' : 'Loading runs…',
             }),
           ],
     );
@@ -331,55 +327,86 @@ function activityCard(live) {
     return `${relativeTime(run.at)}${results}`;
   }
 
-  /** Tasks already running when the page opened (their runs' ids are not known yet). */
-  async function alreadyRunning() {
+  /** A run as GET /api/executions describes it. */
+  function fromApi(execution) {
+    const { result } = execution;
+    return {
+      name: execution.name,
+      status: execution.status,
+      targeted: result.devices_targeted,
+      done:
+        execution.status === 'running'
+          ? Object.values(result.execution_details ?? {}).filter(
+              (device) => !['pending', 'running', 'waiting'].includes(device.status),
+            ).length
+          : result.devices_targeted,
+      at: execution.started_at ?? execution.scheduled_for,
+    };
+  }
+
+  /** The latest runs, merged with what the live feed already said about them. */
+  async function latest() {
     try {
-      const { items } = await api.listTasks({ status: 'running', limit: ACTIVITY_LIMIT });
-      for (const task of items) {
-        if (![...runs.values()].some((run) => run.taskId === task.id)) {
-          runs.set(`task-${task.id}`, {
-            taskId: task.id,
-            name: task.name,
-            status: 'running',
-            targeted: 0,
-            done: 0,
-            at: task.last_run_time,
+      const { items } = await api.listExecutions({ limit: ACTIVITY_LIMIT });
+      for (const execution of items) {
+        const known = runs.get(execution.id);
+        const loadedRun = fromApi(execution);
+        if (!known) runs.set(execution.id, loadedRun);
+        else if (known.status === 'running' || !known.name) {
+          // The feed may be ahead of the list (a result after it was read): keep its counts.
+          Object.assign(known, {
+            name: known.name ?? loadedRun.name,
+            status: known.status === 'running' ? loadedRun.status : known.status,
+            done: Math.max(known.done, loadedRun.done),
+            targeted: known.targeted || loadedRun.targeted,
           });
         }
       }
-      render();
     } catch {
       // the live events still fill the list
     }
+    loaded = true;
+    render();
   }
 
-  async function track(envelope) {
+  /**
+   * The run's name from its own record. The feed can bring a run's start before the read
+   * tables have it (they follow the log a moment later), so a miss is tried again shortly.
+   */
+  async function name(id, run) {
+    for (let attempt = 0; attempt < NAME_TRIES && !gone; attempt += 1) {
+      try {
+        run.name = (await api.getExecution(id)).name;
+        render();
+        return;
+      } catch {
+        await new Promise((resolve) => setTimeout(resolve, 200 * 2 ** attempt));
+      }
+    }
+    if (!run.name) {
+      run.name = 'a run';
+      render();
+    }
+  }
+
+  function track(envelope) {
     const data = envelope.data ?? {};
     const id = data.execution_id;
     if (!id) return;
-    if (envelope.type === 'ExecutionCompleted' && runs.has(`task-${data.task_id}`)) {
-      runs.get(`task-${data.task_id}`).status = data.status;
-    }
     if (envelope.type === 'ExecutionStarted') {
-      runs.delete(`task-${data.task_id}`);
-      runs.set(id, {
-        taskId: data.task_id,
-        status: 'running',
-        targeted: data.device_ids.length,
-        done: 0,
-        at: data.started_at,
-      });
-      while (runs.size > ACTIVITY_LIMIT) runs.delete(runs.keys().next().value);
-      render();
-      runs.get(id).name = data.task_id
-        ? await nameOf(data.task_id)
-        : await api.getExecution(id).then(
-            (run) => run.name ?? 'an ad-hoc run',
-            () => 'an ad-hoc run',
-          );
-    } else if (envelope.type === 'DeviceResultRecorded' && runs.has(id)) {
-      runs.get(id).done += 1;
-    } else if (envelope.type === 'ExecutionCompleted' && runs.has(id)) {
+      let run = runs.get(id);
+      if (!run) {
+        run = { name: undefined, status: 'running', targeted: 0, done: 0 };
+        runs.set(id, run);
+        name(id, run);
+      }
+      Object.assign(run, { targeted: data.device_ids.length, at: data.started_at });
+    } else if (!runs.has(id)) {
+      return;
+    } else if (envelope.type === 'DeviceResultRecorded') {
+      const run = runs.get(id);
+      run.done = Math.min(run.done + 1, run.targeted || Infinity);
+    } else if (envelope.type === 'ExecutionCompleted') {
       Object.assign(runs.get(id), { status: data.status, done: data.devices_targeted });
     }
     render();
@@ -400,10 +427,11 @@ function activityCard(live) {
     );
   });
   render();
-  alreadyRunning();
+  latest();
   return {
     element,
     destroy() {
+      gone = true;
       stopLive();
       unwatch();
     },
