@@ -6,6 +6,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
@@ -57,13 +58,13 @@ async def database_template(postgres_server: str) -> str:
     return TEMPLATE_DB
 
 
-@pytest.fixture
-async def database_url(postgres_server: str, database_template: str) -> AsyncIterator[str]:
-    """The DSN of a fresh database with the schema applied, dropped after the test."""
-    name = f"test_{uuid.uuid4().hex[:16]}"
+@asynccontextmanager
+async def fresh_database(postgres_server: str, template: str, prefix: str) -> AsyncIterator[str]:
+    """The DSN of a new database copied from template, dropped on the way out."""
+    name = f"{prefix}_{uuid.uuid4().hex[:16]}"
     admin = await asyncpg.connect(postgres_server)
     try:
-        await admin.execute(f"CREATE DATABASE {name} TEMPLATE {database_template}")
+        await admin.execute(f"CREATE DATABASE {name} TEMPLATE {template}")
     finally:
         await admin.close()
     yield with_database(postgres_server, name)
@@ -73,6 +74,13 @@ async def database_url(postgres_server: str, database_template: str) -> AsyncIte
         await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
     finally:
         await admin.close()
+
+
+@pytest.fixture
+async def database_url(postgres_server: str, database_template: str) -> AsyncIterator[str]:
+    """The DSN of a fresh database with the schema applied, dropped after the test."""
+    async with fresh_database(postgres_server, database_template, "test") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

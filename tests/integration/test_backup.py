@@ -6,7 +6,6 @@ The drill across two servers, one far behind the other, is tests/e2e/test_backup
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +22,7 @@ from services.infra.db import Db
 from services.infra.migrations import load_steps
 from services.infra.restore import RestoreError, restore
 from services.infra.store import LogCursor, append, load_checkpoint, save_checkpoint
-from tests.conftest import with_database
+from tests.conftest import fresh_database
 
 REBUILT = ["tasks", "task_runs", "executions", "execution_results", "execution_stats_hourly"]
 # Kept tables with a column of every kind of type they hold: bytea, arrays, jsonb, real.
@@ -41,18 +40,8 @@ _KEPT = ("api_tokens", "idempotency_keys", "rejected_messages", "file_usage", "d
 @pytest.fixture
 async def target(postgres_server: str, database_template: str) -> AsyncIterator[str]:
     """A second fresh database, to restore into."""
-    name = f"restore_{uuid.uuid4().hex[:16]}"
-    admin = await asyncpg.connect(postgres_server)
-    try:
-        await admin.execute(f"CREATE DATABASE {name} TEMPLATE {database_template}")
-    finally:
-        await admin.close()
-    yield with_database(postgres_server, name)
-    admin = await asyncpg.connect(postgres_server)
-    try:
-        await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
-    finally:
-        await admin.close()
+    async with fresh_database(postgres_server, database_template, "restore") as url:
+        yield url
 
 
 async def register(db: Db, device: str) -> None:
