@@ -4,7 +4,7 @@
 import { request } from '../api.js';
 import { h, keepingFocus, replaceChildren } from '../dom.js';
 import { browserTimeZone, plural } from '../format.js';
-import { errorPanel, instant, loading } from './common.js';
+import { errorPanel, instant, loading, pagerControls } from './common.js';
 import { adminOnly } from './webhooks.js';
 
 const PAGE_SIZE = 50;
@@ -94,25 +94,7 @@ export function auditView(container, { me, query }) {
       pager,
       pages === 1
         ? null
-        : [
-            h('button', {
-              type: 'button',
-              class: 'button small',
-              text: '← Newer',
-              disabled: state.page <= 1,
-              dataset: { focusKey: 'audit-prev' },
-              onclick: () => go(state.page - 1),
-            }),
-            h('span', { class: 'pager-text', text: `Page ${state.page} of ${pages}` }),
-            h('button', {
-              type: 'button',
-              class: 'button small',
-              text: 'Older →',
-              disabled: state.page >= pages,
-              dataset: { focusKey: 'audit-next' },
-              onclick: () => go(state.page + 1),
-            }),
-          ],
+        : pagerControls({ page: state.page, pages, key: 'audit', go }),
     );
   }
 

@@ -44,6 +44,29 @@ export function taskInstant(iso, task, fallback = '—') {
   );
 }
 
+/** A pager's buttons and "Page n of m"; go(page) shows another page. */
+export function pagerControls({ page, pages, key, go, back = '← Newer', forward = 'Older →' }) {
+  return [
+    h('button', {
+      type: 'button',
+      class: 'button small',
+      text: back,
+      disabled: page <= 1,
+      dataset: { focusKey: `${key}-prev` },
+      onclick: () => go(page - 1),
+    }),
+    h('span', { class: 'pager-text', text: `Page ${page} of ${pages}` }),
+    h('button', {
+      type: 'button',
+      class: 'button small',
+      text: forward,
+      disabled: page >= pages,
+      dataset: { focusKey: `${key}-next` },
+      onclick: () => go(page + 1),
+    }),
+  ];
+}
+
 export function loading(what = 'Loading…') {
   return h('p', { class: 'loading', role: 'status', text: what });
 }

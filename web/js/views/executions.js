@@ -4,7 +4,7 @@
 import { api } from '../api.js';
 import { debounce, h, keepingFocus, replaceChildren } from '../dom.js';
 import { plural } from '../format.js';
-import { errorPanel, instant, loading, statusBadge, typeBadge } from './common.js';
+import { errorPanel, instant, loading, pagerControls, statusBadge, typeBadge } from './common.js';
 import { runCounts, TRIGGER_WORDS } from './run.js';
 
 const PAGE_SIZE = 20;
@@ -125,25 +125,7 @@ export function executionsView(container, { live, query }) {
       pager,
       pages === 1
         ? null
-        : [
-            h('button', {
-              type: 'button',
-              class: 'button small',
-              text: '← Newer',
-              disabled: state.page <= 1,
-              dataset: { focusKey: 'runs-prev' },
-              onclick: () => go(state.page - 1),
-            }),
-            h('span', { class: 'pager-text', text: `Page ${state.page} of ${pages}` }),
-            h('button', {
-              type: 'button',
-              class: 'button small',
-              text: 'Older →',
-              disabled: state.page >= pages,
-              dataset: { focusKey: 'runs-next' },
-              onclick: () => go(state.page + 1),
-            }),
-          ],
+        : pagerControls({ page: state.page, pages, key: 'runs', go }),
     );
   }
 

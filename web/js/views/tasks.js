@@ -9,7 +9,7 @@ import { displayZone, formatInstant, plural, relativeTime, STATUSES } from '../f
 import { KINDS } from '../kinds/index.js';
 import { taskIdOf } from '../live.js';
 import { describeSchedule } from '../schedule-words.js';
-import { errorPanel, loading, statusBadge, taskActions, taskInstant, typeBadge } from './common.js';
+import { errorPanel, loading, pagerControls, statusBadge, taskActions, taskInstant, typeBadge } from './common.js';
 
 export const PAGE_SIZE = 10;
 
@@ -147,23 +147,7 @@ export function tasksView(container, { me, live, query }) {
     };
     replaceChildren(
       pager,
-      h('button', {
-        type: 'button',
-        class: 'button small',
-        text: '← Previous',
-        disabled: state.page <= 1,
-        dataset: { focusKey: 'pager-prev' },
-        onclick: () => go(state.page - 1),
-      }),
-      h('span', { class: 'pager-text', text: `Page ${state.page} of ${pages}` }),
-      h('button', {
-        type: 'button',
-        class: 'button small',
-        text: 'Next →',
-        disabled: state.page >= pages,
-        dataset: { focusKey: 'pager-next' },
-        onclick: () => go(state.page + 1),
-      }),
+      pagerControls({ page: state.page, pages, key: 'pager', go, back: '← Previous', forward: 'Next →' }),
     );
   }
 
