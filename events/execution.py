@@ -44,12 +44,27 @@ class ExecutionStarted(Event, frozen=True, kw_only=True, tag="ExecutionStarted")
     trigger: str
     scheduled_for: datetime
     started_at: datetime
+    # The run's targets in order; when there are more than one event may carry, the first of
+    # them, and ExecutionTargetsAdded events appended with this one carry the rest.
     device_ids: list[str]
     deadline: datetime | None = None
     delivery: Delivery = Delivery()
     # Seconds a device's job may run: its result is due this long (and a margin) after it
     # is dispatched. 0 in executions started before waves existed (one deadline for all).
     job_timeout_seconds: int = 0
+    # How many targets the run has, device_ids and those of its ExecutionTargetsAdded together;
+    # 0 in runs started before targets were split (device_ids are all of them).
+    devices_targeted: int = 0
+
+
+class ExecutionTargetsAdded(Event, frozen=True, kw_only=True, tag="ExecutionTargetsAdded"):
+    """More of a run's targets, after ExecutionStarted's, in order: written in the same append
+    as ExecutionStarted when the targets are too many for one event (services/infra/store.py
+    bounds an event's size), so a reader of the stream sees all of them or none."""
+
+    execution_id: str
+    task_id: str
+    device_ids: list[str]
 
 
 class DeviceJobDispatched(Event, frozen=True, kw_only=True, tag="DeviceJobDispatched"):
@@ -107,6 +122,7 @@ class ExecutionCompleted(Event, frozen=True, kw_only=True, tag="ExecutionComplet
 EXECUTION_EVENTS = (
     ExecutionRequested,
     ExecutionStarted,
+    ExecutionTargetsAdded,
     DeviceJobDispatched,
     DevicesWaiting,
     DeviceResultRecorded,

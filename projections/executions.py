@@ -16,6 +16,7 @@ from events.execution import (
     ExecutionCompleted,
     ExecutionRequested,
     ExecutionStarted,
+    ExecutionTargetsAdded,
 )
 from events.task import TaskDue
 from projections.base import Db
@@ -30,6 +31,7 @@ _HANDLED = (
     TaskDue,
     ExecutionRequested,
     ExecutionStarted,
+    ExecutionTargetsAdded,
     DeviceJobDispatched,
     DevicesWaiting,
     ExecutionCancelRequested,
@@ -93,7 +95,7 @@ class ExecutionsProjection:
                     event.execution_id,
                     event.started_at,
                     event.deadline,
-                    len(event.device_ids),
+                    max(event.devices_targeted, len(event.device_ids)),
                     _json.encode(event.delivery).decode(),
                 )
                 # One row per target from the start: the run shows who is still pending.
@@ -106,6 +108,17 @@ class ExecutionsProjection:
                     event.execution_id,
                     event.device_ids,
                     event.started_at,
+                )
+            case ExecutionTargetsAdded():
+                await conn.execute(
+                    """
+                    INSERT INTO execution_results (execution_id, device_id, status, recorded_at)
+                    SELECT $1, device, 'pending', $3 FROM unnest($2::text[]) AS device
+                    ON CONFLICT (execution_id, device_id) DO NOTHING
+                    """,
+                    event.execution_id,
+                    event.device_ids,
+                    recorded.recorded_at,
                 )
             case DeviceJobDispatched():
                 await _progress(conn, event.execution_id, event.device_ids, "running",
@@ -226,10 +239,11 @@ async def _due_many(conn: Db, run: list[RecordedEvent]) -> None:
 _STARTED_MANY = """
 WITH x AS (
     SELECT * FROM json_to_recordset($1::json) AS x(execution_id uuid, started_at timestamptz,
-        deadline timestamptz, device_ids text[], delivery jsonb)
+        deadline timestamptz, device_ids text[], devices_targeted integer, delivery jsonb)
 ), started AS (
     UPDATE executions SET started_at = x.started_at, deadline = x.deadline,
-        devices_targeted = cardinality(x.device_ids), delivery = x.delivery
+        devices_targeted = greatest(x.devices_targeted, cardinality(x.device_ids)),
+        delivery = x.delivery
     FROM x WHERE executions.id = x.execution_id
 )
 INSERT INTO execution_results (execution_id, device_id, status, recorded_at)
@@ -249,10 +263,35 @@ async def _started_many(conn: Db, run: list[RecordedEvent]) -> None:
                 "started_at": event.started_at,
                 "deadline": event.deadline,
                 "device_ids": event.device_ids,
+                "devices_targeted": event.devices_targeted,
                 "delivery": event.delivery,
             }
         )
     await conn.execute(_STARTED_MANY, rows_json(rows))
+
+
+_TARGETS_MANY = """
+INSERT INTO execution_results (execution_id, device_id, status, recorded_at)
+SELECT x.execution_id, device, 'pending', x.at
+FROM json_to_recordset($1::json) AS x(execution_id uuid, device_ids text[], at timestamptz),
+    unnest(x.device_ids) AS device
+ON CONFLICT (execution_id, device_id) DO NOTHING
+"""
+
+
+async def _targets_many(conn: Db, run: list[RecordedEvent]) -> None:
+    rows = []
+    for recorded in run:
+        event = recorded.event
+        assert isinstance(event, ExecutionTargetsAdded)
+        rows.append(
+            {
+                "execution_id": event.execution_id,
+                "device_ids": event.device_ids,
+                "at": recorded.recorded_at,
+            }
+        )
+    await conn.execute(_TARGETS_MANY, rows_json(rows))
 
 
 _RESULTS_MANY = f"""
@@ -361,6 +400,8 @@ _BATCHED: dict[type, Batched] = {
     ExecutionStarted: Batched(
         keys=lambda event: (*_run(event), *_results(event)), write=_started_many
     ),
+    # Its rows are new ones, never another event's: it folds, ON CONFLICT DO NOTHING.
+    ExecutionTargetsAdded: Batched(keys=_results, write=_targets_many, folds=True),
     DeviceJobDispatched: Batched(keys=_results, write=_progress_many("running")),
     DevicesWaiting: Batched(keys=_results, write=_progress_many("waiting")),
     DeviceResultRecorded: Batched(keys=_results, write=_results_many, folds=True),

@@ -125,6 +125,7 @@ def executor_service(task_type: str) -> Service:
                         ack_wait=timedelta(seconds=settings.executor_ack_wait),
                         stream_replicas=settings.stream_replicas,
                         rejections=rejections,
+                        per_event=settings.devices_per_event,
                     )
                 except NATS_UNAVAILABLE as exc:
                     # JetStream electing a leader, or NATS away while starting: again soon.

@@ -22,6 +22,7 @@ from events.execution import (
     ExecutionCancelRequested,
     ExecutionCompleted,
     ExecutionStarted,
+    ExecutionTargetsAdded,
 )
 from services.domain.delivery import concurrency, error_budget, wave_sizes
 from services.domain.errors import Conflict
@@ -33,6 +34,11 @@ RESULT_GRACE = timedelta(seconds=30)
 FAILED = frozenset({"failed", "timeout", "unreachable", "expired"})
 FINAL = FAILED | {"success", "skipped", "canceled"}
 NEVER_CONNECTED = "the device has never connected"
+# Device ids one event lists at most (ExecutionStarted, ExecutionTargetsAdded, and the jobs
+# and waits of one step): 2,000 ids of the longest kind (128 characters) take about 260 KiB,
+# well inside an event's 512 KiB (services/infra/store.py MAX_EVENT_BYTES); 3,500 would take
+# 460 KiB, the most DEPLOYX_DEVICES_PER_EVENT allows (services/infra/settings.py).
+DEVICES_PER_EVENT = 2000
 TIMED_OUT = "no result before the deadline"
 
 
@@ -55,13 +61,11 @@ class ExecutionState(msgspec.Struct, frozen=True, kw_only=True):
     task_id: str = ""  # "" for an ad-hoc run
     version: int = 0
     started: ExecutionStarted | None = None
+    # Every target in order: ExecutionStarted's device ids, then its ExecutionTargetsAdded'.
+    targets: list[str] = []
     devices: dict[str, Device] = {}
     cancel: ExecutionCancelRequested | None = None
     completed: ExecutionCompleted | None = None
-
-    @property
-    def targets(self) -> list[str]:
-        return self.started.device_ids if self.started is not None else []
 
     @property
     def delivery(self) -> Delivery:
@@ -84,7 +88,7 @@ def evolve_all(state: ExecutionState, events: Iterable[Event]) -> ExecutionState
         state.cancel,
         state.completed,
     )
-    devices = state.devices
+    devices, targets = state.devices, state.targets
     copied = False
     for event in events:
         version += 1
@@ -92,6 +96,16 @@ def evolve_all(state: ExecutionState, events: Iterable[Event]) -> ExecutionState
             case ExecutionStarted():
                 started = event
                 devices, copied = {device: Device() for device in event.device_ids}, True
+                targets = list(devices)
+            case ExecutionTargetsAdded():
+                if not copied:
+                    devices, copied = dict(devices), True
+                if targets is state.targets:
+                    targets = list(targets)
+                for device in event.device_ids:
+                    if device not in devices:
+                        devices[device] = Device()
+                        targets.append(device)
             case DeviceJobDispatched():
                 if not copied:
                     devices, copied = dict(devices), True
@@ -119,6 +133,7 @@ def evolve_all(state: ExecutionState, events: Iterable[Event]) -> ExecutionState
         state,
         version=version,
         started=started,
+        targets=targets,
         devices=devices,
         cancel=cancel,
         completed=completed,
@@ -128,6 +143,32 @@ def evolve_all(state: ExecutionState, events: Iterable[Event]) -> ExecutionState
 def fold(execution_id: str, events: Iterable[Event], task_id: str = "") -> ExecutionState:
     """The state after events; task_id names the task until ExecutionStarted does."""
     return evolve_all(ExecutionState(execution_id=execution_id, task_id=task_id), events)
+
+
+def chunked(items: Sequence[str], size: int) -> list[list[str]]:
+    """items in order, in lists of at most size (none for no items)."""
+    if size < 1:
+        raise ValueError(f"size must be at least 1, not {size}")
+    return [list(items[start : start + size]) for start in range(0, len(items), size)]
+
+
+def split_start(started: ExecutionStarted, per_event: int = DEVICES_PER_EVENT) -> list[Event]:
+    """The run's start as events within bounds: ExecutionStarted with the first per_event
+    targets and the count of all, then ExecutionTargetsAdded with the rest, per_event each.
+    They go into one append, so no reader of the stream sees some of the targets only."""
+    parts = chunked(started.device_ids, per_event) or [[]]
+    first = msgspec.structs.replace(
+        started, device_ids=parts[0], devices_targeted=len(started.device_ids)
+    )
+    return [
+        first,
+        *(
+            ExecutionTargetsAdded(
+                execution_id=started.execution_id, task_id=started.task_id, device_ids=part
+            )
+            for part in parts[1:]
+        ),
+    ]
 
 
 def run_deadline(
@@ -206,15 +247,20 @@ def decide(
     now: datetime,
     presence: Presence,
     unanswered: Iterable[str] = (),
+    per_event: int = DEVICES_PER_EVENT,
 ) -> list[Event]:
     """What the run does now. `unanswered`: devices the executor sent the job to more than
-    ACCEPT_TIMEOUT ago that have not said a word (the shell's memory, not the log's)."""
+    ACCEPT_TIMEOUT ago that have not said a word (the shell's memory, not the log's).
+    per_event: device ids one DeviceJobDispatched or DevicesWaiting lists at most."""
     if state.started is None or state.completed is not None:
         return []
-    events = _timers(state, now, presence, set(unanswered))
+    events = _timers(state, now, presence, set(unanswered), per_event)
     state = evolve_all(state, events)
-    settle = _settle_cancel if state.cancel is not None else _dispatch
-    settled = settle(state, now, presence)
+    settled = (
+        _settle_cancel(state, now)
+        if state.cancel is not None
+        else _dispatch(state, now, presence, per_event)
+    )
     events += settled
     state = evolve_all(state, settled)
     if all(state.devices[d].status in FINAL for d in state.targets):
@@ -223,7 +269,7 @@ def decide(
 
 
 def _timers(
-    state: ExecutionState, now: datetime, presence: Presence, unanswered: set[str]
+    state: ExecutionState, now: datetime, presence: Presence, unanswered: set[str], per_event: int
 ) -> list[Event]:
     started = state.started
     assert started is not None
@@ -248,8 +294,7 @@ def _timers(
             events.append(_result(state, device, "unreachable", now, error=error))
         elif current.status == "running" and device not in presence.online:
             silent.append(device)
-    if silent:
-        events.append(_waiting(state, silent, now))
+    events += _waiting(state, silent, now, per_event)
     return events
 
 
@@ -262,7 +307,9 @@ def _result_due(started: ExecutionStarted, dispatched_at: datetime) -> datetime 
     return started.deadline
 
 
-def _dispatch(state: ExecutionState, now: datetime, presence: Presence) -> list[Event]:
+def _dispatch(
+    state: ExecutionState, now: datetime, presence: Presence, per_event: int
+) -> list[Event]:
     delivery = state.delivery
     targets, devices = state.targets, state.devices
     # One pass over the targets (a run may have tens of thousands, and decides every step).
@@ -316,17 +363,16 @@ def _dispatch(state: ExecutionState, now: datetime, presence: Presence) -> list[
             newly_waiting.append(device)
         else:
             events.append(_unreachable(state, device, now, presence))
-    if newly_waiting:
-        events.append(_waiting(state, newly_waiting, now))
-    if start:
-        events.append(
-            DeviceJobDispatched(
-                execution_id=state.execution_id,
-                task_id=_task_id(state),
-                device_ids=start,
-                dispatched_at=now,
-            )
+    events += _waiting(state, newly_waiting, now, per_event)
+    events += (
+        DeviceJobDispatched(
+            execution_id=state.execution_id,
+            task_id=_task_id(state),
+            device_ids=part,
+            dispatched_at=now,
         )
+        for part in chunked(start, per_event)
+    )
     return events
 
 
@@ -351,7 +397,7 @@ def _current_wave(state: ExecutionState, now: datetime, first_open: int | None) 
     return range(0)
 
 
-def _settle_cancel(state: ExecutionState, now: datetime, _presence: Presence) -> list[Event]:
+def _settle_cancel(state: ExecutionState, now: datetime) -> list[Event]:
     """Devices not started end canceled; running ones are told to stop by the shell."""
     reason = "canceled before it started"
     return [
@@ -465,13 +511,18 @@ def time_span(seconds: float) -> str:
     return f"{days} day{'s' if days != 1 else ''}"
 
 
-def _waiting(state: ExecutionState, devices: Sequence[str], now: datetime) -> DevicesWaiting:
-    return DevicesWaiting(
-        execution_id=state.execution_id,
-        task_id=_task_id(state),
-        device_ids=list(devices),
-        since=now,
-    )
+def _waiting(
+    state: ExecutionState, devices: Sequence[str], now: datetime, per_event: int
+) -> list[Event]:
+    return [
+        DevicesWaiting(
+            execution_id=state.execution_id,
+            task_id=_task_id(state),
+            device_ids=part,
+            since=now,
+        )
+        for part in chunked(devices, per_event)
+    ]
 
 
 def _task_id(state: ExecutionState) -> str:

@@ -7,6 +7,7 @@ finished or timed out. After that, a device asking for the file again is refused
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 import msgspec
@@ -30,9 +31,13 @@ class Grant(msgspec.Struct, frozen=True):
     expires_at: datetime
 
 
-def grant_of(started: ExecutionStarted, file_id: str | None) -> Grant:
+def grant_of(
+    started: ExecutionStarted, file_id: str | None, more_targets: Iterable[str] = ()
+) -> Grant:
+    """more_targets: the device ids of the run's ExecutionTargetsAdded, if it has any."""
     expires_at = started.deadline or started.started_at + UNDATED_RUN
-    return Grant(file_id=file_id, devices=frozenset(started.device_ids), expires_at=expires_at)
+    devices = frozenset((*started.device_ids, *more_targets))
+    return Grant(file_id=file_id, devices=devices, expires_at=expires_at)
 
 
 def refusal(grant: Grant | None, device_id: str, file_id: str, now: datetime) -> str | None:

@@ -20,7 +20,7 @@ from nats.js.object_store import ObjectStore
 from prometheus_client import Counter
 
 from events.codec import decode_data
-from events.execution import ExecutionStarted
+from events.execution import ExecutionStarted, ExecutionTargetsAdded
 from services.agent.file_protocol import (
     ALL_FILE_REQUESTS,
     CHUNKS,
@@ -61,11 +61,11 @@ CACHED = 4096  # executions (and objects) whose facts are kept in memory
 K = TypeVar("K")
 V = TypeVar("V")
 
-# The run's start (which lists its devices), wherever it lies in the stream: after a request
-# or a cancel that came first.
+# The run's start (which lists its devices) and the rest of its targets, wherever they lie in
+# the stream: after a request or a cancel that came first.
 _STARTED = (
-    "SELECT type, schema_version, data::text FROM events "
-    "WHERE stream_id = $1 AND type = 'ExecutionStarted'"
+    "SELECT type, schema_version, data::text FROM events WHERE stream_id = $1 "
+    "AND type IN ('ExecutionStarted', 'ExecutionTargetsAdded') ORDER BY version"
 )
 
 
@@ -201,15 +201,23 @@ class FileServer:
         return grant
 
     async def _load_grant(self, execution_id: str) -> Grant | None:
-        row = await self._db.fetchrow(_STARTED, execution_id)
-        if row is None:
+        rows = await self._db.fetch(_STARTED, execution_id)
+        if not rows:
             return None
-        started = decode_data(row["type"], row["data"], row["schema_version"])
+        started, *added = (
+            decode_data(row["type"], row["data"], row["schema_version"]) for row in rows
+        )
         assert isinstance(started, ExecutionStarted)
+        more = [
+            d
+            for event in added
+            if isinstance(event, ExecutionTargetsAdded)
+            for d in event.device_ids
+        ]
         source = await source_of(self._db, execution_id)
         if source is None:
-            return grant_of(started, None)
-        return grant_of(started, file_id_of(source.task_type, source.task_payload))
+            return grant_of(started, None, more)
+        return grant_of(started, file_id_of(source.task_type, source.task_payload), more)
 
     async def _object(self, file_id: str) -> ObjectInfo | None:
         """The object's info (its chunks' subject, size, digest); None if it is not stored."""

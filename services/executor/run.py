@@ -31,6 +31,7 @@ from services.agent.protocol import CancelJob, JobReport, jobs_subject
 from services.domain.errors import TooLarge
 from services.domain.execution import (
     ACCEPT_TIMEOUT,
+    DEVICES_PER_EVENT,
     FINAL,
     ExecutionState,
     Presence,
@@ -40,6 +41,7 @@ from services.domain.execution import (
     fold,
     record_reports,
     run_deadline,
+    split_start,
 )
 from services.executor.results import ResultRouter
 from services.executor.spec import RunOrder, RunSpec, spec_of
@@ -127,9 +129,11 @@ class ExecutionRun:
         clock: Clock,
         order: RunOrder,
         category: str,
+        per_event: int = DEVICES_PER_EVENT,
     ) -> None:
         self._db, self._nc, self._router, self._clock = db, client, router, clock
         self._order, self._category = order, category
+        self._per_event = per_event  # device ids one event lists at most
         self._id = order.execution_id
         self._spec: RunSpec | None = None
         self._reports: list[tuple[str, JobReport]] = []
@@ -239,12 +243,12 @@ class ExecutionRun:
             job_timeout_seconds=spec.timeout_seconds,
             deadline=run_deadline(now, spec.delivery, len(targets), timeout),
         )
+        events = split_start(started, self._per_event)
         try:
-            await self._append([started], state.version)
-        except TooLarge:
-            reason = f"not started: its {len(targets)} target devices are too many for one run"
-            return await self._end_unstarted(state, now, reason)
-        return evolve(state, started)
+            await self._append(events, state.version)
+        except TooLarge as exc:
+            return await self._end_unstarted(state, now, f"not started: {exc}")
+        return evolve_all(state, events)
 
     async def _end_unstarted(
         self, state: ExecutionState, now: datetime, reason: str
@@ -320,7 +324,13 @@ class ExecutionRun:
             ),
         )
         state = evolve_all(state, events)
-        decided = decide(state, now, await self._presence_now(state, now), self._unanswered(now))
+        decided = decide(
+            state,
+            now,
+            await self._presence_now(state, now),
+            self._unanswered(now),
+            self._per_event,
+        )
         return Step(evolve_all(state, decided), [*events, *decided], decided, version, reports, now)
 
     async def _write(self, step: Step, unsent: Step | None) -> bool:

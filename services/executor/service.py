@@ -15,6 +15,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from events.codec import Envelope, decode_data
+from services.domain.execution import DEVICES_PER_EVENT
 from services.engine.relay import STREAM, ensure_stream
 from services.executor.reconciler import reconcile
 from services.executor.results import ResultRouter
@@ -60,6 +61,7 @@ async def run_executor(
     ack_wait: timedelta = ACK_WAIT,
     stream_replicas: int = 1,
     rejections: Rejections | None = None,
+    per_event: int = DEVICES_PER_EVENT,
 ) -> None:
     js = client.jetstream()
     await ensure_stream(js, stream_replicas)
@@ -96,7 +98,7 @@ async def run_executor(
     running: set[asyncio.Task[None]] = set()
     reconciler = asyncio.create_task(_reconcile_forever(pool, task_type, clock, stop))
     housekeeping = asyncio.create_task(
-        _housekeeping_forever(pool, client, router, clock, task_type, stop)
+        _housekeeping_forever(pool, client, router, clock, task_type, stop, per_event)
     )
     log.info("executor_started", task_type=task_type, ack_wait=consumer_ack_wait)
 
@@ -117,7 +119,9 @@ async def run_executor(
             for message in messages:
                 await slots.acquire()
                 work = asyncio.create_task(
-                    _handle(pool, client, router, clock, task_type, message, progress_every)
+                    _handle(
+                        pool, client, router, clock, task_type, message, progress_every, per_event
+                    )
                 )
                 running.add(work)
                 work.add_done_callback(running.discard)
@@ -142,6 +146,7 @@ async def _handle(
     task_type: str,
     message: nats.aio.msg.Msg,
     progress_every: float,
+    per_event: int,
 ) -> None:
     try:
         envelope = _envelope.decode(message.data)
@@ -159,7 +164,7 @@ async def _handle(
     in_flight = EXECUTOR_RUNS_IN_FLIGHT.labels(task_type)
     in_flight.inc()
     try:
-        run = ExecutionRun(pool, client, router, clock, order, task_type)
+        run = ExecutionRun(pool, client, router, clock, order, task_type, per_event)
         await run.run()
         # Everything is in PostgreSQL now; only then may JetStream forget the TaskDue.
         await message.ack()
@@ -218,11 +223,12 @@ async def _housekeeping_forever(
     clock: Clock,
     task_type: str,
     stop: asyncio.Event,
+    per_event: int,
 ) -> None:
     while not stop.is_set():
         try:
             await router.rejections.flush(pool, clock.now())
-            await _retry_dead_letters(pool, client, router, clock, task_type)
+            await _retry_dead_letters(pool, client, router, clock, task_type, per_event)
         except UNAVAILABLE as exc:
             log.warning("housekeeping_failed", error=describe(exc))
         except Exception:
@@ -236,6 +242,7 @@ async def _retry_dead_letters(
     router: ResultRouter,
     clock: Clock,
     task_type: str,
+    per_event: int,
 ) -> None:
     """Runs again each TaskDue an admin asked to retry; a run already finished stays as it is."""
     letters = await dead_letters.retry_requested(pool, [consumer_name(task_type)])
@@ -245,7 +252,8 @@ async def _retry_dead_letters(
     for letter, recorded in zip(letters, events, strict=True):
         try:
             order = order_of(recorded.event, recorded.version)
-            await ExecutionRun(pool, client, router, clock, order, task_type).run()
+            run = ExecutionRun(pool, client, router, clock, order, task_type, per_event)
+            await run.run()
         except UNAVAILABLE:
             raise
         except Exception as exc:

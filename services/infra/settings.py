@@ -62,6 +62,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # (docs/security.md); over it, the device is told to ask again later.
     file_requests_per_second: Annotated[float, Meta(gt=0)] = 250.0
     file_requests_burst: Annotated[int, Meta(ge=1)] = 500
+    # Device ids one execution event lists at most: a run with more targets records them in
+    # several events (ExecutionStarted, then ExecutionTargetsAdded), its jobs likewise. At most
+    # 3,500: ids of 128 characters must still fit an event (services/domain/execution.py).
+    devices_per_event: Annotated[int, Meta(ge=1, le=3500)] = 2000
 
     @property
     def session_url(self) -> str:
@@ -99,6 +103,7 @@ _ENV = {
     "audit_anchor_seconds": "DEPLOYX_AUDIT_ANCHOR_SECONDS",
     "file_requests_per_second": "DEPLOYX_FILE_REQUESTS_PER_SECOND",
     "file_requests_burst": "DEPLOYX_FILE_REQUESTS_BURST",
+    "devices_per_event": "DEPLOYX_DEVICES_PER_EVENT",
 }
 
 

@@ -400,7 +400,8 @@ function activityCard(live) {
         runs.set(id, run);
         name(id, run);
       }
-      Object.assign(run, { targeted: data.device_ids.length, at: data.started_at });
+      const targeted = data.devices_targeted || data.device_ids.length;
+      Object.assign(run, { targeted, at: data.started_at });
     } else if (!runs.has(id)) {
       return;
     } else if (envelope.type === 'DeviceResultRecorded') {

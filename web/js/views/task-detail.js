@@ -25,6 +25,7 @@ import { fact, targetsWords } from './tasks.js';
 const RUNS_PAGE = 20;
 const EXECUTION_EVENTS = new Set([
   'ExecutionStarted',
+  'ExecutionTargetsAdded',
   'DeviceResultRecorded',
   'ExecutionCompleted',
 ]);
@@ -45,7 +46,8 @@ export function taskDetailView(container, { me, live, navigate, params, query })
   let runs = [];
   let runsTotal = 0;
   let runsLimit = RUNS_PAGE;
-  const targetsOf = new Map(); // execution id → device ids, from ExecutionStarted
+  // execution id → device ids, from ExecutionStarted and its ExecutionTargetsAdded
+  const targetsOf = new Map();
 
   const head = h('div', { class: 'detail-head' });
   const facts = h('div', { class: 'detail-facts' });
@@ -365,9 +367,13 @@ export function taskDetailView(container, { me, live, navigate, params, query })
     });
     const run = upsertRun(data.execution_id, skeleton);
     if (envelope.type === 'ExecutionStarted') {
-      targetsOf.set(run.id, data.device_ids);
-      run.result.devices_targeted = data.device_ids.length;
+      targetsOf.set(run.id, [...data.device_ids]);
+      // A run of many devices lists the first of them; ExecutionTargetsAdded the rest.
+      run.result.devices_targeted = data.devices_targeted || data.device_ids.length;
       if (following || !expanded.size) expanded.add(run.id);
+    } else if (envelope.type === 'ExecutionTargetsAdded') {
+      if (!targetsOf.has(run.id)) targetsOf.set(run.id, []);
+      targetsOf.get(run.id).push(...data.device_ids);
     } else if (envelope.type === 'DeviceResultRecorded') {
       const { status, exit_code: exitCode, stdout, stderr, error } = data;
       const counted = data.device_id in run.result.execution_details;
@@ -466,7 +472,9 @@ function eventWords(envelope) {
     case 'RunSkipped':
       return `Skipped the run of ${at(data.scheduled_for)}: ${data.reason}`;
     case 'ExecutionStarted':
-      return `Run started on ${plural(data.device_ids.length, 'device')}`;
+      return `Run started on ${plural(data.devices_targeted || data.device_ids.length, 'device')}`;
+    case 'ExecutionTargetsAdded':
+      return `Targets listed: ${(data.device_ids ?? []).join(', ')}`;
     case 'DeviceResultRecorded': {
       const code =
         data.exit_code === null || data.exit_code === undefined
