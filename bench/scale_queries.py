@@ -131,6 +131,11 @@ def pages(task_id: str, tasks: int, executions: int) -> list[tuple[str, str, str
             f"{e}?limit=50&offset={executions // 2}",
         ),
         ("admin", "executions, status=failed", f"{e}?limit=50&status=failed"),
+        (
+            "admin",
+            "executions, status=success, middle",
+            f"{e}?limit=50&status=success&offset={executions * 9 // 20}",
+        ),
         ("admin", "executions, trigger=manual", f"{e}?limit=50&trigger=manual"),
         ("admin", "executions, device_id", f"{e}?limit=50&device_id=dev-7"),
         ("admin", "executions, task_id", f"{e}?limit=50&task_id={task_id}"),

@@ -1,4 +1,5 @@
-"""The counts kept beside the tasks and executions tables (migrations/0001_read_counts.sql).
+"""The counts kept beside the tasks and executions tables (migrations/0001_read_counts.sql,
+0004_execution_counts_by_hour.sql).
 
 Triggers on the counted tables keep them; a rebuild carries them with the tables it rebuilds
 and, where it swapped in only some of the counted tables, counts again from scratch.
@@ -14,6 +15,7 @@ COUNT_TABLES = (
     "execution_counts_by_owner",
     "execution_stats_by_owner",
     "execution_totals_by_owner",
+    "execution_counts_by_hour",  # migrations/0004: where a deep page of runs starts
 )
 COUNTED = frozenset({"tasks", "executions", "execution_stats_hourly"})
 # Counts every count table again from the tables the search_path names first.

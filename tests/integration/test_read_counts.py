@@ -39,6 +39,11 @@ KEPT_AND_COUNTED = {
         "SELECT t.user_id, sum(s.succeeded), sum(s.failed) FROM execution_stats_hourly s "
         "JOIN tasks t ON t.id = s.task_id GROUP BY 1",
     ),
+    "execution_counts_by_hour": (
+        "SELECT hour, status, trigger, n FROM execution_counts_by_hour WHERE n <> 0",
+        "SELECT date_trunc('hour', scheduled_for, 'UTC'), status, trigger, count(*) "
+        "FROM executions GROUP BY 1, 2, 3",
+    ),
 }
 
 
@@ -128,13 +133,23 @@ async def test_counts_follow_inserts_updates_deletes_and_truncate(pool: asyncpg.
         "(SELECT id FROM executions WHERE task_id = $1::uuid LIMIT 2)",
         task(1),
     )
+    await pool.execute(  # a run moved to another hour, one deleted
+        "UPDATE executions SET scheduled_for = scheduled_for - interval '2 hours' WHERE id IN "
+        "(SELECT id FROM executions WHERE task_id = $1::uuid LIMIT 1)",
+        task(12),
+    )
+    await pool.execute(
+        "DELETE FROM executions WHERE id IN (SELECT id FROM executions WHERE task_id = $1::uuid "
+        "LIMIT 1)",
+        task(12),
+    )
     await assert_counts_exact(pool)
     assert await pool.fetchval("SELECT sum(n) FROM task_counts WHERE user_id = 'bob'") == 5
 
     # A deleted task leaves its owner's counts; the admin's run counts keep its runs.
     await pool.execute("DELETE FROM tasks WHERE id = ANY($1::uuid[])", [task(1), task(11)])
     await assert_counts_exact(pool)
-    assert await pool.fetchval("SELECT sum(n) FROM execution_counts") == 10
+    assert await pool.fetchval("SELECT sum(n) FROM execution_counts") == 9
     assert (
         await pool.fetchval(
             "SELECT coalesce(sum(n), 0) FROM execution_counts_by_owner WHERE user_id = 'alice'"

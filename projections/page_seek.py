@@ -1,0 +1,57 @@
+"""Deep offsets into the executions list without passing every run before them.
+
+An OFFSET walks its index entry by entry: the middle page of 1M runs passed 500,000 of them.
+The runs per hour of scheduled_for (execution_counts_by_hour, kept by the triggers of
+migrations/0004) say which hour holds the page's first row and how many rows come before that
+hour; the index is then entered at the hour's edge and walked only inside it. Hours never split
+a tie in the list's order (scheduled_for, then id), so the page is exactly the one OFFSET gives,
+as long as the counts are read in the same snapshot as the rows (projections/snapshot.py).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import NamedTuple
+
+from projections.base import Db
+
+# Fewer rows than this to pass from the nearer end: the plain OFFSET is as cheap as the seek.
+SEEK_FROM = 5_000
+HOUR = timedelta(hours=1)
+
+
+class Cut(NamedTuple):
+    """Walk only the rows on the page's side of `edge`, passing `skip` of them."""
+
+    edge: datetime
+    skip: int
+
+
+async def hour_cut(
+    db: Db, status: str | None, trigger: str | None, skip: int, newest_first: bool
+) -> Cut | None:
+    """Where to enter the list to pass `skip` rows walking from the newest run (or from the
+    oldest when not newest_first), among the runs with this status and trigger (None: any);
+    None when the list has no more than `skip` rows."""
+    direction = "DESC" if newest_first else "ASC"
+    row = await db.fetchrow(
+        f"""
+        SELECT hour, upto - n AS before FROM (
+            SELECT hour, n, sum(n) OVER (ORDER BY hour {direction}) AS upto FROM (
+                SELECT hour, sum(n) AS n FROM execution_counts_by_hour
+                WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR trigger = $2)
+                GROUP BY hour
+            ) AS hours
+        ) AS running
+        WHERE upto > $3 ORDER BY hour {direction} LIMIT 1
+        """,
+        status,
+        trigger,
+        skip,
+    )
+    if row is None:
+        return None
+    # Newest first, the rows before the cut are those of the later hours: enter below the
+    # hour's end. Oldest first, those of the earlier hours: enter at the hour's start.
+    edge = row["hour"] + HOUR if newest_first else row["hour"]
+    return Cut(edge=edge, skip=skip - int(row["before"]))

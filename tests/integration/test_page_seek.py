@@ -1,0 +1,95 @@
+"""Deep pages of the executions list entered at their hour (projections/page_seek.py) are the
+pages OFFSET gives: every run exactly once across the pages, in list order, ties in
+scheduled_for included (many runs at one instant, and runs right on an hour's edge)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from projections import execution_views, page_seek
+from projections.base import Db
+from projections.execution_views import ExecutionFilter, find_executions
+from services.infra.db import create_pool
+
+FILTERS = (
+    ExecutionFilter(),
+    ExecutionFilter(status="failed"),
+    ExecutionFilter(trigger="manual"),
+    ExecutionFilter(status="success", trigger="schedule"),
+)
+LIMIT = 7  # prime: pages straddle the hours and the groups of ties at every possible point
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    created = await create_pool(database_url, max_size=2)
+    try:
+        yield created
+    finally:
+        await created.close()
+
+
+async def add_runs(pool: asyncpg.Pool) -> None:
+    """150 runs over four hours: groups of up to 9 at the same instant, 20 on an hour's edge."""
+    await pool.execute(
+        """
+        INSERT INTO executions (id, task_id, task_type, trigger, scheduled_for, status)
+        SELECT gen_random_uuid(), gen_random_uuid(), 'command',
+            CASE WHEN n % 3 = 0 THEN 'manual' ELSE 'schedule' END,
+            CASE WHEN n <= 20 THEN timestamptz '2026-11-30 10:00:00+00'
+                 ELSE timestamptz '2026-11-30 08:00:00+00' + interval '1 minute' * (n / 9 * 13)
+            END,
+            CASE WHEN n % 4 = 0 THEN 'failed' ELSE 'success' END
+        FROM generate_series(1, 150) AS n
+        """
+    )
+
+
+async def every_page(pool: asyncpg.Pool, where: ExecutionFilter) -> list[list[str]]:
+    first = await find_executions(pool, where, LIMIT, 0)
+    pages = [[run.id for run in first.items]]
+    for offset in range(LIMIT, first.total, LIMIT):
+        page = await find_executions(pool, where, LIMIT, offset)
+        assert page.total == first.total
+        pages.append([run.id for run in page.items])
+    return pages
+
+
+async def test_pages_entered_at_their_hour_hold_every_run_once_in_list_order(
+    pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await add_runs(pool)
+    monkeypatch.setattr(execution_views, "SEEK_FROM", 1)  # every page but the ends seeks
+    seeks = inner_pages = 0
+    real_cut = page_seek.hour_cut
+
+    async def counted_cut(
+        db: Db, status: str | None, trigger: str | None, skip: int, newest_first: bool
+    ) -> page_seek.Cut | None:
+        nonlocal seeks
+        seeks += 1
+        return await real_cut(db, status, trigger, skip, newest_first)
+
+    monkeypatch.setattr(execution_views, "hour_cut", counted_cut)
+    for where in FILTERS:
+        conditions = ["true"]
+        if where.status:
+            conditions.append(f"status = '{where.status}'")
+        if where.trigger:
+            conditions.append(f"trigger = '{where.trigger}'")
+        in_order = [
+            row["id"]
+            for row in await pool.fetch(
+                f"SELECT id::text FROM executions WHERE {' AND '.join(conditions)} "
+                "ORDER BY scheduled_for DESC, id"
+            )
+        ]
+        pages = await every_page(pool, where)
+        assert [run for page in pages for run in page] == in_order, where
+        assert all(len(page) == LIMIT for page in pages[:-1]), where
+        inner_pages += len(pages) - 2
+    # Every page but the first and the last (no row to pass) was entered at its hour.
+    assert seeks == inner_pages
