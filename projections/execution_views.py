@@ -68,7 +68,6 @@ _COLUMNS = """
     e.error_message, e.cancel_requested_at, e.delivery::text, e.devices_targeted,
     e.devices_succeeded, e.devices_failed
 """
-_FROM = "executions e LEFT JOIN tasks t ON t.id = e.task_id"
 
 
 async def list_executions(db: Db, task_id: str, limit: int, offset: int) -> ExecutionPage:
@@ -107,7 +106,7 @@ async def _find_executions(
     rows = await db.fetch(
         f"""
         SELECT {_COLUMNS} FROM (
-            SELECT e.id FROM {_FROM if where.owner else "executions e"}
+            SELECT e.id FROM executions e
             WHERE {" AND ".join(conditions)}
             ORDER BY {order} LIMIT ${count + 1} OFFSET ${count + 2}
         ) AS page JOIN executions e ON e.id = page.id LEFT JOIN tasks t ON t.id = e.task_id
@@ -136,9 +135,14 @@ def _conditions(where: ExecutionFilter) -> tuple[list[str], list[object]]:
 
     if where.owner is not None:
         # A non-admin sees the runs of its own tasks (as long as the task exists) and the
-        # ad-hoc runs and reruns it asked for.
+        # ad-hoc runs and reruns it asked for. The owner's task ids are hashed once and each
+        # run checked against them: joining every run walked with `tasks` (a lookup each, ten
+        # runs looked at for each of a tenth's owner) cost 4 to 10 times more.
         owner = value(where.owner)
-        conditions.append(f"(t.user_id = {owner} OR e.requested_by = {owner})")
+        conditions.append(
+            f"(e.task_id IN (SELECT id FROM tasks WHERE user_id = {owner})"
+            f" OR e.requested_by = {owner})"
+        )
     if where.task_id is not None:
         conditions.append(f"e.task_id = {value(where.task_id)}::uuid")
     if where.status is not None:
@@ -158,8 +162,7 @@ async def _total(db: Db, where: ExecutionFilter) -> int:
     if where.task_id is not None or where.device_id is not None:
         conditions, values = _conditions(where)
         counted = await db.fetchval(
-            f"SELECT count(*) FROM {_FROM if where.owner else 'executions e'} "
-            f"WHERE {' AND '.join(conditions)}",
+            f"SELECT count(*) FROM executions e WHERE {' AND '.join(conditions)}",
             *values,
         )
         return int(counted)
