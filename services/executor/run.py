@@ -66,9 +66,9 @@ FLUSH_SIZE = 1000
 PRESENCE_EVERY = 1.0
 PRESENCE_STALE = 3.0
 # Jobs and reports travel on core NATS, at most once: every job out without a result is sent
-# again on one backoff per run (not per job), 2 s after the run was taken up, then 4, 8, 16 s
-# after the resend before, then every 30 s. The agent runs a job id once and answers a repeat
-# from its journal.
+# again 2 s after it went out, then 4, 8, 16 s after the resend before, then every 30 s; one
+# timer for the jobs a step sent together (a run taken up again sends its jobs out anew, on a
+# new timer). The agent runs a job id once and answers a repeat from its journal.
 RESEND_FIRST, RESEND_LIMIT = 2.0, 30.0
 # A step waits this long for the server to confirm its jobs went out; the confirmation is
 # awaited in the background for up to FLUSH_PATIENCE.
@@ -120,6 +120,15 @@ class Step(NamedTuple):
     now: datetime
 
 
+class Resend:
+    """The jobs one step sent, and when those still out without a result go again."""
+
+    def __init__(self, devices: list[str], now: datetime) -> None:
+        self.devices = devices
+        self.delay = Backoff(first=RESEND_FIRST, limit=RESEND_LIMIT)
+        self.at = now + timedelta(seconds=self.delay.next())
+
+
 class ExecutionRun:
     def __init__(
         self,
@@ -132,6 +141,7 @@ class ExecutionRun:
         per_event: int = DEVICES_PER_EVENT,
     ) -> None:
         self._db, self._nc, self._router, self._clock = db, client, router, clock
+        self._pool = db  # _db is a borrowed connection for a while; readings beside use this
         self._order, self._category = order, category
         self._per_event = per_event  # device ids one event lists at most
         self._id = order.execution_id
@@ -151,8 +161,10 @@ class ExecutionRun:
         self._presence_reading: asyncio.Task[tuple[Presence, datetime]] | None = None
         self._cancels_sent = False
         self._reload = False
-        self._resend_delay = Backoff(first=RESEND_FIRST, limit=RESEND_LIMIT)
-        self._resend_at = clock.now() + timedelta(seconds=self._resend_delay.next())
+        self._resends: list[Resend] = []
+        self._resend_of: dict[str, Resend] = {}  # each job's latest timer
+        # The step _start wrote with ExecutionStarted (its jobs not sent yet), if it did.
+        self._opening: Step | None = None
 
     async def run(self) -> None:
         self._router.watch(self._id, self._wake)
@@ -162,7 +174,7 @@ class ExecutionRun:
                 if state.completed is None:
                     await self._adopt(state)
             # A step's jobs go out while the next step is written: written, not yet sent.
-            unsent: Step | None = None
+            unsent, self._opening = self._opening, None
             while state.completed is None:
                 step = await self._prepare(state)
                 try:
@@ -232,7 +244,7 @@ class ExecutionRun:
             return await self._end_unstarted(state, now, f"not started: it was due {due_at}")
         targets = await resolve_targets(self._db, spec.device_ids, spec.group_ids)
         timeout = timedelta(seconds=spec.timeout_seconds)
-        started = ExecutionStarted(
+        begun = ExecutionStarted(
             execution_id=self._id,
             task_id=self._order.task_id or "",
             trigger=self._order.trigger,
@@ -243,12 +255,27 @@ class ExecutionRun:
             job_timeout_seconds=spec.timeout_seconds,
             deadline=run_deadline(now, spec.delivery, len(targets), timeout),
         )
-        events = split_start(started, self._per_event)
+        # The first step is decided now and written with the start: one commit, on this
+        # connection, before any job goes out (run() sends them once it is written).
+        events = split_start(begun, self._per_event)
+        started = evolve_all(state, events)
+        presence_now = await self._first_presence(started, now)
+        decided = decide(started, now, presence_now, per_event=self._per_event)
+        written = [*events, *decided]
         try:
-            await self._append(events, state.version)
+            await self._append(written, state.version)
         except TooLarge as exc:
             return await self._end_unstarted(state, now, f"not started: {exc}")
-        return evolve_all(state, events)
+        self._count_results(decided)
+        after = evolve_all(started, decided)
+        self._opening = Step(after, written, decided, state.version, [], now)
+        return after
+
+    async def _first_presence(self, state: ExecutionState, now: datetime) -> Presence:
+        """Who of the targets is online, read on the run's connection for its first step."""
+        self._presence = await presence(self._db, state.targets, now)
+        self._presence_at = now
+        return self._presence
 
     async def _end_unstarted(
         self, state: ExecutionState, now: datetime, reason: str
@@ -377,7 +404,9 @@ class ExecutionRun:
             return self._presence
         if self._presence_reading is None:
             asked = [d for d in state.targets if state.devices[d].status not in FINAL]
-            self._presence_reading = asyncio.create_task(self._read_presence(self._db, asked, now))
+            self._presence_reading = asyncio.create_task(
+                self._read_presence(self._pool, asked, now)
+            )
         if age is None or age >= timedelta(seconds=PRESENCE_STALE):
             reading, self._presence_reading = self._presence_reading, None
             self._presence, self._presence_at = await reading
@@ -434,10 +463,13 @@ class ExecutionRun:
 
     async def _publish_jobs(self, devices: Sequence[str], now: datetime) -> None:
         spec = await self._run_spec()
+        resend = Resend(list(devices), self._clock.now())  # from now: the append took a while
+        self._resends.append(resend)
         for device in devices:
             self._router.expect(job_id(self._id, device), device, self._on_report)
             self._jobs[device] = _encode(job_for(spec, job_id(self._id, device), self._id))
             self._first_sent.setdefault(device, now)
+            self._resend_of[device] = resend
         for sent, device in enumerate(devices):
             if not await self._publish(device, self._jobs[device]):
                 log.warning("jobs_held_back", devices=len(devices) - sent)
@@ -456,17 +488,20 @@ class ExecutionRun:
     async def _wait(self, state: ExecutionState) -> None:
         """Until a report arrives (then a moment more, to gather a batch), a resend is due, or
         a second has passed: timers and presence are looked at again then."""
-        until_resend = (self._resend_at - self._clock.now()).total_seconds()
-        await wait_first(self._arrived, timeout=max(0.0, min(until_resend, PRESENCE_EVERY)))
+        timeout = PRESENCE_EVERY
+        if self._resends:
+            first = min(resend.at for resend in self._resends)
+            timeout = min(timeout, (first - self._clock.now()).total_seconds())
+        await wait_first(self._arrived, timeout=max(0.0, timeout))
         if self._reports and not self._gathered.is_set():
             await wait_first(self._gathered, timeout=FLUSH_INTERVAL)
         await self._resend_if_due(state)
 
     async def _resend_if_due(self, state: ExecutionState) -> None:
         now = self._clock.now()
-        if now >= self._resend_at:
-            await self._resend(state)
-            self._resend_at = now + timedelta(seconds=self._resend_delay.next())
+        for resend in [r for r in self._resends if now >= r.at]:
+            await self._resend(state, resend)
+            resend.at = now + timedelta(seconds=resend.delay.next())
 
     def _on_report(self, device_id: str, report: JobReport) -> None:
         self._reports.append((device_id, report))
@@ -478,9 +513,23 @@ class ExecutionRun:
         if len(self._reports) >= FLUSH_SIZE or self._finished >= self._outstanding:
             self._gathered.set()
 
-    async def _resend(self, state: ExecutionState) -> None:
-        """The job again to every device still working on it without a result."""
-        out = [d for d in state.with_status("running") if d in self._jobs]
+    async def _resend(self, state: ExecutionState, resend: Resend) -> None:
+        """The job again to each of resend's devices still running without a result, received
+        or recorded (and not sent again since, on a timer of its own); a timer with none left
+        is dropped."""
+        answered = {d for d, report in self._reports if report.state == "finished"}
+        out = [
+            d
+            for d in resend.devices
+            if self._resend_of.get(d) is resend
+            and d not in answered
+            and d in self._jobs
+            and (current := state.devices.get(d)) is not None
+            and current.status == "running"
+        ]
+        if not out:
+            self._resends.remove(resend)  # a device silent meanwhile gets a new one when back
+            return
         for device in out:
             if not await self._publish(device, self._jobs[device]):
                 break

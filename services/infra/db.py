@@ -52,10 +52,19 @@ def describe(exc: BaseException) -> str:
 
 
 async def create_pool(
-    database_url: str, max_size: int = 20, *, statement_cache_size: int = 100
+    database_url: str,
+    max_size: int = 20,
+    *,
+    statement_cache_size: int = 100,
+    reset_session: bool = True,
 ) -> asyncpg.Pool:
     """statement_cache_size 0: no named prepared statements, which PgBouncer in transaction
-    mode cannot keep (each transaction may get another server connection)."""
+    mode cannot keep (each transaction may get another server connection).
+
+    reset_session False: a connection goes back to the pool without asyncpg's reset query
+    (advisory unlock, CLOSE ALL, UNLISTEN *, RESET ALL: one more round trip per checkout), for
+    a pool whose users leave no session state behind. A transaction left open is still rolled
+    back (asyncpg does that before any custom reset)."""
     pool = await asyncpg.create_pool(
         database_url,
         min_size=1,
@@ -63,16 +72,28 @@ async def create_pool(
         timeout=CONNECT_TIMEOUT,
         command_timeout=COMMAND_TIMEOUT,
         statement_cache_size=statement_cache_size,
+        reset=None if reset_session else _keep_session,
     )
     assert pool is not None
     return pool
 
 
-async def open_pool(settings: Settings, max_size: int, *, session: bool = False) -> asyncpg.Pool:
+async def _keep_session(_conn: asyncpg.Connection) -> None:
+    """A pool's reset that sends nothing (see create_pool's reset_session)."""
+
+
+async def open_pool(
+    settings: Settings, max_size: int, *, session: bool = False, reset_session: bool = True
+) -> asyncpg.Pool:
     """A service's pool, on DEPLOYX_DATABASE_URL (session: on the session URL, for the relay's
-    leader lock), with the statement cache the settings say."""
+    leader lock), with the statement cache the settings say; reset_session as in create_pool."""
     url = settings.session_url if session else settings.database_url
-    return await create_pool(url, max_size, statement_cache_size=settings.db_statement_cache_size)
+    return await create_pool(
+        url,
+        max_size,
+        statement_cache_size=settings.db_statement_cache_size,
+        reset_session=reset_session,
+    )
 
 
 async def migrate(database_url: str, lock_timeout: float = 5.0) -> list[str]:

@@ -8,9 +8,12 @@ import stat
 from pathlib import Path
 
 from tests.e2e.fleet import TASKS, Fleet, command_task, run_now
+from tests.stack import Stack
 
 
-async def test_a_command_reports_each_devices_output_and_exit_code(fleet: Fleet) -> None:
+async def test_a_command_reports_each_devices_output_and_exit_code(
+    fleet: Fleet, stack: Stack
+) -> None:
     fleet.executor()
     fleet.agent("dev-a")
     fleet.agent("dev-b")
@@ -42,6 +45,15 @@ async def test_a_command_reports_each_devices_output_and_exit_code(fleet: Fleet)
     assert counts == {"devices_targeted": 3, "devices_succeeded": 1}
     _, task = await fleet.api.get(f"{TASKS}/{task_id}")
     assert (task["execution_count"], task["last_execution_status"]) == (1, "failed")
+    # The run's start and its first step (the jobs out, the device never seen) are one commit:
+    # a burst of runs costs one write each to get going, not two.
+    rows = await stack.pool.fetch(
+        "SELECT type, tx_id = first_value(tx_id) OVER (ORDER BY version) AS with_start"
+        " FROM events WHERE stream_id = $1 ORDER BY version",
+        execution_id,
+    )
+    first = [row["type"] for row in rows if row["with_start"]]
+    assert first == ["ExecutionStarted", "DeviceResultRecorded", "DeviceJobDispatched"], rows
 
 
 async def test_a_command_past_its_timeout_is_stopped_and_reported(fleet: Fleet) -> None:
