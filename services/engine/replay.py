@@ -18,7 +18,7 @@ from events.codec import RecordedEvent
 from projections import PROJECTIONS
 from projections.base import Db, Projection
 from projections.counts import REFRESH, counts_partly
-from services.engine import shadow
+from services.engine import bulk_rebuild, shadow
 from services.engine.projector import catch_up
 from services.infra.store import Connection
 
@@ -91,10 +91,17 @@ async def rebuild_on(
     on_progress: Callable[[int], None] | None = None,
 ) -> int:
     copies = tuple(Rebuilding(projection) for projection in projections)
-    await shadow.create(conn, projections)
+    folding = bulk_rebuild.folds(projections, await bulk_rebuild.zone_of(conn))
+    folded_tables = [table for f in folding for table in f.projection.tables]
+    await shadow.create(conn, projections, keys_later=folded_tables)
     await conn.execute(f"SET search_path = {shadow.SHADOW}, public")
     try:
-        applied = await catch_up(conn, copies, REPLAY_BATCH, on_applied=on_progress)
+        # The bulk folded in memory and copied in; then the projections without a fold (or
+        # whose fold the tables refused) from the start, and the others from where it ended.
+        folded, read = await bulk_rebuild.load(conn, folding, on_progress)
+        applied = read * len(folded)
+        await shadow.add_keys(conn, folded_tables)
+        applied += await catch_up(conn, copies, REPLAY_BATCH, on_applied=on_progress)
         await shadow.add_indexes(conn, projections)
         # The log moved on meanwhile: close the gap without holding anyone up, then swap.
         while (more := await catch_up(conn, copies, REPLAY_BATCH, on_progress)) > SWAP_AT_MOST:
@@ -106,7 +113,12 @@ async def rebuild_on(
         # Live tables the rebuild did not swap moved on meanwhile; count them together again.
         await conn.execute(REFRESH)
     await shadow.drop(conn)
-    log.info("projections_rebuilt", projections=[p.name for p in projections], events=applied)
+    log.info(
+        "projections_rebuilt",
+        projections=[p.name for p in projections],
+        folded=folded,
+        events=applied,
+    )
     return applied // len(projections)
 
 

@@ -9,6 +9,7 @@ indexes are built once the bulk is in, which is cheaper than keeping them up row
 from __future__ import annotations
 
 import re
+from collections.abc import Collection, Iterable
 
 from projections.base import Projection
 from projections.counts import COUNT_TABLES, REFRESH, with_counts
@@ -25,9 +26,14 @@ def shadow_name(projection: Projection) -> str:
     return f"{projection.name}@rebuild"
 
 
-async def create(conn: Connection, projections: tuple[Projection, ...]) -> None:
+async def create(
+    conn: Connection,
+    projections: tuple[Projection, ...],
+    keys_later: Collection[str] = (),
+) -> None:
     """A fresh shadow schema with empty copies of the projections' tables (whatever a killed
-    rebuild left there is dropped)."""
+    rebuild left there is dropped). The tables in keys_later get their keys from add_keys,
+    once filled: an index built over the rows at once is cheaper than one kept up row by row."""
     await conn.execute(f"DROP SCHEMA IF EXISTS {SHADOW} CASCADE")
     await conn.execute(f"CREATE SCHEMA {SHADOW}")
     for table in (*_BOOKKEEPING, *_tables(projections)):
@@ -35,6 +41,14 @@ async def create(conn: Connection, projections: tuple[Projection, ...]) -> None:
             f"CREATE TABLE {SHADOW}.{table} (LIKE public.{table} INCLUDING DEFAULTS "
             "INCLUDING CONSTRAINTS INCLUDING GENERATED INCLUDING IDENTITY)"
         )
+        if table not in keys_later:
+            await add_keys(conn, [table])
+
+
+async def add_keys(conn: Connection, tables: Iterable[str]) -> None:
+    """The live tables' primary keys and unique and exclusion constraints, under the same
+    names, on the copies."""
+    for table in tables:
         for name, definition in await conn.fetch(
             "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
             "WHERE conrelid = $1::regclass AND contype IN ('p', 'u', 'x')",
