@@ -96,7 +96,7 @@ async def _find_executions(
     else:  # nearer the end: walk the index backwards, past fewer entries
         order, offset = "e.scheduled_for, e.id DESC", total - offset - limit
     if offset >= SEEK_FROM and _counted_by_hour(where):
-        cut = await hour_cut(db, where.status, where.trigger, offset, newest_first)
+        cut = await hour_cut(db, where.owner, where.status, where.trigger, offset, newest_first)
         if cut is not None:  # enter the index at the page's hour instead of passing the others
             values.append(cut.edge)
             side = "<" if newest_first else ">="
@@ -121,8 +121,8 @@ async def _find_executions(
 
 
 def _counted_by_hour(where: ExecutionFilter) -> bool:
-    """Whether execution_counts_by_hour counts this filter's runs (migrations/0004)."""
-    return where.owner is None and where.task_id is None and where.device_id is None
+    """Whether the runs per hour count this filter's runs (migrations/0004, 0005)."""
+    return where.task_id is None and where.device_id is None
 
 
 def _conditions(where: ExecutionFilter) -> tuple[list[str], list[object]]:

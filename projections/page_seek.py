@@ -1,11 +1,12 @@
 """Deep offsets into the executions list without passing every run before them.
 
 An OFFSET walks its index entry by entry: the middle page of 1M runs passed 500,000 of them.
-The runs per hour of scheduled_for (execution_counts_by_hour, kept by the triggers of
-migrations/0004) say which hour holds the page's first row and how many rows come before that
-hour; the index is then entered at the hour's edge and walked only inside it. Hours never split
-a tie in the list's order (scheduled_for, then id), so the page is exactly the one OFFSET gives,
-as long as the counts are read in the same snapshot as the rows (projections/snapshot.py).
+The runs per hour of scheduled_for (execution_counts_by_hour and, for one owner's,
+execution_counts_by_owner_hour, kept by the triggers of migrations/0004 and 0005) say which
+hour holds the page's first row and how many rows come before that hour; the index is then
+entered at the hour's edge and walked only inside it. Hours never split a tie in the list's
+order (scheduled_for, then id), so the page is exactly the one OFFSET gives, as long as the
+counts are read in the same snapshot as the rows (projections/snapshot.py).
 """
 
 from __future__ import annotations
@@ -27,27 +28,52 @@ class Cut(NamedTuple):
     skip: int
 
 
+# Runs per hour among those with this status and trigger (None: any), $1 and $2: the admin's.
+_EVERY_RUN = """
+    SELECT hour, sum(n) AS n FROM execution_counts_by_hour
+    WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR trigger = $2)
+    GROUP BY hour
+"""
+# An owner's ($4): the runs of their tasks, and those they asked for on tasks not theirs (few:
+# counted here, through executions_list_by_requester).
+_OWNERS_RUNS = """
+    SELECT hour, sum(n) AS n FROM (
+        SELECT hour, n FROM execution_counts_by_owner_hour
+        WHERE user_id = $4 AND ($1::text IS NULL OR status = $1)
+            AND ($2::text IS NULL OR trigger = $2)
+        UNION ALL
+        SELECT date_trunc('hour', e.scheduled_for, 'UTC'), 1
+        FROM executions e LEFT JOIN tasks t ON t.id = e.task_id
+        WHERE e.requested_by = $4 AND t.user_id IS DISTINCT FROM $4
+            AND ($1::text IS NULL OR e.status = $1) AND ($2::text IS NULL OR e.trigger = $2)
+    ) AS counted
+    GROUP BY hour
+"""
+
+
 async def hour_cut(
-    db: Db, status: str | None, trigger: str | None, skip: int, newest_first: bool
+    db: Db,
+    owner: str | None,
+    status: str | None,
+    trigger: str | None,
+    skip: int,
+    newest_first: bool,
 ) -> Cut | None:
     """Where to enter the list to pass `skip` rows walking from the newest run (or from the
-    oldest when not newest_first), among the runs with this status and trigger (None: any);
-    None when the list has no more than `skip` rows."""
+    oldest when not newest_first), among the runs owner may see (None: every run) with this
+    status and trigger (None: any); None when the list has no more than `skip` rows."""
     direction = "DESC" if newest_first else "ASC"
+    hours = _EVERY_RUN if owner is None else _OWNERS_RUNS
     row = await db.fetchrow(
         f"""
         SELECT hour, upto - n AS before FROM (
-            SELECT hour, n, sum(n) OVER (ORDER BY hour {direction}) AS upto FROM (
-                SELECT hour, sum(n) AS n FROM execution_counts_by_hour
-                WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR trigger = $2)
-                GROUP BY hour
-            ) AS hours
+            SELECT hour, n, sum(n) OVER (ORDER BY hour {direction}) AS upto
+            FROM ({hours}) AS hours
         ) AS running
         WHERE upto > $3 ORDER BY hour {direction} LIMIT 1
         """,
-        status,
-        trigger,
-        skip,
+        *(status, trigger, skip),
+        *(() if owner is None else (owner,)),
     )
     if row is None:
         return None

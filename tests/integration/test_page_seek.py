@@ -1,6 +1,7 @@
 """Deep pages of the executions list entered at their hour (projections/page_seek.py) are the
 pages OFFSET gives: every run exactly once across the pages, in list order, ties in
-scheduled_for included (many runs at one instant, and runs right on an hour's edge)."""
+scheduled_for included (many runs at one instant, and runs right on an hour's edge), for the
+admin and for an owner."""
 
 from __future__ import annotations
 
@@ -19,6 +20,9 @@ FILTERS = (
     ExecutionFilter(status="failed"),
     ExecutionFilter(trigger="manual"),
     ExecutionFilter(status="success", trigger="schedule"),
+    ExecutionFilter(owner="alice"),  # her tasks' runs and those she asked for on bob's
+    ExecutionFilter(owner="alice", status="success"),
+    ExecutionFilter(owner="bob", trigger="schedule"),
 )
 LIMIT = 7  # prime: pages straddle the hours and the groups of ties at every possible point
 
@@ -33,16 +37,28 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
 
 
 async def add_runs(pool: asyncpg.Pool) -> None:
-    """150 runs over four hours: groups of up to 9 at the same instant, 20 on an hour's edge."""
+    """150 runs over four hours: groups of up to 9 at the same instant, 20 on an hour's edge;
+    of ten tasks, alice owns five, bob three, and two are gone; alice asked for every 7th run."""
     await pool.execute(
         """
-        INSERT INTO executions (id, task_id, task_type, trigger, scheduled_for, status)
-        SELECT gen_random_uuid(), gen_random_uuid(), 'command',
+        INSERT INTO tasks (id, version, user_id, name, task_type, status, recurrence_type,
+            recurrence_config, created_at, updated_at)
+        SELECT md5('task' || n)::uuid, 1, CASE WHEN n <= 5 THEN 'alice' ELSE 'bob' END,
+            'task ' || n, 'command', 'pending', 'daily', '{}', now(), now()
+        FROM generate_series(1, 8) AS n
+        """
+    )
+    await pool.execute(
+        """
+        INSERT INTO executions (id, task_id, task_type, trigger, scheduled_for, status,
+            requested_by)
+        SELECT gen_random_uuid(), md5('task' || (1 + n % 10))::uuid, 'command',
             CASE WHEN n % 3 = 0 THEN 'manual' ELSE 'schedule' END,
             CASE WHEN n <= 20 THEN timestamptz '2026-11-30 10:00:00+00'
                  ELSE timestamptz '2026-11-30 08:00:00+00' + interval '1 minute' * (n / 9 * 13)
             END,
-            CASE WHEN n % 4 = 0 THEN 'failed' ELSE 'success' END
+            CASE WHEN n % 4 = 0 THEN 'failed' ELSE 'success' END,
+            CASE WHEN n % 7 = 0 THEN 'alice' END
         FROM generate_series(1, 150) AS n
         """
     )
@@ -67,26 +83,34 @@ async def test_pages_entered_at_their_hour_hold_every_run_once_in_list_order(
     real_cut = page_seek.hour_cut
 
     async def counted_cut(
-        db: Db, status: str | None, trigger: str | None, skip: int, newest_first: bool
+        db: Db,
+        owner: str | None,
+        status: str | None,
+        trigger: str | None,
+        skip: int,
+        newest_first: bool,
     ) -> page_seek.Cut | None:
         nonlocal seeks
         seeks += 1
-        return await real_cut(db, status, trigger, skip, newest_first)
+        return await real_cut(db, owner, status, trigger, skip, newest_first)
 
     monkeypatch.setattr(execution_views, "hour_cut", counted_cut)
     for where in FILTERS:
         conditions = ["true"]
+        if where.owner:
+            conditions.append(f"(t.user_id = '{where.owner}' OR e.requested_by = '{where.owner}')")
         if where.status:
-            conditions.append(f"status = '{where.status}'")
+            conditions.append(f"e.status = '{where.status}'")
         if where.trigger:
-            conditions.append(f"trigger = '{where.trigger}'")
+            conditions.append(f"e.trigger = '{where.trigger}'")
         in_order = [
             row["id"]
             for row in await pool.fetch(
-                f"SELECT id::text FROM executions WHERE {' AND '.join(conditions)} "
-                "ORDER BY scheduled_for DESC, id"
+                "SELECT e.id::text FROM executions e LEFT JOIN tasks t ON t.id = e.task_id "
+                f"WHERE {' AND '.join(conditions)} ORDER BY e.scheduled_for DESC, e.id"
             )
         ]
+        assert len(in_order) > 3 * LIMIT, where
         pages = await every_page(pool, where)
         assert [run for page in pages for run in page] == in_order, where
         assert all(len(page) == LIMIT for page in pages[:-1]), where

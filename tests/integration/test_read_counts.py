@@ -44,6 +44,11 @@ KEPT_AND_COUNTED = {
         "SELECT date_trunc('hour', scheduled_for, 'UTC'), status, trigger, count(*) "
         "FROM executions GROUP BY 1, 2, 3",
     ),
+    "execution_counts_by_owner_hour": (
+        "SELECT user_id, hour, status, trigger, n FROM execution_counts_by_owner_hour WHERE n <> 0",
+        "SELECT t.user_id, date_trunc('hour', e.scheduled_for, 'UTC'), e.status, e.trigger, "
+        "count(*) FROM executions e JOIN tasks t ON t.id = e.task_id GROUP BY 1, 2, 3, 4",
+    ),
 }
 
 
