@@ -46,7 +46,7 @@ from events.task import TaskCreated, TaskDue
 from projections import PROJECTIONS
 from services.engine.projector import catch_up
 from services.infra.db import ensure_database, migrate
-from services.infra.embedded_postgres import EmbeddedPostgres
+from services.infra.embedded_postgres import EmbeddedPostgres, child_pids
 from services.infra.store import append
 
 CATEGORY = "command"
@@ -131,23 +131,53 @@ async def copy_in(conn: asyncpg.Connection, rows: list[Row]) -> None:
         )
 
 
-async def timed_catch_up(conn: asyncpg.Connection) -> tuple[int, float]:
+class Cpu:
+    """CPU seconds spent by this process and by the PostgreSQL server (the postmaster and every
+    process under it): on a shared machine the wall time says how busy it was, these how much
+    work the catch-up took."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self._postmaster = int((data_dir / "postmaster.pid").read_text().split()[0])
+        self._ticks = os.sysconf("SC_CLK_TCK")
+
+    def _seconds(self, pid: int) -> float:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0  # gone since it was listed
+        return (int(fields[11]) + int(fields[12])) / self._ticks  # utime, stime
+
+    def now(self) -> tuple[float, float]:
+        server = [self._postmaster, *child_pids(self._postmaster)]
+        return time.process_time(), sum(self._seconds(pid) for pid in server)
+
+
+async def timed_catch_up(conn: asyncpg.Connection, cpu: Cpu, what: str) -> int:
+    before = cpu.now()
     started = time.perf_counter()
-    applied = await catch_up(conn)
-    return applied // len(PROJECTIONS), time.perf_counter() - started
+    applied = await catch_up(conn) // len(PROJECTIONS)
+    elapsed = time.perf_counter() - started
+    after = cpu.now()
+    here, server = after[0] - before[0], after[1] - before[1]
+    print(
+        f"catch-up {applied:,} {what}: {elapsed:.2f} s, {applied / elapsed:,.0f} events/s; "
+        f"CPU {here + server:.2f} s (bench {here:.2f}, PostgreSQL {server:.2f}): "
+        f"{applied / max(here + server, 0.01):,.0f} events per CPU second "
+        f"(load average {os.getloadavg()[0]:.1f})"
+    )
+    return applied
 
 
-async def part_tasks(conn: asyncpg.Connection, count: int) -> list[str]:
+async def part_tasks(conn: asyncpg.Connection, cpu: Cpu, count: int) -> list[str]:
     now = datetime.now(UTC)
     created = [task_created(now, i) for i in range(count)]
     await copy_in(conn, [row(t.task_id, 1, t) for t in created])
-    applied, elapsed = await timed_catch_up(conn)
+    await timed_catch_up(conn, cpu, "TaskCreated")
     assert await conn.fetchval("SELECT count(*) FROM tasks") >= count
-    print(f"catch-up {applied:,} TaskCreated: {elapsed:.2f} s, {applied / elapsed:,.0f} events/s")
     return [t.task_id for t in created]
 
 
-async def part_results(conn: asyncpg.Connection, task_ids: list[str], count: int) -> None:
+async def part_results(conn: asyncpg.Connection, cpu: Cpu, task_ids: list[str], count: int) -> None:
     now = datetime.now(UTC)
     per_run = max(1, count // RUNS)
     started: list[Row] = []
@@ -168,12 +198,8 @@ async def part_results(conn: asyncpg.Connection, task_ids: list[str], count: int
     await copy_in(conn, started)
     await catch_up(conn)
     await copy_in(conn, later)
-    applied, elapsed = await timed_catch_up(conn)
+    applied = await timed_catch_up(conn, cpu, "DeviceResultRecorded")
     assert applied == len(later), (applied, len(later))
-    print(
-        f"catch-up {applied:,} DeviceResultRecorded: {elapsed:.2f} s, "
-        f"{applied / elapsed:,.0f} events/s"
-    )
 
 
 def filler(task_ids: list[str], needed: int, burst: int) -> Iterator[Row]:
@@ -318,13 +344,13 @@ def ms(values: list[float], fraction: float) -> str:
     return f"{ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] * 1000:.0f} ms"
 
 
-async def run(args: argparse.Namespace, database_url: str) -> None:
+async def run(args: argparse.Namespace, database_url: str, cpu: Cpu) -> None:
     await ensure_database(database_url)
     await migrate(database_url)
     conn = await asyncpg.connect(database_url)
     try:
-        task_ids = await part_tasks(conn, args.tasks)
-        await part_results(conn, task_ids, args.results)
+        task_ids = await part_tasks(conn, cpu, args.tasks)
+        await part_results(conn, cpu, task_ids, args.results)
         if not args.skip_replay:
             await part_replay(conn, database_url, task_ids[:10_000], args.replay_events, args.burst)
     finally:
@@ -344,7 +370,7 @@ def main(argv: list[str] | None = None) -> None:
         EmbeddedPostgres(Path(tmp) / "postgres", fsync=True) as postgres,
     ):
         database_url = postgres.dsn.rsplit("/", 1)[0] + "/deployx"
-        asyncio.run(run(args, database_url))
+        asyncio.run(run(args, database_url, Cpu(postgres.data_dir)))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 
 from events.base import Event
-from events.codec import RecordedEvent
+from events.codec import UPCASTERS, RecordedEvent
 from projections.base import Db
 
 # Rows travel to PostgreSQL as one JSON array read by json_to_recordset: one parameter and one
@@ -19,6 +19,36 @@ _json = msgspec.json.Encoder()
 
 def rows_json(rows: list[dict[str, Any]]) -> str:
     return _json.encode(rows).decode()
+
+
+def from_log(columns: str) -> str:
+    """SQL rows of the events at positions $1 (bigint[]) read from the log itself, as
+    `e.version` and `x.<column>`: PostgreSQL takes each field from the stored jsonb, so no
+    event's JSON is decoded, encoded and parsed again on the way. $2 (jsonb, from
+    `log_defaults`) fills the fields an event stored before they existed leaves out, as
+    decoding it would."""
+    return (
+        f"events AS e, jsonb_to_record($2::jsonb || e.data) AS x({columns}) "
+        "WHERE e.position = ANY($1::bigint[])"
+    )
+
+
+def log_defaults(kind: type[Event]) -> str:
+    """The defaults of kind's fields as JSON (the $2 of `from_log`)."""
+    defaults: dict[str, Any] = {}
+    for field in msgspec.structs.fields(kind):
+        if field.default is not msgspec.NODEFAULT:
+            defaults[field.encode_name] = field.default
+        elif field.default_factory is not msgspec.NODEFAULT:
+            defaults[field.encode_name] = field.default_factory()
+    return _json.encode(defaults).decode()
+
+
+def stored_as_decoded(kind: type[Event]) -> bool:
+    """Whether kind's stored JSON reads as it decodes (no upcaster reshapes an older version):
+    then its rows may be read from the log (`from_log`) instead of from the decoded events."""
+    tag = kind.__struct_config__.tag
+    return not any(event_type == tag for event_type, _ in UPCASTERS)
 
 
 Writer = Callable[[Db, list[RecordedEvent]], Awaitable[None]]

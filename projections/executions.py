@@ -20,7 +20,15 @@ from events.execution import (
 )
 from events.task import TaskDue
 from projections.base import Db
-from projections.batching import Batched, Writer, apply_in_runs, rows_json
+from projections.batching import (
+    Batched,
+    Writer,
+    apply_in_runs,
+    from_log,
+    log_defaults,
+    rows_json,
+    stored_as_decoded,
+)
 
 _json = msgspec.json.Encoder()
 # A device's row moves pending -> waiting/running -> a final status, never back from final.
@@ -294,34 +302,51 @@ async def _targets_many(conn: Db, run: list[RecordedEvent]) -> None:
     await conn.execute(_TARGETS_MANY, rows_json(rows))
 
 
+_RESULT_FIELDS = """execution_id uuid, device_id text, status text, exit_code bigint,
+    stdout text, stderr text, error text, recorded_at timestamptz"""
 _RESULTS_MANY = f"""
 INSERT INTO execution_results (execution_id, device_id, status, exit_code, stdout, stderr,
     error, recorded_at)
-SELECT execution_id, device_id, status, exit_code::integer, stdout, stderr, error, recorded_at
-FROM json_to_recordset($1::json) AS x(execution_id uuid, device_id text, status text,
-    exit_code bigint, stdout text, stderr text, error text, recorded_at timestamptz)
+SELECT x.execution_id, x.device_id, x.status, x.exit_code::integer, x.stdout, x.stderr,
+    x.error, x.recorded_at
+FROM {{rows}}
 ON CONFLICT (execution_id, device_id) DO UPDATE SET
     status = EXCLUDED.status, exit_code = EXCLUDED.exit_code,
     stdout = EXCLUDED.stdout, stderr = EXCLUDED.stderr,
     error = EXCLUDED.error, recorded_at = EXCLUDED.recorded_at
 WHERE {_NOT_FINAL}
 """
+_RESULTS_FROM_JSON = _RESULTS_MANY.format(
+    rows=f"json_to_recordset($1::json) AS x({_RESULT_FIELDS})"
+)
+# The same rows read from the log itself (no JSON through Python).
+_RESULTS_FROM_LOG = _RESULTS_MANY.format(rows=from_log(_RESULT_FIELDS))
+_RESULT_DEFAULTS = log_defaults(DeviceResultRecorded)
 
 
 async def _results_many(conn: Db, run: list[RecordedEvent]) -> None:
     # One row per device: applied one by one, the first final result of a device would win
     # (later ones find it final), else its last one.
-    chosen: dict[tuple[str, str], DeviceResultRecorded] = {}
+    chosen: dict[tuple[str, str], RecordedEvent] = {}
     for recorded in run:
         event = recorded.event
         assert isinstance(event, DeviceResultRecorded)
         key = (event.execution_id, event.device_id)
         before = chosen.get(key)
-        if before is None or before.status in _FINAL_NOT:
-            chosen[key] = event
-    await conn.execute(
-        _RESULTS_MANY, rows_json([msgspec.structs.asdict(event) for event in chosen.values()])
-    )
+        if before is None or _not_final(before):
+            chosen[key] = recorded
+    if stored_as_decoded(DeviceResultRecorded):
+        positions = [recorded.position for recorded in chosen.values()]
+        await conn.execute(_RESULTS_FROM_LOG, positions, _RESULT_DEFAULTS)
+        return
+    rows = [msgspec.structs.asdict(recorded.event) for recorded in chosen.values()]
+    await conn.execute(_RESULTS_FROM_JSON, rows_json(rows))
+
+
+def _not_final(recorded: RecordedEvent) -> bool:
+    event = recorded.event
+    assert isinstance(event, DeviceResultRecorded)
+    return event.status in _FINAL_NOT
 
 
 _COMPLETED_MANY = """

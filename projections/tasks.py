@@ -20,7 +20,14 @@ from events.task import (
     TaskUpdated,
 )
 from projections.base import Db
-from projections.batching import Batched, apply_in_runs, rows_json
+from projections.batching import (
+    Batched,
+    apply_in_runs,
+    from_log,
+    log_defaults,
+    rows_json,
+    stored_as_decoded,
+)
 
 _json = msgspec.json.Encoder()
 
@@ -271,26 +278,41 @@ async def _execution_completed(conn: Db, event: ExecutionCompleted) -> None:
 
 # --- Runs of one event type, one statement each (apply_batch) --------------------------------
 
-_INSERT_MANY = """
-INSERT INTO tasks (id, version, user_id, name, description, task_type, status,
-    recurrence_type, recurrence_config, next_run_time, device_ids, group_ids,
-    task_payload, misfire_grace_seconds, overlap_policy, jitter_seconds,
-    created_at, updated_at, delivery, end_at, max_runs, pause_on_failure)
-SELECT task_id, version, user_id, name, description, task_type, 'pending',
-    recurrence_type, recurrence_config, next_run_time, device_ids, group_ids,
-    task_payload, misfire_grace_seconds, overlap_policy, jitter_seconds,
-    created_at, created_at, delivery, end_at, max_runs, pause_on_failure
-FROM json_to_recordset($1::json) AS x(task_id uuid, version integer, user_id text, name text,
+_TASK_COLUMNS = """
+    INSERT INTO tasks (id, version, user_id, name, description, task_type, status,
+        recurrence_type, recurrence_config, next_run_time, device_ids, group_ids,
+        task_payload, misfire_grace_seconds, overlap_policy, jitter_seconds,
+        created_at, updated_at, delivery, end_at, max_runs, pause_on_failure)
+    SELECT x.task_id, {version}, x.user_id, x.name, x.description, x.task_type, 'pending',
+        x.recurrence_type, x.recurrence_config, x.next_run_time, x.device_ids, x.group_ids,
+        x.task_payload, x.misfire_grace_seconds, x.overlap_policy, x.jitter_seconds,
+        x.created_at, x.created_at, x.delivery, x.end_at, x.max_runs, x.pause_on_failure
+"""
+_CREATED_FIELDS = """task_id uuid, user_id text, name text,
     description text, task_type text, recurrence_type text, recurrence_config jsonb,
     next_run_time timestamptz, device_ids text[], group_ids integer[], task_payload jsonb,
     misfire_grace_seconds integer, overlap_policy text, jitter_seconds integer,
     created_at timestamptz, delivery jsonb, end_at timestamptz, max_runs integer,
-    pause_on_failure boolean)
+    pause_on_failure boolean"""
+_INSERT_MANY = f"""
+{_TASK_COLUMNS.format(version="x.version")}
+FROM json_to_recordset($1::json) AS x(version integer, {_CREATED_FIELDS})
 ON CONFLICT (id) DO NOTHING
 """
+# The same rows read from the log itself (no JSON through Python; about a fifth less work).
+_INSERT_FROM_LOG = f"""
+{_TASK_COLUMNS.format(version="e.version")}
+FROM {from_log(_CREATED_FIELDS)}
+ON CONFLICT (id) DO NOTHING
+"""
+_CREATED_DEFAULTS = log_defaults(TaskCreated)
 
 
 async def _insert_many(conn: Db, run: list[RecordedEvent]) -> None:
+    if stored_as_decoded(TaskCreated):
+        positions = [recorded.position for recorded in run]
+        await conn.execute(_INSERT_FROM_LOG, positions, _CREATED_DEFAULTS)
+        return
     rows = []
     for recorded in run:
         event = recorded.event

@@ -118,6 +118,64 @@ async def apply_batch(
         return events
 
 
+# The checkpoints of several projections in one statement (the locks were taken before it, by
+# another statement: one that waited for a lock would still read with the snapshot it began with).
+_LOAD_CHECKPOINTS = """
+SELECT n.name, c.tx_id::text::bigint AS tx_id, c.position
+FROM unnest($1::text[]) AS n(name) LEFT JOIN checkpoints c ON c.name = n.name
+"""
+# Every projection's checkpoint to the same place, and its announcement, in one statement.
+_SAVE_CHECKPOINTS = """
+WITH saved AS (
+    INSERT INTO checkpoints (name, tx_id, position, updated_at)
+    SELECT name, $2::text::xid8, $3, now() FROM unnest($1::text[]) AS n(name)
+    ON CONFLICT (name) DO UPDATE SET tx_id = EXCLUDED.tx_id,
+        position = EXCLUDED.position, updated_at = EXCLUDED.updated_at
+    RETURNING name
+)
+SELECT count(pg_notify($4, name || ':' || $2 || ':' || $3)) FROM saved
+"""
+
+
+async def apply_together(
+    conn: Connection, projections: tuple[Projection, ...], batch_size: int, reads: Reads
+) -> list[RecordedEvent] | None:
+    """One transaction for all of projections: one read, one commit, one set of round trips.
+
+    The usual case (every projection at the same checkpoint, no event of the batch is
+    undecodable or waits behind a dead letter): each projection's apply_batch, then every
+    checkpoint moves to the batch's end. Otherwise None, having written nothing: the caller
+    goes projection by projection (apply_batch), which deals with those cases. An error of a
+    projection's statements undoes the whole transaction; the caller goes on the same way.
+    """
+    names = sorted(projection.name for projection in projections)
+    async with conn.transaction():
+        # In name order: two processes taking several never wait for each other in a circle.
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtext('projection:' || name)) "
+            "FROM unnest($1::text[]) AS name",
+            names,
+        )
+        rows = await conn.fetch(_LOAD_CHECKPOINTS, names)
+        cursors = {LogCursor(row["tx_id"] or 0, row["position"] or 0) for row in rows}
+        if len(cursors) != 1:
+            return None
+        events = await reads.after(conn, cursors.pop(), batch_size)
+        if not events:
+            return events
+        if any(isinstance(recorded.event, Undecodable) for recorded in events):
+            return None
+        if await dead_letters.any_parked(conn, names, (recorded.stream_id for recorded in events)):
+            return None
+        for projection in projections:
+            await projection.apply_batch(conn, events)
+        last = LogCursor.of(events[-1])
+        await conn.execute(
+            _SAVE_CHECKPOINTS, names, str(last.tx_id), last.position, PROJECTED_CHANNEL
+        )
+        return events
+
+
 async def _apply_one_by_one(
     conn: Connection,
     projection: Projection,
@@ -174,6 +232,25 @@ async def catch_up(
     behind = list(projections)
     while behind:
         reads = Reads()
+        together: list[RecordedEvent] | None = None
+        try:
+            together = await apply_together(conn, tuple(behind), batch_size, reads)
+        except TRANSIENT:
+            raise
+        except Exception as exc:
+            log.warning(
+                "batch_failed_together",
+                projections=[projection.name for projection in behind],
+                error=dead_letters.describe_failure(exc),
+            )
+        if together is not None:
+            applied += len(together) * len(behind)
+            if on_applied is not None and together:
+                for _ in behind:
+                    on_applied(len(together))
+            if len(together) < batch_size:
+                behind.clear()
+            continue
         for projection in list(behind):
             events: list[RecordedEvent] | None
             try:

@@ -117,6 +117,20 @@ async def parked_streams(db: Db, consumer: str, stream_ids: Iterable[str]) -> se
     return {row["stream_id"] for row in rows}
 
 
+async def any_parked(db: Db, consumers: Iterable[str], stream_ids: Iterable[str]) -> bool:
+    """Whether any of stream_ids has an open dead letter of any of consumers."""
+    return bool(
+        await db.fetchval(
+            """
+            SELECT EXISTS (SELECT 1 FROM dead_letters WHERE consumer = ANY($1::text[])
+                AND resolved_at IS NULL AND stream_id = ANY($2::text[]))
+            """,
+            list(consumers),
+            list(set(stream_ids)),
+        )
+    )
+
+
 async def retry_requested(db: Db, consumers: Iterable[str]) -> list[DeadLetter]:
     """Open dead letters of these consumers that an admin asked to try again, oldest first."""
     rows = await db.fetch(

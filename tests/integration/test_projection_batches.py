@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
+import pytest
 
 from events.base import DEVICES_CATEGORY, Event
+from events.codec import UPCASTERS, encode_data
 from events.device import DeviceRegistered, DeviceWentOffline
 from events.execution import (
     DeviceJobDispatched,
@@ -18,7 +22,7 @@ from events.execution import (
 from events.task import TaskCreated, TaskDue, TaskPaused
 from projections import PROJECTIONS
 from services.engine.projector import catch_up
-from services.infra.store import LogCursor, append, read_after
+from services.infra.store import LogCursor, append, read_after, save_checkpoint
 from tests.integration.test_projections import read_tables
 
 NOW = datetime(2026, 11, 30, 9, 15, tzinfo=UTC)
@@ -168,3 +172,103 @@ async def test_a_batch_leaves_the_tables_as_its_events_one_by_one(database_url: 
     results = {(r["device_id"], r["status"]) for r in batched["execution_results"]}
     assert results == {("dev-1", "success"), ("dev-2", "failed")}
     assert any(t["failed_run"] is not None for t in tasks.values())
+
+
+async def test_projections_at_different_checkpoints_each_go_on_from_their_own(
+    database_url: str,
+) -> None:
+    """The projections share a transaction only when they stand at one checkpoint: one that
+    is ahead (it applied part of the log alone) must neither apply that part again nor make
+    the others skip it."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        await write_log(conn)
+        everything = await read_after(conn, LogCursor(), 10_000)
+        async with conn.transaction():
+            for projection in PROJECTIONS:
+                for recorded in everything:
+                    await projection.apply(conn, recorded)
+        one_by_one = await read_tables(conn)
+        tables = ", ".join(table for p in PROJECTIONS for table in p.tables)
+        await conn.execute(f"TRUNCATE {tables}")
+
+        ahead, half = PROJECTIONS[1], len(everything) // 2
+        async with conn.transaction():
+            await ahead.apply_batch(conn, everything[:half])
+            await save_checkpoint(conn, ahead.name, LogCursor.of(everything[half - 1]))
+        applied = await catch_up(conn)
+        assert await read_tables(conn) == one_by_one
+        assert applied == len(everything) * len(PROJECTIONS) - half
+    finally:
+        await conn.close()
+
+
+async def stored(conn: asyncpg.Connection, stream: str, kind: str, data: dict[str, Any]) -> None:
+    """Puts an event in the log as `data`: the JSON an older version of the code wrote."""
+    await conn.execute(
+        "INSERT INTO events (id, stream_id, version, type, category, data) "
+        "VALUES ($1, $2, 1, $3, 'command', $4::jsonb)",
+        str(uuid.uuid4()),
+        stream,
+        kind,
+        json.dumps(data),
+    )
+
+
+async def test_fields_an_older_event_left_out_take_their_defaults_in_a_batch(
+    database_url: str,
+) -> None:
+    """Rows read from the log itself (not from the decoded events) still get the defaults of
+    fields added after the event was stored, as decoding it does."""
+    task_id, execution_id = str(uuid.uuid4()), str(uuid.uuid4())
+    old_task = created(task_id)
+    written = json.loads(encode_data(old_task))
+    for later in ("description", "delivery", "end_at", "max_runs", "pause_on_failure"):
+        del written[later]
+    done = result(execution_id, task_id, "dev-1", "success", 0)
+    old_result = {k: v for k, v in json.loads(encode_data(done)).items() if k != "stdout"}
+    conn = await asyncpg.connect(database_url)
+    try:
+        await stored(conn, task_id, "TaskCreated", written)
+        await stored(conn, execution_id, "DeviceResultRecorded", old_result)
+        batch = await read_after(conn, LogCursor(), 100)
+        async with conn.transaction():
+            for projection in PROJECTIONS:
+                await projection.apply_batch(conn, batch)
+        task = await conn.fetchrow("SELECT * FROM tasks WHERE id = $1", task_id)
+        device = await conn.fetchrow(
+            "SELECT * FROM execution_results WHERE execution_id = $1", execution_id
+        )
+    finally:
+        await conn.close()
+    assert task is not None and device is not None
+    assert (task["description"], task["pause_on_failure"], task["end_at"]) == ("", False, None)
+    assert json.loads(task["delivery"]) == {}
+    assert (device["status"], device["stdout"], device["exit_code"]) == ("success", "", 0)
+
+
+async def test_an_upcast_event_is_applied_in_its_new_shape_in_a_batch(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An event stored in an older shape that an upcaster reshapes must not be read from the
+    log as stored: the batch applies what the upcaster made of it."""
+    task_id = str(uuid.uuid4())
+    written = json.loads(encode_data(created(task_id)))
+    written["title"] = written.pop("name")  # version 1 of this made-up change called it title
+
+    def rename(shape: dict[str, Any]) -> dict[str, Any]:
+        shape["name"] = shape.pop("title")
+        return shape
+
+    monkeypatch.setattr(TaskCreated, "schema_version", 2)
+    monkeypatch.setitem(UPCASTERS, ("TaskCreated", 1), rename)
+    conn = await asyncpg.connect(database_url)
+    try:
+        await stored(conn, task_id, "TaskCreated", written)
+        batch = await read_after(conn, LogCursor(), 100)
+        async with conn.transaction():
+            await PROJECTIONS[0].apply_batch(conn, batch)
+        name = await conn.fetchval("SELECT name FROM tasks WHERE id = $1", task_id)
+    finally:
+        await conn.close()
+    assert name == f"task {task_id[:4]}"
