@@ -171,8 +171,8 @@ class ExecutionRun:
         try:
             async with self._one_connection():
                 state = await self._load()
-                if state.completed is None:
-                    await self._adopt(state)
+                if state.completed is None and self._opening is None:
+                    await self._adopt(state)  # not a run this executor has just started
             # A step's jobs go out while the next step is written: written, not yet sent.
             unsent, self._opening = self._opening, None
             while state.completed is None:

@@ -14,7 +14,7 @@ from tests.stack import Stack
 async def test_a_command_reports_each_devices_output_and_exit_code(
     fleet: Fleet, stack: Stack
 ) -> None:
-    fleet.executor()
+    executor = fleet.executor()
     fleet.agent("dev-a")
     fleet.agent("dev-b")
     await fleet.wait_online(["dev-a", "dev-b"])
@@ -54,6 +54,13 @@ async def test_a_command_reports_each_devices_output_and_exit_code(
     )
     first = [row["type"] for row in rows if row["with_start"]]
     assert first == ["ExecutionStarted", "DeviceResultRecorded", "DeviceJobDispatched"], rows
+    # Each job went out once (a resend, if any, is logged apart as jobs_resent).
+    dispatched = [
+        line["devices"]
+        for line in executor.log_lines()
+        if line.get("event") == "jobs_dispatched" and line.get("execution_id") == execution_id
+    ]
+    assert dispatched == [2]
 
 
 async def test_a_command_past_its_timeout_is_stopped_and_reported(fleet: Fleet) -> None:
