@@ -100,8 +100,11 @@ def fire_at(task: DueTask, following: datetime | None) -> datetime:
     return task.next_run_time + offset
 
 
-def decide_fire(task: DueTask, now: datetime) -> Event | None:
-    """One event for a task whose occurrence is due at `now`; None while jitter holds it back."""
+def decide_fire(task: DueTask, now: datetime, due_id: str | None = None) -> Event | None:
+    """One event for a task whose occurrence is due at `now`; None while jitter holds it back.
+
+    due_id: event_id(task), if the caller has it already (a burst derives tens of thousands).
+    """
     schedule = schedule_of(task)
     scheduled = task.next_run_time
     following = following_of(task, schedule, scheduled)
@@ -141,7 +144,8 @@ def decide_fire(task: DueTask, now: datetime) -> Event | None:
         max_runs=task.max_runs,
         scheduled_runs=task.scheduled_runs + 1,
     )
-    due_id = event_id(task)
+    if due_id is None:
+        due_id = event_id(task)
     return TaskDue(
         task_id=task.task_id,
         execution_id=execution_id(due_id),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
+import time
 from datetime import timedelta
 
 import asyncpg
@@ -44,6 +46,9 @@ BATCH = 1000
 # A batch's acks arrive within milliseconds of each other. None for this long: the messages
 # went to a stream leader that died (they are never answered), so publish the batch again.
 ACK_STALL = 5.0
+# While batches come back to back, the admins' retries of set-aside events are looked for this
+# often (seconds); whenever the relay has caught up with the log, at once.
+DEAD_LETTERS_EVERY = 1.0
 # Only one relay publishes at a time: the others wait on this session-level advisory lock,
 # which PostgreSQL releases the moment the holder's connection dies.
 _LEADER_LOCK = 7_240_002
@@ -121,6 +126,10 @@ async def run_relay(
             await wait_first(stop, timeout=1.0)
             if stop.is_set():
                 return
+        # The checkpoint's commits do not wait for their flush to disk (2 to 10 ms each here):
+        # one that a PostgreSQL crash loses only means republishing events the stream has
+        # already, and it drops those by id (the duplicate window).
+        await conn.execute("SELECT set_config('synchronous_commit', 'off', false)")
         idle = 5.0
         if lease_seconds is not None:
             await _hold_lease(conn, lease_seconds)
@@ -165,19 +174,19 @@ async def _relay_loop(
 ) -> None:
     cursor = await load_checkpoint(conn, CHECKPOINT)
     held_back = Backoff(first=0.002, limit=0.1)
+    # After a full batch, the next one is read while that one is published and acked.
+    ahead: list[RecordedEvent] = []
+    letters_checked = -math.inf
     while not stop.is_set():
         wake.clear()
-        await _retry_dead_letters(conn, js)
-        batch = await read_after(conn, cursor, BATCH)
+        if not ahead or time.monotonic() - letters_checked > DEAD_LETTERS_EVERY:
+            await _retry_dead_letters(conn, js)
+            letters_checked = time.monotonic()
+        # A batch read ahead is as good as one read now (the log only grows past it); an
+        # empty one was read before the last batch was acked: there may be more by now.
+        batch = ahead or await read_after(conn, cursor, BATCH)
         if batch:
-            try:
-                await publisher.publish(outgoing(batch))
-            except Exception as exc:
-                if not isinstance(exc, Unpublishable) and not _about_one_event(exc):
-                    raise
-                await _publish_one_by_one(conn, js, batch)
-            cursor = LogCursor.of(batch[-1])
-            await save_checkpoint(conn, CHECKPOINT, cursor)
+            cursor, ahead = await _relay_batch(conn, js, publisher, batch)
             held_back.reset()
             continue
         # Committed but held back behind an older open transaction: look again soon.
@@ -186,6 +195,33 @@ async def _relay_loop(
             continue
         held_back.reset()
         await wait_first(wake, stop, timeout=idle)
+
+
+async def _relay_batch(
+    conn: asyncpg.pool.PoolConnectionProxy,
+    js: JetStreamContext,
+    publisher: BatchPublisher,
+    batch: list[RecordedEvent],
+) -> tuple[LogCursor, list[RecordedEvent]]:
+    """Publishes the batch and saves the checkpoint after it; returns that checkpoint and,
+    after a full batch, the next one, read on the connection while this one was published."""
+    cursor = LogCursor.of(batch[-1])
+    reading = asyncio.create_task(read_after(conn, cursor, BATCH)) if len(batch) == BATCH else None
+    one_by_one = False
+    try:
+        try:
+            await publisher.publish(outgoing(batch))
+        except Exception as exc:
+            if not isinstance(exc, Unpublishable) and not _about_one_event(exc):
+                raise
+            one_by_one = True
+    finally:
+        # The connection runs one statement at a time: the read ahead ends before the next.
+        ahead = await reading if reading is not None else []
+    if one_by_one:
+        await _publish_one_by_one(conn, js, batch)
+    await save_checkpoint(conn, CHECKPOINT, cursor)
+    return cursor, ahead
 
 
 def _about_one_event(exc: BaseException) -> bool:

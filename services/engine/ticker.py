@@ -4,6 +4,7 @@ TaskPaused when a failed scheduled run of a task with pause_on_failure owes one.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -78,6 +79,7 @@ class Ticker:
         watcher: ProjectionWatcher,
         batch_size: int = 2000,
         pass_limit: int = 50_000,
+        appends_in_flight: int = 2,
     ) -> None:
         self._pool, self._clock, self._watcher = pool, clock, watcher
         # Tasks read and appended together; tasks decided before waiting for the projection
@@ -85,6 +87,10 @@ class Ticker:
         # Tasks held back by their jitter do not count toward pass_limit: every page is read,
         # so that due tasks behind a page full of held ones still fire now.
         self._batch_size, self._pass_limit = batch_size, pass_limit
+        # Pages appended at once, each in its own transaction on its own connection (the pool
+        # needs one more for reading the next page): the inserts of a burst use more than one
+        # of PostgreSQL's cores.
+        self._appends_in_flight = appends_in_flight
         self._wake = asyncio.Event()
         watcher.on_advance(lambda name: self._wake.set() if name == "tasks" else None)
 
@@ -118,9 +124,9 @@ class Ticker:
     async def tick(self) -> TickResult:
         """Decides every task due at the clock's present time, once, a page at a time.
 
-        A page's appends change only the page's own tasks, so the next page is read at once;
-        the tasks projection is waited for once, after the last page (or after pass_limit
-        tasks, the rest being left to the next tick).
+        A page's appends change only the page's own tasks, so the next page is read at once
+        (and pages are appended side by side); the tasks projection is waited for once, after
+        the last page (or after pass_limit tasks, the rest being left to the next tick).
         """
         now = self._clock.now()
         recorded, lost = await self._pause_failed(now)
@@ -129,9 +135,10 @@ class Ticker:
         paused = {event.stream_id for event in recorded}
         held_until: datetime | None = None
         after = _FIRST_PAGE
-        # A page's append runs while the next page is read and decided (appends stay in
-        # order, one at a time): the relay gets each page's TaskDue as soon as it commits.
-        appending: asyncio.Task[list[RecordedEvent]] | None = None
+        # Pages' appends run while the next page is read and decided, up to appends_in_flight
+        # at once, each page its own transaction: log readers (the relay) get a page's TaskDue
+        # once it and every transaction begun before it have committed.
+        appending: collections.deque[asyncio.Task[list[RecordedEvent]]] = collections.deque()
         try:
             while True:
                 rows = await self._pool.fetch(_DUE, now, *after, self._batch_size)
@@ -141,33 +148,31 @@ class Ticker:
                         continue
                     config = _config.decode(row["recurrence_config"])
                     task = DueTask(**(dict(row) | {"recurrence_config": config}))
-                    event = decide_fire(task, now)
+                    due_id = event_id(task)
+                    event = decide_fire(task, now, due_id)
                     if event is None:
                         following = following_of(task, schedule_of(task), task.next_run_time)
                         planned = fire_at(task, following)
                         held_until = planned if held_until is None else min(held_until, planned)
                         continue
                     items.append(
-                        StreamAppend(
-                            task.task_id, task.task_type, task.version, event, event_id(task)
-                        )
+                        StreamAppend(task.task_id, task.task_type, task.version, event, due_id)
                     )
-                if appending is not None:
-                    recorded += await appending
-                    appending = None
+                while len(appending) >= self._appends_in_flight:
+                    recorded += await appending.popleft()
                 if items:
-                    appending = asyncio.create_task(self._append_page(items))
+                    appending.append(asyncio.create_task(self._append_page(items)))
                 decided += len(items)
                 if len(rows) < self._batch_size or decided >= self._pass_limit:
                     break
                 after = (rows[-1]["next_run_time"], rows[-1]["task_id"])
-            if appending is not None:
-                recorded += await appending
-                appending = None
+            while appending:
+                recorded += await appending.popleft()
         finally:
-            if appending is not None:  # reading the next page failed: this one still counts
+            # Reading a page or appending one failed: the pages still appending count too.
+            for page in appending:
                 with contextlib.suppress(*DATABASE_ERRORS):
-                    await appending
+                    await page
         if recorded:
             try:
                 # Read the tasks again only once the projection shows what was just appended.
