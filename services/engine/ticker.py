@@ -47,6 +47,8 @@ ORDER BY next_run_time, id LIMIT $4
 """
 # Where a pass over the due tasks starts: before every (next_run_time, id) there is.
 _FIRST_PAGE = (datetime(1, 1, 1, tzinfo=UTC), "00000000-0000-0000-0000-000000000000")
+# The first occurrence after the instant a tick decided at: one that fell due while the tick
+# ran is in it too (the ticker then ticks again at once).
 _NEXT = "SELECT min(next_run_time) FROM tasks WHERE next_run_time > $1"
 # The tasks projection sets failed_run only while the pause applies (pause_on_failure, not
 # paused, not ended) and clears it on any pause, so each row here owes exactly one TaskPaused;
@@ -58,12 +60,16 @@ FROM tasks WHERE failed_run IS NOT NULL AND pause_on_failure AND next_run_time I
 ORDER BY id LIMIT $1
 """
 _config = msgspec.json.Decoder(dict[str, Any])
-# With nothing scheduled, look again this often anyway (a lost wake-up costs at most this).
+# Never sleep longer than this, whatever is scheduled: a lost wake-up costs at most this.
 IDLE_RECHECK = timedelta(seconds=30)
+# A wait at least this long is logged (with the next occurrence it waits for), once per target.
+LOGGED_WAIT = timedelta(seconds=1)
 METADATA = {"user": "scheduler", "service": "ticker"}
 
 
 class TickResult(msgspec.Struct, frozen=True):
+    # The instant the tick decided at: every task due then was seen.
+    at: datetime
     appended: list[RecordedEvent]
     # Decisions that lost to a newer version of their task (another ticker, a user's command).
     lost: int
@@ -92,6 +98,8 @@ class Ticker:
         # of PostgreSQL's cores.
         self._appends_in_flight = appends_in_flight
         self._wake = asyncio.Event()
+        # The next occurrence the last "waiting" line named ("" before the first).
+        self._logged_wait: str | None = ""
         watcher.on_advance(lambda name: self._wake.set() if name == "tasks" else None)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -117,7 +125,7 @@ class Ticker:
                         self._clock.now() + timedelta(milliseconds=50), self._wake
                     )
                     continue
-                await self._clock.sleep_until(await self._next_wake(result.held_until), self._wake)
+                await self._clock.sleep_until(await self._next_wake(result), self._wake)
         finally:
             stop_waiter.cancel()
 
@@ -179,7 +187,7 @@ class Ticker:
                 await self._watcher.wait_for(recorded, ["tasks"], timeout=10.0)
             except TimeoutError:
                 log.warning("tasks_projection_lagging")
-        return TickResult(recorded, decided - len(recorded), held_until)
+        return TickResult(now, recorded, decided - len(recorded), held_until)
 
     async def _append_page(self, items: list[StreamAppend]) -> list[RecordedEvent]:
         page = await append_many(self._pool, items, METADATA)
@@ -213,13 +221,24 @@ class Ticker:
             log.info("paused_after_failure", tasks=len(recorded), lost_races=lost)
         return recorded, lost
 
-    async def _next_wake(self, held_until: datetime | None) -> datetime:
+    async def _next_wake(self, result: TickResult) -> datetime:
+        """When to tick again: at the first occurrence after the instant the tick decided at
+        (not after the present, which has moved on meanwhile: an occurrence in between would be
+        neither fired nor waited for), or when a task held back by jitter comes, and never
+        later than IDLE_RECHECK from now."""
         now = self._clock.now()
         try:
-            upcoming = await self._pool.fetchval(_NEXT, now)
+            upcoming = await self._pool.fetchval(_NEXT, result.at)
         except DATABASE_ERRORS as exc:
             # The database went away since the tick: look again as after a failed tick.
             log.warning("tick_failed", error=str(exc))
             return now + timedelta(seconds=1)
-        candidates = [t for t in (upcoming, held_until) if t is not None]
-        return min(candidates, default=now + IDLE_RECHECK)
+        due = min((t for t in (upcoming, result.held_until) if t is not None), default=None)
+        wake = now + IDLE_RECHECK if due is None else min(due, now + IDLE_RECHECK)
+        next_due = None if due is None else due.isoformat()
+        if wake - now >= LOGGED_WAIT and next_due != self._logged_wait:
+            # What an idle ticker waits for, once per occurrence: a ticker that fires nothing
+            # says why in its log.
+            log.info("waiting", next_due=next_due)
+            self._logged_wait = next_due
+        return wake

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -18,7 +20,7 @@ from services.domain.task_spec import TaskInput, TaskPatch
 from services.engine.handler import TASKS, handle
 from services.engine.projector import run_projector
 from services.engine.read_your_writes import ProjectionWatcher
-from services.engine.ticker import Ticker
+from services.engine.ticker import IDLE_RECHECK, Ticker
 from services.infra.clock import ManualClock
 from services.infra.db import create_pool
 from services.infra.store import append
@@ -142,6 +144,99 @@ async def test_tickers_paging_through_a_burst_fire_each_task_once(scheduler: Sch
     )
     assert {row["task_id"] for row in rows} == task_ids
     assert {row["n"] for row in rows} == {1}
+
+
+class BusyClock(ManualClock):
+    """A manual clock on a busy machine: every reading is `step` later than the one before,
+    as the present moves on while the ticker works between two readings."""
+
+    def __init__(self, start: datetime, step: timedelta) -> None:
+        super().__init__(start)
+        self._step = step
+
+    def now(self) -> datetime:
+        instant = super().now()
+        self.set(instant + self._step)
+        return instant
+
+
+class SleepWatchingClock(ManualClock):
+    """A manual clock that tells when something has gone to sleep on it."""
+
+    def __init__(self, start: datetime) -> None:
+        super().__init__(start)
+        self.asleep = asyncio.Event()
+
+    async def sleep_until(self, instant: datetime, wake: asyncio.Event) -> None:
+        self.asleep.set()
+        await super().sleep_until(instant, wake)
+
+
+@contextlib.asynccontextmanager
+async def running(ticker: Ticker) -> AsyncIterator[None]:
+    """The ticker running as its service runs it (ticking, sleeping, woken) meanwhile."""
+    service = asyncio.create_task(ticker.run(asyncio.Event()))
+    try:
+        yield
+    finally:
+        # Cancelled, not stopped: a stop waits for a tick's wait for the projection to end.
+        service.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await service
+
+
+async def fires_within(scheduler: Scheduler, task_id: str, seconds: float = 10.0) -> bool:
+    """Whether the task fires within `seconds` of real time."""
+    deadline = time.monotonic() + seconds
+    while not await scheduler.fired(task_id):
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.02)
+    return True
+
+
+async def test_a_task_falling_due_while_the_ticker_looks_for_the_next_one_fires(
+    scheduler: Scheduler,
+) -> None:
+    # The ticker reads the due tasks at 12:59:59.5 and looks for the next occurrence a second
+    # later, at 13:00:00.5 (a busy machine): the 13:00 task fell due in between. Looked for
+    # after the present, it was neither due nor next (the next is 30 days away), and the ticker
+    # slept past it: the last task of a burst never fired.
+    due = START + timedelta(hours=1)
+    task_id = await scheduler.create(
+        recurrence_type="once", recurrence_config={"run_at": due.isoformat()}
+    )
+    await scheduler.create(
+        recurrence_type="once",
+        recurrence_config={"run_at": (START + timedelta(days=30)).isoformat()},
+    )
+    clock = BusyClock(due - timedelta(milliseconds=500), step=timedelta(seconds=1))
+
+    async with running(Ticker(scheduler.pool, clock, scheduler.watcher)):
+        assert await fires_within(scheduler, task_id), "it slept past a task due meanwhile"
+
+
+async def test_a_lost_wake_up_costs_at_most_idle_recheck_with_tasks_scheduled_far_ahead(
+    scheduler: Scheduler,
+) -> None:
+    # A ticker that hears nothing from the projections (every wake-up lost) and knows of no
+    # task before one 30 days away still looks again IDLE_RECHECK later.
+    await scheduler.create(
+        recurrence_type="once",
+        recurrence_config={"run_at": (START + timedelta(days=30)).isoformat()},
+    )
+    clock = SleepWatchingClock(START)
+    deaf = ProjectionWatcher(scheduler.pool)  # never started: hears no projection move
+
+    async with running(Ticker(scheduler.pool, clock, deaf)):
+        async with asyncio.timeout(10.0):
+            await clock.asleep.wait()
+        due = START + timedelta(seconds=10)
+        task_id = await scheduler.create(
+            recurrence_type="once", recurrence_config={"run_at": due.isoformat()}
+        )
+        clock.set(START + IDLE_RECHECK)
+        assert await fires_within(scheduler, task_id), "it slept on past IDLE_RECHECK"
 
 
 async def test_a_task_paused_just_before_it_is_due_does_not_fire(scheduler: Scheduler) -> None:
