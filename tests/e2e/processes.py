@@ -190,9 +190,11 @@ async def wait_until(
     what: str,
     watched: list[ServiceProcess],
     interval: float = 0.02,
+    explain: Callable[[], Awaitable[str]] | None = None,
 ) -> float:
     """Polls condition until it holds; returns the seconds it took. Fails with the watched
-    services' logs when the deadline passes or one of them exits meanwhile."""
+    services' logs when the deadline passes or one of them exits meanwhile, after what
+    `explain` says of the state it was stuck in (the rows a test waited on, say)."""
     started = time.monotonic()
     deadline = started + timeout
     while not await condition():
@@ -200,6 +202,7 @@ async def wait_until(
         if dead or time.monotonic() > deadline:
             reason = f"{', '.join(s.name for s in dead)} exited" if dead else f"{timeout} s passed"
             tails = "\n".join(service.log_tail() for service in watched)
-            raise AssertionError(f"waiting for {what}: {reason}\n{tails}")
+            state = "" if explain is None else f"{await explain()}\n"
+            raise AssertionError(f"waiting for {what}: {reason}\n{state}{tails}")
         await asyncio.sleep(interval)
     return time.monotonic() - started

@@ -184,7 +184,9 @@ async def test_ticker_and_relay_killed_mid_burst_fire_every_task_once(
     begin = datetime.now(UTC) + lead
     step = BURST_WINDOW / BURST
     started = time.monotonic()
-    task_ids = await create_tasks(pool, [begin + i * step for i in range(BURST)])
+    burst = [begin + i * step for i in range(BURST)]
+    task_ids = await create_tasks(pool, burst)
+    run_ats = dict(zip(task_ids, burst, strict=True))
     created_in = time.monotonic() - started
     assert datetime.now(UTC) < begin, f"creating {BURST} tasks took {created_in:.1f} s"
 
@@ -217,6 +219,7 @@ async def test_ticker_and_relay_killed_mid_burst_fire_every_task_once(
         RECOVERY_TIMEOUT,
         f"every one of {BURST} tasks to have its TaskDue",
         watched,
+        explain=lambda: firing_state(pool, run_ats),
     )
     all_fired = time.monotonic() - killed_at
     await wait_until(
@@ -253,6 +256,59 @@ async def test_ticker_and_relay_killed_mid_burst_fire_every_task_once(
         f"published {published_at_kill} messages and checkpointed {checkpointed_at_kill} events; "
         f"the two new tickers lost {lost_races} races"
     )
+
+
+_UNFIRED = """
+SELECT x.id::text AS task_id, t.version, t.status, t.next_run_time,
+    (SELECT max(e.version) FROM events e WHERE e.stream_id = x.id::text) AS log_version
+FROM unnest($1::uuid[]) AS x(id) LEFT JOIN tasks t ON t.id = x.id
+WHERE NOT EXISTS (
+    SELECT 1 FROM events e WHERE e.stream_id = x.id::text AND e.type = 'TaskDue'
+)
+ORDER BY t.next_run_time NULLS FIRST
+"""
+_LOG_HEAD = """
+(SELECT 'log head' AS name, tx_id::text, position FROM events
+ ORDER BY events.tx_id DESC, events.position DESC LIMIT 1)
+UNION ALL SELECT name, tx_id::text, position FROM checkpoints
+UNION ALL SELECT 'snapshot xmin', pg_snapshot_xmin(pg_current_snapshot())::text, NULL
+"""
+_ACTIVITY = """
+SELECT pid, application_name, state, wait_event_type, wait_event, backend_xid::text,
+    now() - xact_start AS in_transaction, left(query, 100) AS query
+FROM pg_stat_activity
+WHERE datname = current_database() AND pid <> pg_backend_pid() AND state <> 'idle'
+"""
+_WAITING_LOCKS = """
+SELECT pid, locktype, mode, relation::regclass::text AS relation, transactionid::text
+FROM pg_locks WHERE NOT granted
+"""
+
+
+async def firing_state(pool: asyncpg.Pool, run_ats: dict[str, datetime]) -> str:
+    """Why tasks have not fired: each unfired task's row in the tasks read table against its
+    stream in the log, where the projections stand against the log, and what the database's
+    sessions are doing (a lock wait, a transaction left open)."""
+    lines = [f"at {datetime.now(UTC).isoformat()}, the burst ran to {max(run_ats.values())}:"]
+    unfired = await pool.fetch(_UNFIRED, list(run_ats))
+    lines.append(f"{len(unfired)} tasks without a TaskDue (task, run_at, tasks row, log version):")
+    lines += [
+        f"  {row['task_id']} run_at {run_ats[row['task_id']].isoformat()} "
+        f"next_run_time {row['next_run_time']} version {row['version']} status {row['status']} "
+        f"log version {row['log_version']}"
+        for row in unfired[:20]
+    ]
+    lines.append("projections against the log (tx_id, position):")
+    lines += [
+        f"  {row['name']}: {row['tx_id']}, {row['position']}" for row in await pool.fetch(_LOG_HEAD)
+    ]
+    activity = await pool.fetch(_ACTIVITY)
+    lines.append(f"{len(activity)} busy database sessions:")
+    lines += [f"  {dict(row)}" for row in activity]
+    locks = await pool.fetch(_WAITING_LOCKS)
+    lines.append(f"{len(locks)} lock waits:")
+    lines += [f"  {dict(row)}" for row in locks]
+    return "\n".join(lines)
 
 
 async def _at_least(count: Awaitable[Any], wanted: int) -> bool:
