@@ -24,10 +24,12 @@ async def live(request: web.Request) -> web.StreamResponse:
             "X-Accel-Buffering": "no",
         }
     )
-    await response.prepare(request)
-    await response.write(b"retry: 2000\n\n")
     tokens = request.app[TOKENS]
-    with request.app[LIVE].listen() as queue:
+    # Listening before the first byte goes out: whatever the browser does once it sees the
+    # stream open, the stream carries its events.
+    async with request.app[LIVE].listen() as queue:
+        await response.prepare(request)
+        await response.write(b"retry: 2000\n\n")
         while True:
             seen, changed = tokens.generation, tokens.changed
             item = await _next(queue, changed)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 
 import asyncpg
 import msgspec
 import nats.aio.client
 import nats.aio.msg
+import nats.aio.subscription
+import nats.errors
 
 QUEUE_LIMIT = 1000
 
@@ -34,13 +36,25 @@ class LiveFeed:
         self._pool, self._nc = pool, client
         self._listeners: set[asyncio.Queue[Item | None]] = set()
         self._owners: dict[str, str] = {}
+        # Subscribed only while someone listens: every event of the log (100,000 results of
+        # one run of a big fleet) would otherwise come to every API process for nobody, on
+        # the connection its device registry hears heartbeats on.
+        self._subscription: nats.aio.subscription.Subscription | None = None
+        self._changing = asyncio.Lock()
 
     async def start(self) -> None:
-        self._subscription = await self._nc.subscribe("deployx.events.>", cb=self._on_event)
+        """Nothing to do until the first listener (kept for the app's start-up order)."""
 
     async def stop(self) -> None:
-        await self._subscription.unsubscribe()
         self.end_streams()
+        async with self._changing:
+            await self._unsubscribe()
+
+    async def _unsubscribe(self) -> None:
+        subscription, self._subscription = self._subscription, None
+        if subscription is not None:
+            with contextlib.suppress(nats.errors.Error):
+                await subscription.unsubscribe()
 
     def end_streams(self) -> None:
         """Tells every open stream to finish (on shutdown, so no handler holds it up)."""
@@ -48,14 +62,23 @@ class LiveFeed:
             with contextlib.suppress(asyncio.QueueFull):
                 queue.put_nowait(None)
 
-    @contextlib.contextmanager
-    def listen(self) -> Iterator[asyncio.Queue[Item | None]]:
+    @contextlib.asynccontextmanager
+    async def listen(self) -> AsyncIterator[asyncio.Queue[Item | None]]:
+        """A queue of what happens from now on: once this returns, the server sends this
+        process every event published after it."""
         queue: asyncio.Queue[Item | None] = asyncio.Queue(QUEUE_LIMIT)
-        self._listeners.add(queue)
+        async with self._changing:
+            if self._subscription is None:
+                self._subscription = await self._nc.subscribe("deployx.events.>", cb=self._on_event)
+                await self._nc.flush()  # the server has the subscription before we go on
+            self._listeners.add(queue)
         try:
             yield queue
         finally:
             self._listeners.discard(queue)
+            async with self._changing:
+                if not self._listeners:
+                    await self._unsubscribe()
 
     async def _on_event(self, msg: nats.aio.msg.Msg) -> None:
         try:

@@ -27,7 +27,7 @@ from events.execution import (
     ExecutionCompleted,
     ExecutionStarted,
 )
-from services.agent.protocol import CancelJob, JobReport, jobs_subject
+from services.agent.protocol import CancelJob, Job, JobReport, jobs_subject
 from services.domain.errors import TooLarge
 from services.domain.execution import (
     ACCEPT_TIMEOUT,
@@ -73,6 +73,15 @@ RESEND_FIRST, RESEND_LIMIT = 2.0, 30.0
 # A step waits this long for the server to confirm its jobs went out; the confirmation is
 # awaited in the background for up to FLUSH_PATIENCE.
 FLUSH_WAIT, FLUSH_PATIENCE = 2.0, 600
+# Jobs (and resends) go out in slices of this many, the event loop free between them, and paced:
+# once JOBS_IN_FLIGHT jobs are out whose agents have not said a word yet (each job brings two
+# reports), the next slice waits for reports. So what 100,000 agents send back never piles up in
+# nats-server faster than this executor reads it: the server cuts a slow consumer off and drops
+# everything it had queued for it. A job unanswered for PACE_AGE no longer counts (devices that
+# never answer hold nobody up), and a wait ends when no report came for PACE_STALL.
+PUBLISH_SLICE = 500
+JOBS_IN_FLIGHT = 10_000
+PACE_AGE, PACE_STALL = 2.0, 0.5
 # A TaskDue older than this that no executor started is recorded as failed, not run.
 STALE_AFTER = timedelta(hours=1)
 METADATA = {"user": "scheduler", "service": "executor"}
@@ -156,6 +165,11 @@ class ExecutionRun:
         self._first_sent: dict[str, datetime] = {}
         self._accepted: set[str] = set()
         self._jobs: dict[str, bytes] = {}
+        self._job: Job | None = None
+        # Devices whose job went out lately and whose agent has said nothing since: when
+        # (the loop's clock), oldest first. Paces the jobs (_pace).
+        self._unheard: dict[str, float] = {}
+        self._heard = asyncio.Event()
         self._presence = Presence(online=frozenset())
         self._presence_at: datetime | None = None
         self._presence_reading: asyncio.Task[tuple[Presence, datetime]] | None = None
@@ -462,19 +476,50 @@ class ExecutionRun:
             await pushed_out(self._nc)
 
     async def _publish_jobs(self, devices: Sequence[str], now: datetime) -> None:
-        spec = await self._run_spec()
+        if self._job is None:
+            # Every device's job is this one with its own id: the payload is checked and
+            # encoded once per run, not once per device (a run may have 100,000).
+            self._job = job_for(await self._run_spec(), "", self._id)
         resend = Resend(list(devices), self._clock.now())  # from now: the append took a while
         self._resends.append(resend)
         for device in devices:
             self._router.expect(job_id(self._id, device), device, self._on_report)
-            self._jobs[device] = _encode(job_for(spec, job_id(self._id, device), self._id))
+            job = msgspec.structs.replace(self._job, job_id=job_id(self._id, device))
+            self._jobs[device] = _encode(job)
             self._first_sent.setdefault(device, now)
             self._resend_of[device] = resend
-        for sent, device in enumerate(devices):
-            if not await self._publish(device, self._jobs[device]):
-                log.warning("jobs_held_back", devices=len(devices) - sent)
-                break
+        sent = await self._publish_paced(devices)
+        if sent < len(devices):
+            log.warning("jobs_held_back", devices=len(devices) - sent)
         log.info("jobs_dispatched", execution_id=self._id, devices=len(devices))
+
+    async def _publish_paced(self, devices: Sequence[str]) -> int:
+        """Publishes the jobs of devices in order, paced; how many went (all unless the client
+        took no more: reconnecting, its buffer full)."""
+        loop = asyncio.get_running_loop()
+        for sent, device in enumerate(devices):
+            if sent % PUBLISH_SLICE == 0 and sent:
+                await self._pace()
+            if not await self._publish(device, self._jobs[device]):
+                return sent
+            self._unheard.pop(device, None)  # to the end: sent now
+            self._unheard[device] = loop.time()
+        return len(devices)
+
+    async def _pace(self) -> None:
+        """Until fewer than JOBS_IN_FLIGHT recent jobs are unanswered, or reports stop coming."""
+        await asyncio.sleep(0)  # the connection reads the reports that came meanwhile
+        loop, unheard = asyncio.get_running_loop(), self._unheard
+        while True:
+            old = loop.time() - PACE_AGE
+            while unheard and next(iter(unheard.values())) < old:
+                unheard.pop(next(iter(unheard)))
+            if len(unheard) <= JOBS_IN_FLIGHT:
+                return
+            self._heard.clear()
+            await wait_first(self._heard, timeout=PACE_STALL)
+            if not self._heard.is_set():
+                return
 
     async def _publish(self, device: str, data: bytes) -> bool:
         """False when the client takes nothing now (reconnecting, its buffer full): a job not
@@ -505,6 +550,8 @@ class ExecutionRun:
 
     def _on_report(self, device_id: str, report: JobReport) -> None:
         self._reports.append((device_id, report))
+        if self._unheard.pop(device_id, None) is not None:
+            self._heard.set()
         if report.state == "finished":
             # A result to record (an "accepted" alone changes nothing in the log): the wait
             # ends, and gathers whatever else arrives in the next FLUSH_INTERVAL.
@@ -530,9 +577,7 @@ class ExecutionRun:
         if not out:
             self._resends.remove(resend)  # a device silent meanwhile gets a new one when back
             return
-        for device in out:
-            if not await self._publish(device, self._jobs[device]):
-                break
+        await self._publish_paced(out)
         if out:
             log.info("jobs_resent", execution_id=self._id, devices=len(out))
 
