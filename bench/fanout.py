@@ -463,10 +463,12 @@ async def run_benchmark(
     return rounds, fired
 
 
-async def create_task(session: aiohttp.ClientSession, base: str, devices: list[str]) -> str:
-    """A one-time command task due tomorrow, through the API; its id."""
+async def create_task(
+    session: aiohttp.ClientSession, base: str, devices: list[str], groups: Sequence[int] = ()
+) -> str:
+    """A one-time command task due tomorrow on devices and groups, through the API; its id."""
     body = {
-        "name": f"fan-out to {len(devices):,}",
+        "name": f"fan-out to {len(devices):,} devices and {len(groups)} groups",
         "task_type": "command",
         "recurrence_type": "once",
         "recurrence_config": {
@@ -474,6 +476,7 @@ async def create_task(session: aiohttp.ClientSession, base: str, devices: list[s
             "timezone": "UTC",
         },
         "device_ids": devices,
+        "group_ids": list(groups),
         "task_payload": COMMAND,
     }
     async with session.post(f"{base}{TASKS}", json=body) as response:
