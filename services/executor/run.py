@@ -148,10 +148,15 @@ class ExecutionRun:
         order: RunOrder,
         category: str,
         per_event: int = DEVICES_PER_EVENT,
+        *,
+        fresh: bool = False,
     ) -> None:
         self._db, self._nc, self._router, self._clock = db, client, router, clock
         self._pool = db  # _db is a borrowed connection for a while; readings beside use this
         self._order, self._category = order, category
+        # A first delivery: the run is most likely not recorded yet, so it is started without
+        # reading its stream first (the start's append at version 0 finds out if it was).
+        self._fresh = fresh and order.request is None  # a request is its stream's first event
         self._per_event = per_event  # device ids one event lists at most
         self._id = order.execution_id
         self._spec: RunSpec | None = None
@@ -240,6 +245,10 @@ class ExecutionRun:
 
     async def _load(self) -> ExecutionState:
         """The execution as the log has it; started now if nothing is recorded yet."""
+        if self._fresh:
+            self._fresh = False
+            with contextlib.suppress(ConcurrencyError):  # it was: read it
+                return await self._start(fold(self._id, (), self._order.task_id or ""))
         history = await read_stream(self._db, self._id)
         state = fold(self._id, (r.event for r in history), self._order.task_id or "")
         if state.started is None and state.completed is None:

@@ -164,7 +164,8 @@ async def _handle(
     in_flight = EXECUTOR_RUNS_IN_FLIGHT.labels(task_type)
     in_flight.inc()
     try:
-        run = ExecutionRun(pool, client, router, clock, order, task_type, per_event)
+        fresh = delivery == 1
+        run = ExecutionRun(pool, client, router, clock, order, task_type, per_event, fresh=fresh)
         await run.run()
         # Everything is in PostgreSQL now; only then may JetStream forget the TaskDue.
         await message.ack()
