@@ -33,7 +33,7 @@ async def stats(db: Db, owner: str | None) -> Stats:
     counts the triggers of migrations/0001 keep: a few rows, whatever the number of tasks.
     One statement, so one snapshot and one round trip: the four reads it replaces, in a
     transaction of their own, were six round trips, each a wait on a busy machine."""
-    row = await db.fetchrow(_STATS, owner)
+    row = await (db.fetchrow(_ADMINS) if owner is None else db.fetchrow(_OWNERS, owner))
     assert row is not None
     by_status: dict[str, int] = {}
     by_type: dict[str, int] = {}
@@ -64,7 +64,7 @@ def _buckets(starts: list[datetime], succeeded: list[int], failed: list[int]) ->
     ]
 
 
-def _slots(unit: str, count: int) -> str:
+def _slots(unit: str, count: int, whose: str) -> str:
     """One bucket per hour or day, the current one last, empty ones included: three arrays."""
     return f"""
         SELECT array_agg(start ORDER BY start) AS {unit}_starts,
@@ -83,26 +83,35 @@ def _slots(unit: str, count: int) -> str:
             ) AS slots
             LEFT JOIN execution_stats_by_owner s
                 ON s.hour >= slots.start AND s.hour < slots.start + interval '1 {unit}'
-                AND ($1::text IS NULL OR s.user_id = $1)
+                AND {whose.format(table="s.")}
             GROUP BY slots.start
         ) AS buckets
     """
 
 
-_STATS = f"""
+def _statement(whose: str) -> str:
+    """The stats over the rows `whose` picks: one statement text for the admin, another for an
+    owner. A shared '$1 IS NULL OR user_id = $1' let PostgreSQL's generic plan (from a
+    prepared statement's sixth run) join every hour of every owner with the 24 slots: 333,370
+    rows for the admin's stats instead of 231, 50-100 ms instead of 1."""
+    return f"""
     SELECT tasks.*, runs.*, hours.*, days.*
     FROM (
         SELECT array_agg(status) AS statuses, array_agg(task_type) AS types,
             array_agg(n) AS counts
         FROM (
             SELECT status, task_type, sum(n)::bigint AS n FROM task_counts
-            WHERE $1::text IS NULL OR user_id = $1
+            WHERE {whose.format(table="")}
             GROUP BY status, task_type HAVING sum(n) > 0
         ) AS kinds
     ) AS tasks, (
         SELECT coalesce(sum(succeeded), 0) AS succeeded, coalesce(sum(failed), 0) AS failed
-        FROM execution_totals_by_owner WHERE $1::text IS NULL OR user_id = $1
+        FROM execution_totals_by_owner WHERE {whose.format(table="")}
     ) AS runs,
-    ({_slots("hour", 24)}) AS hours,
-    ({_slots("day", 7)}) AS days
-"""
+    ({_slots("hour", 24, whose)}) AS hours,
+    ({_slots("day", 7, whose)}) AS days
+    """
+
+
+_ADMINS = _statement("true")
+_OWNERS = _statement("{table}user_id = $1")
