@@ -2,7 +2,7 @@
 bench.rollout.
 
     .venv/bin/python -m bench.sim_agents --devices 10000 --summary FILE   (until SIGTERM)
-        [--first 0] [--interval 5] [--queue NAME]
+        [--first 0] [--interval 5] [--queue NAME] [--ready FILE]
 
 Every device heartbeats once at the start (agents starting together), then every --interval
 seconds (5, the real agent's default), spread over the interval. A wildcard subscription on
@@ -195,11 +195,14 @@ async def play_agents(
     interval: float = HEARTBEAT_SECONDS,
     first: int = 0,
     queue: str = "",
+    ready: Path | None = None,
 ) -> None:
     """Plays `devices` agents on one connection until SIGTERM; writes what it saw to summary.
 
     They beat every `interval` seconds, and say they do every `announced` seconds (what
-    presence counts missed heartbeats in)."""
+    presence counts missed heartbeats in). With `ready`, the agents first connect, then write
+    that file and announce themselves only on SIGUSR1: a benchmark times the devices, not
+    this process's start."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -231,6 +234,11 @@ async def play_agents(
 
     per_slice = max(1, -(-len(ids) // HEARTBEAT_SLICES))
     try:
+        if ready is not None:
+            go = asyncio.Event()
+            loop.add_signal_handler(signal.SIGUSR1, go.set)
+            await asyncio.to_thread(ready.write_text, str(os.getpid()))
+            await wait_first(go, stop)
         await beat(ids)  # every agent announces itself as it starts
         await client.flush()
         # Then each slice again in turn: no device is silent longer than an interval.
@@ -267,6 +275,9 @@ def main() -> None:
     )
     parser.add_argument("--first", type=int, default=0, help="the first device's number")
     parser.add_argument("--queue", default="", help="share the jobs subscription in this group")
+    parser.add_argument(
+        "--ready", type=Path, help="once connected, write this file and announce on SIGUSR1"
+    )
     args = parser.parse_args()
     asyncio.run(
         play_agents(
@@ -277,6 +288,7 @@ def main() -> None:
             interval=args.interval,
             first=args.first,
             queue=args.queue,
+            ready=args.ready,
         )
     )
 
