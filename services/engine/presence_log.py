@@ -3,6 +3,7 @@ DeviceRegistered when a device the log has as offline is heard again."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
@@ -40,10 +41,15 @@ def _entry(event: DeviceRegistered | DeviceWentOffline, key: str) -> StreamEvent
     return StreamEvent(stream_of(event.device_id), "devices", event, key)
 
 
-async def record_registrations(db: Db, beats: Sequence[tuple[Heartbeat, str]]) -> set[str]:
-    """Appends DeviceRegistered for each (agent start, its id), all in one statement; returns
-    the ids now in the log (another replica may have written some)."""
-    return await _append(db, [_entry(registration(beat), key) for beat, key in beats])
+async def record_registrations(
+    db: Db, beats: Sequence[tuple[Heartbeat, str]], in_flight: int = 1, *, new: bool = False
+) -> set[str]:
+    """Appends DeviceRegistered for each (agent start, its id), CHUNK a statement, up to
+    in_flight statements at once (db must then be a pool); returns the ids now in the log
+    (another replica may have written some). new: the devices are most likely new, their
+    streams empty (append_each's new_streams)."""
+    entries = [_entry(registration(beat), key) for beat, key in beats]
+    return await _append(db, entries, in_flight, new_streams=new)
 
 
 async def record_silent_devices(db: Db, now: datetime, hearing_since: datetime) -> int:
@@ -88,9 +94,18 @@ async def record_returns(db: Db, beats: Sequence[Heartbeat]) -> int:
     return len(offline_since)
 
 
-async def _append(db: Db, entries: list[StreamEvent]) -> set[str]:
-    """Each entry once, in as many statements as a stream has entries (usually one)."""
+async def _append(
+    db: Db, entries: list[StreamEvent], in_flight: int = 1, *, new_streams: bool = False
+) -> set[str]:
+    """Each entry once, in as many rounds as a stream has entries (usually one), each round
+    CHUNK entries a statement, up to in_flight statements at once."""
     in_log: set[str] = set()
+    slots = asyncio.Semaphore(in_flight)
+
+    async def append(chunk: list[StreamEvent]) -> set[str]:
+        async with slots:
+            return await append_each(db, chunk, METADATA, new_streams=new_streams)
+
     while entries:
         batch: dict[str, StreamEvent] = {}
         rest: list[StreamEvent] = []
@@ -100,8 +115,13 @@ async def _append(db: Db, entries: list[StreamEvent]) -> set[str]:
             else:
                 batch[entry.stream_id] = entry
         round_ = list(batch.values())
-        for start in range(0, len(round_), CHUNK):
-            in_log |= await append_each(db, round_[start : start + CHUNK], METADATA)
+        chunks = [round_[start : start + CHUNK] for start in range(0, len(round_), CHUNK)]
+        # Every statement runs to its end before a failure is raised: none is left writing.
+        results = await asyncio.gather(*map(append, chunks), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+            in_log |= result
         entries = rest
     return in_log
 

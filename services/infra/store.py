@@ -382,16 +382,34 @@ ORDER BY b.stream_id
 ON CONFLICT DO NOTHING
 RETURNING id::text
 """
+# The same for streams that most likely have no event yet (devices never seen): each at version
+# 1, without looking its stream up; one whose stream has events conflicts and is tried again.
+_APPEND_FIRST = """
+INSERT INTO events (id, stream_id, version, type, category, schema_version, data, metadata)
+SELECT b.id, b.stream_id, 1, b.type, b.category, b.schema_version, b.data, $7::jsonb
+FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int[], $6::jsonb[])
+    AS b(id, stream_id, type, category, schema_version, data)
+ORDER BY b.stream_id
+ON CONFLICT DO NOTHING
+RETURNING id::text
+"""
 _IN_LOG = "SELECT id::text FROM events WHERE id = ANY ($1::uuid[])"
 
 
 async def append_each(
-    db: Db, items: Sequence[StreamEvent], metadata: dict[str, Any] | None = None
+    db: Db,
+    items: Sequence[StreamEvent],
+    metadata: dict[str, Any] | None = None,
+    *,
+    new_streams: bool = False,
 ) -> set[str]:
     """Appends one event to each of many streams at their current versions, in one round trip
     (a few more if other writers race for the same streams); returns the ids of those now in
     the log, written now or before. An event still racing after a few tries is left out: the
     caller offers it again later.
+
+    With new_streams (most of the streams are likely empty), the first statement writes each
+    event at version 1 without reading its stream, and those that conflict go on as above.
     """
     if len({item.stream_id for item in items}) != len(items):
         raise ValueError("append_each takes at most one event per stream")
@@ -400,11 +418,11 @@ async def append_each(
     data = {item.event_id: json for item, json in zip(items, encoded, strict=True)}
     in_log: set[str] = set()
     todo = list(items)
-    for _ in range(ANY_VERSION_ATTEMPTS):
+    for attempt in range(ANY_VERSION_ATTEMPTS + new_streams):
         if not todo:
             break
         rows = await db.fetch(
-            _APPEND_EACH,
+            _APPEND_FIRST if new_streams and attempt == 0 else _APPEND_EACH,
             [item.event_id for item in todo],
             [item.stream_id for item in todo],
             [item.event.type for item in todo],

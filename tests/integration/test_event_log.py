@@ -136,10 +136,14 @@ async def test_an_event_id_is_appended_once(database_url: str) -> None:
         await conn.close()
 
 
-async def test_racing_batches_at_any_version_write_each_event_once(database_url: str) -> None:
+@pytest.mark.parametrize("new_streams", [False, True], ids=["at-the-end", "new-streams"])
+async def test_racing_batches_at_any_version_write_each_event_once(
+    database_url: str, new_streams: bool
+) -> None:
     """Registry replicas appending the same batch (ids from the devices) while other batches
     go to the same streams: each event once, every stream's versions without a gap, and every
-    writer told that all of its batch is in the log."""
+    writer told that all of its batch is in the log; also when each writer takes the streams
+    for new ones (version 1 first, as the registry does for devices it never saw)."""
     streams = [f"device-{number}" for number in range(300)]
     namespace = uuid.UUID("6c1f1d0e-8a43-4a8e-9a0e-3f2b1c4d5e6f")
     batch = [StreamEvent(s, "test", paused(s), str(uuid.uuid5(namespace, s))) for s in streams]
@@ -150,8 +154,8 @@ async def test_racing_batches_at_any_version_write_each_event_once(database_url:
     ]
     try:
         outcomes = await asyncio.gather(
-            *(append_each(pool, batch) for _ in range(4)),
-            *(append_each(pool, other) for other in others),
+            *(append_each(pool, batch, new_streams=new_streams) for _ in range(4)),
+            *(append_each(pool, other, new_streams=new_streams) for other in others),
         )
         rows = await pool.fetch(
             "SELECT stream_id, version, id::text FROM events ORDER BY stream_id, version"
