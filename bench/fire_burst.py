@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import math
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -303,10 +304,10 @@ async def burst(
     # Let the projector's last round and autovacuum's look at the new rows pass.
     await sleep_until(due - timedelta(seconds=1))
     with services.profiled(profile):
-        cpu_before = services.cpu()
+        cpu_before = services.cpu() | services.postgres_cpu()
         await sleep_until(due)
         await receiver.wait_count(before + tasks, timeout=120.0 + tasks / 100)
-        cpu_after = services.cpu()
+        cpu_after = services.cpu() | services.postgres_cpu()
     await wait_settled(pool, services)
     settled = time.time() - due.timestamp()
     return BurstResult(
@@ -353,6 +354,41 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def local_ports(pid: int) -> set[int]:
+    """The local TCP ports of a process's sockets (Linux /proc)."""
+    inodes = set()
+    with contextlib.suppress(OSError):
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    inodes.add(target[len("socket:[") : -1])
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[9] in inodes:
+                    ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def backends_by_client(backends: Sequence[int], clients: dict[str, int]) -> dict[str, list[int]]:
+    """The PostgreSQL backends of each client process, matched by the TCP port that the
+    backend's process title names ("postgres: user db 127.0.0.1(54321) idle")."""
+    owner = {port: name for name, pid in clients.items() for port in local_ports(pid)}
+    found: dict[str, list[int]] = {name: [] for name in clients}
+    for pid in backends:
+        try:
+            title = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        client = re.search(rb"\((\d+)\)", title)
+        if client is not None and int(client[1]) in owner:
+            found[owner[int(client[1])]].append(pid)
+    return found
+
+
 def replica_names(name: str, replicas: int) -> list[str]:
     """`name` for a single process, else `name-1`, `name-2` ..."""
     return [name] if replicas == 1 else [f"{name}-{index}" for index in range(1, replicas + 1)]
@@ -397,6 +433,9 @@ class Services:
     nats_pids: list[int]
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     replicas: int = 1
+    # cpu(): each PostgreSQL process's CPU seconds when last seen, and the client it serves.
+    postgres_seen: dict[int, float] = field(default_factory=dict)
+    backend_owner: dict[int, str] = field(default_factory=dict)
 
     def start(self) -> None:
         deployx = Path(sys.executable).with_name("deployx")
@@ -438,12 +477,36 @@ class Services:
         self.procs.clear()
 
     def cpu(self) -> dict[str, float]:
+        """CPU seconds so far of each service and of PostgreSQL (all its processes). One of
+        PostgreSQL's processes that has exited (a connection closed, an autovacuum worker)
+        still counts what it had used when last seen: a difference of two calls is not cut
+        short by it."""
         seconds = {name: cpu_seconds(proc.pid) for name, proc in self.procs.items()}
-        backends = [self.postgres_pid, *child_pids(self.postgres_pid)]
-        seconds["postgres"] = sum(cpu_seconds(pid) for pid in backends)
+        seconds["postgres"] = sum(self._postgres_seen().values())
         seconds["nats-server"] = sum(cpu_seconds(pid) for pid in self.nats_pids)
         seconds["this process"] = cpu_seconds(os.getpid())
         return seconds
+
+    def postgres_cpu(self) -> dict[str, float]:
+        """CPU seconds so far of the PostgreSQL backends serving each service and this
+        process ("postgres for ticker" ...), counted as cpu() counts PostgreSQL's."""
+        clients = {name: proc.pid for name, proc in self.procs.items()}
+        clients["this process"] = os.getpid()
+        seen = self._postgres_seen()
+        for name, pids in backends_by_client(list(seen), clients).items():
+            for pid in pids:
+                self.backend_owner.setdefault(pid, name)
+        return {
+            f"postgres for {name}": sum(
+                used for pid, used in seen.items() if self.backend_owner.get(pid) == name
+            )
+            for name in clients
+        }
+
+    def _postgres_seen(self) -> dict[int, float]:
+        for pid in [self.postgres_pid, *child_pids(self.postgres_pid)]:
+            self.postgres_seen[pid] = max(self.postgres_seen.get(pid, 0.0), cpu_seconds(pid))
+        return self.postgres_seen
 
     @contextlib.contextmanager
     def profiled(self, out_dir: Path | None) -> Iterator[None]:
