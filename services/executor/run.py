@@ -77,11 +77,12 @@ FLUSH_WAIT, FLUSH_PATIENCE = 2.0, 600
 # once JOBS_IN_FLIGHT jobs are out whose agents have not said a word yet (each job brings two
 # reports), the next slice waits for reports. So what 100,000 agents send back never piles up in
 # nats-server faster than this executor reads it: the server cuts a slow consumer off and drops
-# everything it had queued for it. A job unanswered for PACE_AGE no longer counts (devices that
-# never answer hold nobody up), and a wait ends when no report came for PACE_STALL.
+# everything it had queued for it (at 64 MiB by default; 100,000 reports take about 20 MiB).
+# A job unanswered for PACE_AGE no longer counts (devices that never answer hold nobody up),
+# and a wait ends when no report came for PACE_STALL.
 PUBLISH_SLICE = 500
-JOBS_IN_FLIGHT = 10_000
-PACE_AGE, PACE_STALL = 2.0, 0.5
+JOBS_IN_FLIGHT = 50_000
+PACE_AGE, PACE_STALL = 1.0, 0.2
 # A TaskDue older than this that no executor started is recorded as failed, not run.
 STALE_AFTER = timedelta(hours=1)
 METADATA = {"user": "scheduler", "service": "executor"}
@@ -495,21 +496,30 @@ class ExecutionRun:
             self._router.expect(job_id(self._id, device), device, self._on_report)
             job = msgspec.structs.replace(self._job, job_id=job_id(self._id, device))
             self._jobs[device] = _encode(job)
-            self._first_sent.setdefault(device, now)
             self._resend_of[device] = resend
-        sent = await self._publish_paced(devices)
+        sent = await self._publish_paced(devices, first=True)
         if sent < len(devices):
             log.warning("jobs_held_back", devices=len(devices) - sent)
+        # The resends count from when the last of these went out: paced, 100,000 jobs take a
+        # while, and those sent last are not to go again before their agents could answer.
+        resend.at = max(resend.at, self._clock.now() + timedelta(seconds=RESEND_FIRST))
         log.info("jobs_dispatched", execution_id=self._id, devices=len(devices))
 
-    async def _publish_paced(self, devices: Sequence[str]) -> int:
+    async def _publish_paced(self, devices: Sequence[str], first: bool = False) -> int:
         """Publishes the jobs of devices in order, paced; how many went (all unless the client
-        took no more: reconnecting, its buffer full)."""
+        took no more: reconnecting, its buffer full). first: their first sending, from which
+        the agents' time to say "accepted" counts (for those held back too)."""
         loop = asyncio.get_running_loop()
+        at = self._clock.now()
         for sent, device in enumerate(devices):
             if sent % PUBLISH_SLICE == 0 and sent:
                 await self._pace()
+                at = self._clock.now()
+            if first:
+                self._first_sent.setdefault(device, at)
             if not await self._publish(device, self._jobs[device]):
+                for held in devices[sent + 1 :] if first else ():
+                    self._first_sent.setdefault(held, at)
                 return sent
             self._unheard.pop(device, None)  # to the end: sent now
             self._unheard[device] = loop.time()
