@@ -24,14 +24,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import asyncpg
 import structlog
 
-from events.codec import RecordedEvent, Undecodable
+from events.base import Event
+from events.codec import EVENT_TYPES, RecordedEvent, Undecodable
 from projections.base import Projection
 from projections.fold import Fold
 from projections.folds import fold_for
-from services.engine import shadow
+from services.engine import log_pages, shadow
 from services.engine.projector import WAITS_BEHIND, UndecodableEvent
 from services.infra import dead_letters
-from services.infra.store import Connection, LogCursor, read_after, save_checkpoint
+from services.infra.store import Connection, LogCursor, save_checkpoint
 
 log = structlog.get_logger(__name__)
 
@@ -44,7 +45,7 @@ REFUSED: tuple[type[Exception], ...] = (
     ValueError,
     TypeError,
 )
-# Events read from the log per query: one index scan each, few round trips.
+# Events decoded and folded together as the log streams in.
 READ_PAGE = 20_000
 
 
@@ -83,6 +84,7 @@ async def load(
     conn: Connection,
     folding: list[Folding],
     on_progress: Callable[[int], None] | None = None,
+    took: Callable[[str], None] | None = None,
 ) -> tuple[list[str], int]:
     """Folds the visible log into each of folding and writes their shadow tables (which must
     be empty and without keys): the names of the projections written (checkpoint set), and
@@ -92,28 +94,50 @@ async def load(
     parked: set[str] = set()
     cursor = LogCursor()
     read = 0
+    routes = _routes(folding)
     # The fold makes millions of objects that form no cycles: the collector would only walk them.
     gc.disable()
     try:
-        while True:
-            events = await read_after(conn, cursor, READ_PAGE)
-            if not events:
-                break
-            _fold_page(events, folding, parked)
+
+        def fold_page(events: list[RecordedEvent]) -> None:
+            nonlocal cursor, read
+            _fold_page(events, folding, routes, parked)
             cursor = LogCursor.of(events[-1])
             read += len(events)
             if on_progress is not None:
                 on_progress(len(events) * len(folding))
-            if len(events) < READ_PAGE:
-                break
-        return [f.projection.name for f in folding if await _write(conn, f, cursor)], read
+
+        await log_pages.stream(conn, fold_page, READ_PAGE)
+        if took is not None:
+            took("fold")
+        written = [f.projection.name for f in folding if await _write(conn, f, cursor)]
+        if took is not None:
+            took("copy")
+        return written, read
     finally:
         gc.enable()
 
 
-def _fold_page(events: list[RecordedEvent], folding: list[Folding], parked: set[str]) -> None:
+Routes = dict[type[Event], list[Callable[[RecordedEvent], None]]]
+
+
+def _routes(folding: list[Folding]) -> Routes:
+    """For each event class, the folds it changes."""
+    routes: Routes = {}
+    for f in folding:
+        for kind in f.fold.handled:
+            routes.setdefault(EVENT_TYPES[kind], []).append(f.fold.evolve)
+    return routes
+
+
+def _fold_page(
+    events: list[RecordedEvent],
+    folding: list[Folding],
+    routes: Routes,
+    parked: set[str],
+) -> None:
     for recorded in events:
-        if recorded.stream_id in parked:
+        if parked and recorded.stream_id in parked:
             for f in folding:
                 f.set_aside.append((recorded, WAITS_BEHIND))
             continue
@@ -131,10 +155,8 @@ def _fold_page(events: list[RecordedEvent], folding: list[Folding], parked: set[
                 f.set_aside.append((recorded, error))
             parked.add(recorded.stream_id)
             continue
-        kind = recorded.type
-        for f in folding:
-            if kind in f.fold.handled:
-                f.fold.evolve(recorded)
+        for evolve in routes.get(type(event), ()):
+            evolve(recorded)
 
 
 async def _write(conn: Connection, folding: Folding, cursor: LogCursor) -> bool:

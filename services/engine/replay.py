@@ -36,6 +36,19 @@ SWAP_ATTEMPTS = 200
 SWAP_AT_MOST = 500
 
 
+class Took:
+    """Seconds each step of a rebuild took, for its log line: took("step") ends a step."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._since = time.perf_counter()
+
+    def __call__(self, step: str) -> None:
+        now = time.perf_counter()
+        self.seconds[step] = round(self.seconds.get(step, 0.0) + now - self._since, 3)
+        self._since = now
+
+
 class UnknownProjection(ValueError):
     """--projection named none of the projections."""
 
@@ -91,6 +104,7 @@ async def rebuild_on(
     on_progress: Callable[[int], None] | None = None,
 ) -> int:
     copies = tuple(Rebuilding(projection) for projection in projections)
+    took = Took()
     folding = bulk_rebuild.folds(projections, await bulk_rebuild.zone_of(conn))
     folded_tables = [table for f in folding for table in f.projection.tables]
     await shadow.create(conn, projections, keys_later=folded_tables)
@@ -98,26 +112,34 @@ async def rebuild_on(
     try:
         # The bulk folded in memory and copied in; then the projections without a fold (or
         # whose fold the tables refused) from the start, and the others from where it ended.
-        folded, read = await bulk_rebuild.load(conn, folding, on_progress)
+        took("create")
+        folded, read = await bulk_rebuild.load(conn, folding, on_progress, took)
         applied = read * len(folded)
         await shadow.add_keys(conn, folded_tables)
+        took("keys")
         applied += await catch_up(conn, copies, REPLAY_BATCH, on_applied=on_progress)
+        took("statements")
         await shadow.add_indexes(conn, projections)
+        took("indexes")
         # The log moved on meanwhile: close the gap without holding anyone up, then swap.
         while (more := await catch_up(conn, copies, REPLAY_BATCH, on_progress)) > SWAP_AT_MOST:
             applied += more
+        took("catch_up")
         applied += more + await _swap(conn, projections, copies, on_progress)
+        took("swap")
     finally:
         await conn.execute("RESET search_path")
     if counts_partly(table for projection in projections for table in projection.tables):
         # Live tables the rebuild did not swap moved on meanwhile; count them together again.
         await conn.execute(REFRESH)
     await shadow.drop(conn)
+    took("drop")
     log.info(
         "projections_rebuilt",
         projections=[p.name for p in projections],
         folded=folded,
         events=applied,
+        seconds=took.seconds,
     )
     return applied // len(projections)
 

@@ -150,6 +150,18 @@ async def write_the_rest(conn: asyncpg.Connection) -> None:
     await put(second, started)
     await put(second, ExecutionTargetsAdded(execution_id=second, task_id=held,
                                             device_ids=["dev-1", "dev-2", "dev-3"]))  # fmt: skip
+    # Output with every character COPY's text format escapes.
+    odd = DeviceResultRecorded(
+        execution_id=second,
+        task_id=held,
+        device_id="dev-2",
+        status="failed",
+        exit_code=2,
+        stdout='tab\there\nnew line\\back slash "quoted" \r\x08\x0c\x0b é',
+        stderr="\\N",
+        recorded_at=NOW,
+    )
+    await put(second, odd)
     await put(held, TaskResumed(task_id=held, resumed_at=NOW, next_run_time=NOW))
     await put(
         held,
