@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import sys
 import tempfile
@@ -322,6 +323,9 @@ async def part_replay(
         f"{applied / elapsed:,.0f} events/s; {len(errors)} errors"
         f"{': ' + errors[0] if errors else ''}"
     )
+    for line in out.decode().splitlines():
+        if '"projections_rebuilt"' in line:  # where the replay's time went, step by step
+            print(f"  replay's steps, seconds: {json.loads(line).get('seconds')}")
     window = (min(swap) - SWAP_POLL, max(swap) + SWAP_POLL) if swap else None
     for what, timings in (("read", reads), ("append", writes)):
         during = [seconds for began, seconds in timings if began < started + elapsed]

@@ -12,7 +12,9 @@ makes it an Undecodable when it cannot be read.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, Union, cast
 
@@ -53,22 +55,37 @@ _row = msgspec.json.Decoder(_Row)
 async def stream(
     conn: Connection, on_page: Callable[[list[RecordedEvent]], None], size: int
 ) -> None:
-    """Every visible event in log order: on_page gets them about `size` at a time."""
+    """Every visible event in log order: on_page gets them about `size` at a time, in a
+    thread of its own, so that this loop goes on taking in the next page meanwhile (one page
+    is taken in while one is folded; the server waits while both are busy)."""
+    loop = asyncio.get_running_loop()
     tail = b""
     lines: list[bytes] = []
+    folding: asyncio.Future[None] | None = None
 
-    async def take(chunk: bytes) -> None:
-        nonlocal tail
-        arrived = (tail + chunk).split(b"\n")
-        tail = arrived.pop()
-        lines.extend(arrived)
-        if len(lines) >= size:
-            on_page(decode(lines))
-            lines.clear()
+    def fold(page: list[bytes]) -> None:
+        on_page(decode(page))
 
-    await conn.copy_from_query(_ALL, output=take)
-    if lines:
-        on_page(decode(lines))
+    with ThreadPoolExecutor(1, thread_name_prefix="replay-fold") as worker:
+
+        async def take(chunk: bytes) -> None:
+            nonlocal tail, lines, folding
+            arrived = (tail + chunk).split(b"\n")
+            tail = arrived.pop()
+            lines.extend(arrived)
+            if len(lines) >= size:
+                if folding is not None:
+                    await folding
+                folding = loop.run_in_executor(worker, fold, lines)
+                lines = []
+
+        try:
+            await conn.copy_from_query(_ALL, output=take)
+        finally:
+            if folding is not None:
+                await folding
+        if lines:
+            await loop.run_in_executor(worker, fold, lines)
 
 
 def decode(lines: list[bytes]) -> list[RecordedEvent]:
