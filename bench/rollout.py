@@ -74,6 +74,7 @@ from events.execution import (
     ExecutionCompleted,
     ExecutionRequested,
     ExecutionStarted,
+    ExecutionTargetsAdded,
 )
 from services.domain.delivery import concurrency, wave_sizes
 from services.infra.store import read_stream
@@ -138,7 +139,9 @@ async def run_log(bench: Bench, execution_id: str) -> RunLog:
             case ExecutionRequested():
                 log.requested = at
             case ExecutionStarted():
-                log.started, log.targets, log.delivery = at, event.device_ids, event.delivery
+                log.started, log.targets, log.delivery = at, list(event.device_ids), event.delivery
+            case ExecutionTargetsAdded():  # the targets beyond the first event's
+                log.targets.extend(event.device_ids)
             case DeviceJobDispatched():
                 size = len(msgspec.json.encode(event))
                 log.dispatches.append((at, version, event.device_ids, size))
