@@ -17,8 +17,14 @@ from projections.base import Db
 _json = msgspec.json.Encoder()
 
 
+def json_text(value: object) -> str:
+    """A value as the JSON text a statement's parameter carries (a jsonb column, a recordset):
+    the live statements and the folds of a replay send the very same text."""
+    return _json.encode(value).decode()
+
+
 def rows_json(rows: list[dict[str, Any]]) -> str:
-    return _json.encode(rows).decode()
+    return json_text(rows)
 
 
 def from_log(columns: str) -> str:

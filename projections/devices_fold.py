@@ -14,7 +14,8 @@ from events.device import (
     GroupDeleted,
     GroupUpdated,
 )
-from projections.fold import Rows, json_text, type_names
+from projections.batching import json_text
+from projections.fold import Rows, type_names
 
 _HANDLED = (DeviceRegistered, DeviceWentOffline, GroupCreated, GroupUpdated, GroupDeleted)
 

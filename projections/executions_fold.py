@@ -19,7 +19,8 @@ from events.execution import (
     ExecutionTargetsAdded,
 )
 from events.task import TaskDue
-from projections.fold import Rows, hour_of, json_text, type_names
+from projections.batching import json_text
+from projections.fold import Rows, hour_of, type_names
 
 _HANDLED = (
     TaskDue,

@@ -18,17 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import Any, Protocol
 
-import msgspec
-
 from events.base import Event
 from events.codec import RecordedEvent
-
-_json = msgspec.json.Encoder()
-
-
-def json_text(value: object) -> str:
-    """A jsonb column's value as the live statements send it."""
-    return _json.encode(value).decode()
 
 
 @dataclass(frozen=True)

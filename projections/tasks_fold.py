@@ -20,7 +20,8 @@ from events.task import (
     TaskResumed,
     TaskUpdated,
 )
-from projections.fold import Rows, json_text, type_names
+from projections.batching import json_text
+from projections.fold import Rows, type_names
 
 _HANDLED = (
     TaskCreated,
