@@ -56,7 +56,7 @@ async def serve_projector(settings: Settings, stop: asyncio.Event) -> None:
 
 
 async def serve_ticker(settings: Settings, stop: asyncio.Event) -> None:
-    metrics.export(metrics.TICKER_FIRED, metrics.TICKER_LOST_RACES)
+    metrics.export(metrics.TICKER_DECIDED, metrics.TICKER_FIRED, metrics.TICKER_LOST_RACES)
     pool = await open_pool(settings, max_size=4)
     watcher = ProjectionWatcher(pool, session_url=settings.database_session_url)
     await watcher.start()

@@ -53,6 +53,11 @@ TICKER_FIRED = Counter(
     "Events the ticker recorded for tasks that came due",
     registry=None,
 )
+TICKER_DECIDED = Counter(
+    "deployx_ticker_decided_total",
+    "Due tasks the ticker decided (fired, missed, skipped, held by jitter, or lost a race)",
+    registry=None,
+)
 TICKER_LOST_RACES = Counter(
     "deployx_ticker_lost_races_total",
     "Decisions of the ticker that lost to a newer version of their task (another ticker, a user)",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -13,6 +14,7 @@ from typing import Any
 import asyncpg
 import msgspec
 import pytest
+from prometheus_client import Counter
 
 from events.execution import ExecutionCompleted
 from services.domain.task import CreateTask, ExecuteNow, PauseTask, ResumeTask, UpdateTask
@@ -20,9 +22,10 @@ from services.domain.task_spec import TaskInput, TaskPatch
 from services.engine.handler import TASKS, handle
 from services.engine.projector import run_projector
 from services.engine.read_your_writes import ProjectionWatcher
-from services.engine.ticker import IDLE_RECHECK, Ticker
+from services.engine.ticker import DECIDE_SLICE, IDLE_RECHECK, LOST_RETRY_LIMIT, Ticker
 from services.infra.clock import ManualClock
 from services.infra.db import create_pool
+from services.infra.metrics import TICKER_DECIDED, TICKER_LOST_RACES
 from services.infra.store import append
 
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -175,13 +178,13 @@ class SleepWatchingClock(ManualClock):
 @contextlib.asynccontextmanager
 async def running(ticker: Ticker) -> AsyncIterator[None]:
     """The ticker running as its service runs it (ticking, sleeping, woken) meanwhile."""
-    service = asyncio.create_task(ticker.run(asyncio.Event()))
+    stop = asyncio.Event()
+    service = asyncio.create_task(ticker.run(stop))
     try:
         yield
     finally:
-        # Cancelled, not stopped: a stop waits for a tick's wait for the projection to end.
-        service.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
+        stop.set()  # ends a wait for the projection too
+        async with asyncio.timeout(10.0):
             await service
 
 
@@ -581,3 +584,182 @@ async def test_turning_pause_on_failure_off_before_the_pause_cancels_it(
 
     assert await paused_events(scheduler, task_id) == []
     assert (await task_row(scheduler, task_id))["failed_run"] is None
+
+
+class SleepRecordingClock(ManualClock):
+    """A manual clock that hands each sleep the ticker asks of it to the test, which then
+    moves time on."""
+
+    def __init__(self, start: datetime) -> None:
+        super().__init__(start)
+        self.sleeps: asyncio.Queue[timedelta] = asyncio.Queue()
+
+    async def sleep_until(self, instant: datetime, wake: asyncio.Event) -> None:
+        self.sleeps.put_nowait(instant - self.now())
+        await super().sleep_until(instant, wake)
+
+
+def counted(counter: Counter) -> float:
+    [metric] = counter.collect()
+    return sum(s.value for s in metric.samples if s.name.endswith("_total"))
+
+
+async def test_rows_that_stay_stale_are_decided_less_and_less_often_and_fire_once_caught_up(
+    scheduler: Scheduler,
+) -> None:
+    # Every due row is older than its stream (renamed in the log, not yet in the tasks table):
+    # every append conflicts. Retried every 50 ms, 50,000 such rows were decided again 20 times
+    # a second for as long as the table stayed behind.
+    due = START + timedelta(seconds=10)
+    run_at = {"run_at": due.isoformat()}
+    task_ids = [
+        await scheduler.create(recurrence_type="once", recurrence_config=run_at) for _ in range(5)
+    ]
+    clock = SleepRecordingClock(due)
+    lost_before = counted(TICKER_LOST_RACES)
+    async with scheduler.pool.acquire() as conn:
+        behind = conn.transaction()
+        await behind.start()
+        await conn.execute("LOCK TABLE tasks IN SHARE MODE")  # the projector waits on this
+        for task_id in task_ids:
+            rename = UpdateTask(patch=TaskPatch(name="renamed"), now=due)
+            await scheduler.command(task_id, rename, settle=False)
+
+        async with running(Ticker(scheduler.pool, clock, scheduler.watcher)):
+            delays: list[timedelta] = []
+            while clock.now() < due + timedelta(minutes=1):
+                async with asyncio.timeout(10.0):
+                    delays.append(await clock.sleeps.get())
+                assert len(delays) <= 20, f"decided the stale rows again after {delays[-5:]}"
+                clock.set(clock.now() + delays[-1])
+            assert delays[:3] == [timedelta(milliseconds=ms) for ms in (50, 100, 200)]
+            assert max(delays) == LOST_RETRY_LIMIT
+            assert counted(TICKER_LOST_RACES) - lost_before == 5 * len(delays)
+
+            # The table catches up: the projection's move wakes the ticker out of its longest
+            # wait (the clock stays where it is), and each task fires now.
+            await behind.rollback()
+            for task_id in task_ids:
+                assert await fires_within(scheduler, task_id), "it slept through the catch-up"
+
+    await scheduler.run_ticks()
+    for task_id in task_ids:
+        assert await scheduler.fired(task_id) == ["2026-03-01T12:00:10Z"]
+
+
+async def test_deciding_a_page_of_due_tasks_lets_other_work_on_the_loop_run_between_slices(
+    scheduler: Scheduler,
+) -> None:
+    # Under `deployx up` the ticker shares the API's event loop: a 2,000-task page decided at
+    # once held it 30-70 ms.
+    due = START + timedelta(seconds=10)
+    run_at = {"run_at": due.isoformat()}
+    count = 3 * DECIDE_SLICE
+    await asyncio.gather(
+        *(scheduler.create(recurrence_type="once", recurrence_config=run_at) for _ in range(count))
+    )
+    scheduler.clock.set(due)
+    decided_between_turns: list[float] = []
+
+    async def other_work() -> None:
+        while True:
+            decided_between_turns.append(counted(TICKER_DECIDED))
+            await asyncio.sleep(0)
+
+    other = asyncio.create_task(other_work())
+    try:
+        result = await scheduler.ticker(batch_size=2000).tick()
+    finally:
+        other.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await other
+
+    assert len(result.appended) == count
+    seen = decided_between_turns
+    assert seen[-1] - seen[0] == count
+    assert max(b - a for a, b in itertools.pairwise(seen)) <= DECIDE_SLICE
+
+
+async def test_a_stop_ends_the_wait_for_the_projection_at_once_losing_and_repeating_nothing(
+    scheduler: Scheduler,
+) -> None:
+    due = START + timedelta(seconds=10)
+    run_at = {"run_at": due.isoformat()}
+    task_ids = [
+        await scheduler.create(recurrence_type="once", recurrence_config=run_at) for _ in range(3)
+    ]
+    scheduler.clock.set(due)
+    # Never started: the tasks projection never seems to show what the ticker appended, so
+    # after appending, the tick waits for it for as long as the ticker lets it.
+    deaf = ProjectionWatcher(scheduler.pool)
+    ticker = Ticker(scheduler.pool, scheduler.clock, deaf, projection_wait=3600.0)
+    stop = asyncio.Event()
+    service = asyncio.create_task(ticker.run(stop))
+    try:
+        for task_id in task_ids:
+            assert await fires_within(scheduler, task_id)
+        stop.set()
+        async with asyncio.timeout(10.0):
+            await service  # waited out projection_wait (10 s by default) before
+    finally:
+        service.cancel()
+
+    await scheduler.run_ticks()  # a ticker started afterwards
+    for task_id in task_ids:
+        assert await scheduler.fired(task_id) == ["2026-03-01T12:00:10Z"]
+
+
+async def test_a_tick_told_to_stop_reads_no_further_page_and_the_next_ticker_fires_the_rest(
+    scheduler: Scheduler,
+) -> None:
+    due = START + timedelta(seconds=10)
+    run_at = {"run_at": due.isoformat()}
+    task_ids = [
+        await scheduler.create(recurrence_type="once", recurrence_config=run_at) for _ in range(5)
+    ]
+    scheduler.clock.set(due)
+    stopping = asyncio.Event()
+    stopping.set()
+
+    result = await scheduler.ticker(batch_size=2).tick(stopping)
+
+    assert len(result.appended) == 2
+    await scheduler.run_ticks()
+    for task_id in task_ids:
+        assert await scheduler.fired(task_id) == ["2026-03-01T12:00:10Z"]
+
+
+async def test_a_task_due_behind_pass_limit_rows_that_keep_losing_their_races_fires(
+    scheduler: Scheduler,
+) -> None:
+    # pass_limit (50,000 by default) stale rows ahead of a due task: each pass ended at
+    # pass_limit having lost every race and the next began again at the first row, so the task
+    # behind them never fired while the rows stayed stale.
+    stale_at = {"run_at": (START + timedelta(seconds=10)).isoformat()}
+    stale = [
+        await scheduler.create(recurrence_type="once", recurrence_config=stale_at) for _ in range(4)
+    ]
+    due = START + timedelta(seconds=20)
+    task_id = await scheduler.create(
+        recurrence_type="once", recurrence_config={"run_at": due.isoformat()}
+    )
+    scheduler.clock.set(due)
+    ticker = Ticker(scheduler.pool, scheduler.clock, scheduler.watcher, batch_size=2, pass_limit=4)
+    async with scheduler.pool.acquire() as conn:
+        behind = conn.transaction()
+        await behind.start()
+        await conn.execute("LOCK TABLE tasks IN SHARE MODE")  # the projector waits on this
+        for stale_id in stale:
+            rename = UpdateTask(patch=TaskPatch(name="renamed"), now=due)
+            await scheduler.command(stale_id, rename, settle=False)
+
+        async with running(ticker):
+            assert await fires_within(scheduler, task_id), "starved behind the stale rows"
+            await behind.rollback()
+            for stale_id in stale:
+                assert await fires_within(scheduler, stale_id)
+
+    await scheduler.run_ticks()
+    assert await scheduler.fired(task_id) == ["2026-03-01T12:00:20Z"]
+    for stale_id in stale:
+        assert await scheduler.fired(stale_id) == ["2026-03-01T12:00:10Z"]
