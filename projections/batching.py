@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -59,6 +59,28 @@ def stored_as_decoded(kind: type[Event]) -> bool:
 
 Writer = Callable[[Db, list[RecordedEvent]], Awaitable[None]]
 One = Callable[[Db, RecordedEvent], Awaitable[None]]
+
+E = TypeVar("E", bound=Event)
+
+
+def json_rows_writer(
+    statement: str,
+    kind: type[E],
+    row: Callable[[E, RecordedEvent], dict[str, Any]],
+    *args: object,
+) -> Writer:
+    """A Writer that sends a run of kind's events to statement as one JSON array ($1, read by
+    json_to_recordset), a row(event, recorded) each; args are $2 onwards."""
+
+    async def write(conn: Db, run: list[RecordedEvent]) -> None:
+        rows = []
+        for recorded in run:
+            event = recorded.event
+            assert isinstance(event, kind)
+            rows.append(row(event, recorded))
+        await conn.execute(statement, rows_json(rows), *args)
+
+    return write
 
 
 @dataclass(frozen=True)

@@ -22,9 +22,9 @@ from events.task import TaskDue
 from projections.base import Db
 from projections.batching import (
     Batched,
-    Writer,
     apply_in_runs,
     from_log,
+    json_rows_writer,
     log_defaults,
     rows_json,
     stored_as_decoded,
@@ -227,21 +227,17 @@ ON CONFLICT (id) DO NOTHING
 """
 
 
-async def _due_many(conn: Db, run: list[RecordedEvent]) -> None:
-    rows = []
-    for recorded in run:
-        event = recorded.event
-        assert isinstance(event, TaskDue)
-        rows.append(
-            {
-                "execution_id": event.execution_id,
-                "task_id": event.task_id,
-                "task_type": recorded.category,
-                "trigger": event.trigger,
-                "scheduled_for": event.scheduled_for,
-            }
-        )
-    await conn.execute(_DUE_MANY, rows_json(rows))
+_due_many = json_rows_writer(
+    _DUE_MANY,
+    TaskDue,
+    lambda event, recorded: {
+        "execution_id": event.execution_id,
+        "task_id": event.task_id,
+        "task_type": recorded.category,
+        "trigger": event.trigger,
+        "scheduled_for": event.scheduled_for,
+    },
+)
 
 
 _STARTED_MANY = """
@@ -260,22 +256,18 @@ ON CONFLICT (execution_id, device_id) DO NOTHING
 """
 
 
-async def _started_many(conn: Db, run: list[RecordedEvent]) -> None:
-    rows = []
-    for recorded in run:
-        event = recorded.event
-        assert isinstance(event, ExecutionStarted)
-        rows.append(
-            {
-                "execution_id": event.execution_id,
-                "started_at": event.started_at,
-                "deadline": event.deadline,
-                "device_ids": event.device_ids,
-                "devices_targeted": event.devices_targeted,
-                "delivery": event.delivery,
-            }
-        )
-    await conn.execute(_STARTED_MANY, rows_json(rows))
+_started_many = json_rows_writer(
+    _STARTED_MANY,
+    ExecutionStarted,
+    lambda event, _: {
+        "execution_id": event.execution_id,
+        "started_at": event.started_at,
+        "deadline": event.deadline,
+        "device_ids": event.device_ids,
+        "devices_targeted": event.devices_targeted,
+        "delivery": event.delivery,
+    },
+)
 
 
 _TARGETS_MANY = """
@@ -287,19 +279,15 @@ ON CONFLICT (execution_id, device_id) DO NOTHING
 """
 
 
-async def _targets_many(conn: Db, run: list[RecordedEvent]) -> None:
-    rows = []
-    for recorded in run:
-        event = recorded.event
-        assert isinstance(event, ExecutionTargetsAdded)
-        rows.append(
-            {
-                "execution_id": event.execution_id,
-                "device_ids": event.device_ids,
-                "at": recorded.recorded_at,
-            }
-        )
-    await conn.execute(_TARGETS_MANY, rows_json(rows))
+_targets_many = json_rows_writer(
+    _TARGETS_MANY,
+    ExecutionTargetsAdded,
+    lambda event, recorded: {
+        "execution_id": event.execution_id,
+        "device_ids": event.device_ids,
+        "at": recorded.recorded_at,
+    },
+)
 
 
 _RESULT_FIELDS = """execution_id uuid, device_id text, status text, exit_code bigint,
@@ -373,28 +361,9 @@ ON CONFLICT (task_id, hour) DO UPDATE SET
 """
 
 
-async def _completed_many(conn: Db, run: list[RecordedEvent]) -> None:
-    rows = []
-    for recorded in run:
-        event = recorded.event
-        assert isinstance(event, ExecutionCompleted)
-        rows.append(msgspec.structs.asdict(event))
-    await conn.execute(_COMPLETED_MANY, rows_json(rows))
-
-
-def _progress_many(status: str) -> Writer:
-    async def write(conn: Db, run: list[RecordedEvent]) -> None:
-        rows = []
-        for recorded in run:
-            event = recorded.event
-            assert isinstance(event, DeviceJobDispatched | DevicesWaiting)
-            at = event.dispatched_at if isinstance(event, DeviceJobDispatched) else event.since
-            rows.append(
-                {"execution_id": event.execution_id, "device_ids": event.device_ids, "at": at}
-            )
-        await conn.execute(_PROGRESS_MANY, rows_json(rows), status)
-
-    return write
+_completed_many = json_rows_writer(
+    _COMPLETED_MANY, ExecutionCompleted, lambda event, _: msgspec.structs.asdict(event)
+)
 
 
 _PROGRESS_MANY = f"""
@@ -406,6 +375,26 @@ ON CONFLICT (execution_id, device_id) DO UPDATE SET
     status = EXCLUDED.status, recorded_at = EXCLUDED.recorded_at
 WHERE {_NOT_FINAL}
 """
+_dispatched_many = json_rows_writer(
+    _PROGRESS_MANY,
+    DeviceJobDispatched,
+    lambda event, _: {
+        "execution_id": event.execution_id,
+        "device_ids": event.device_ids,
+        "at": event.dispatched_at,
+    },
+    "running",
+)
+_waiting_many = json_rows_writer(
+    _PROGRESS_MANY,
+    DevicesWaiting,
+    lambda event, _: {
+        "execution_id": event.execution_id,
+        "device_ids": event.device_ids,
+        "at": event.since,
+    },
+    "waiting",
+)
 
 
 def _run(event: TaskDue | ExecutionStarted | ExecutionCompleted) -> tuple[Hashable, ...]:
@@ -427,8 +416,8 @@ _BATCHED: dict[type, Batched] = {
     ),
     # Its rows are new ones, never another event's: it folds, ON CONFLICT DO NOTHING.
     ExecutionTargetsAdded: Batched(keys=_results, write=_targets_many, folds=True),
-    DeviceJobDispatched: Batched(keys=_results, write=_progress_many("running")),
-    DevicesWaiting: Batched(keys=_results, write=_progress_many("waiting")),
+    DeviceJobDispatched: Batched(keys=_results, write=_dispatched_many),
+    DevicesWaiting: Batched(keys=_results, write=_waiting_many),
     DeviceResultRecorded: Batched(keys=_results, write=_results_many, folds=True),
     ExecutionCompleted: Batched(keys=_run, write=_completed_many),
 }

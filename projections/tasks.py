@@ -24,8 +24,8 @@ from projections.batching import (
     Batched,
     apply_in_runs,
     from_log,
+    json_rows_writer,
     log_defaults,
-    rows_json,
     stored_as_decoded,
 )
 
@@ -313,12 +313,14 @@ async def _insert_many(conn: Db, run: list[RecordedEvent]) -> None:
         positions = [recorded.position for recorded in run]
         await conn.execute(_INSERT_FROM_LOG, positions, _CREATED_DEFAULTS)
         return
-    rows = []
-    for recorded in run:
-        event = recorded.event
-        assert isinstance(event, TaskCreated)
-        rows.append({"version": recorded.version, **msgspec.structs.asdict(event)})
-    await conn.execute(_INSERT_MANY, rows_json(rows))
+    await _insert_from_json(conn, run)
+
+
+_insert_from_json = json_rows_writer(
+    _INSERT_MANY,
+    TaskCreated,
+    lambda event, recorded: {"version": recorded.version, **msgspec.structs.asdict(event)},
+)
 
 
 # The same steps as TaskDue's apply(), for tasks that are each due once in the run.
@@ -344,23 +346,19 @@ FROM x WHERE tasks.id = x.task_id AND tasks.version < x.version
 """
 
 
-async def _due_many(conn: Db, run: list[RecordedEvent]) -> None:
-    rows = []
-    for recorded in run:
-        event = recorded.event
-        assert isinstance(event, TaskDue)
-        rows.append(
-            {
-                "task_id": event.task_id,
-                "execution_id": event.execution_id,
-                "version": recorded.version,
-                "scheduled": event.trigger == "schedule",
-                "next_run_time": event.next_run_time,
-                "due_at": event.due_at,
-                "completed_by": event.completed_by,
-            }
-        )
-    await conn.execute(_DUE_MANY, rows_json(rows))
+_due_many = json_rows_writer(
+    _DUE_MANY,
+    TaskDue,
+    lambda event, recorded: {
+        "task_id": event.task_id,
+        "execution_id": event.execution_id,
+        "version": recorded.version,
+        "scheduled": event.trigger == "schedule",
+        "next_run_time": event.next_run_time,
+        "due_at": event.due_at,
+        "completed_by": event.completed_by,
+    },
+)
 
 
 # ExecutionCompleted's three steps in one statement, for runs of distinct tasks: the resting
@@ -397,19 +395,15 @@ FROM done WHERE tasks.id = done.task_id
 )
 
 
-async def _completed_many(conn: Db, run: list[RecordedEvent]) -> None:
-    rows = []
-    for recorded in run:
-        event = recorded.event
-        assert isinstance(event, ExecutionCompleted)
-        rows.append(
-            {
-                "execution_id": event.execution_id,
-                "status": event.status,
-                "error_message": event.error_message,
-            }
-        )
-    await conn.execute(_COMPLETED_MANY, rows_json(rows))
+_completed_many = json_rows_writer(
+    _COMPLETED_MANY,
+    ExecutionCompleted,
+    lambda event, _: {
+        "execution_id": event.execution_id,
+        "status": event.status,
+        "error_message": event.error_message,
+    },
+)
 
 
 _BATCHED: dict[type, Batched] = {
