@@ -36,60 +36,48 @@ ensure_venv() {
     fi
 }
 
+# One Debian package a test needs, installed with apt-get when its command is missing and we
+# may (root with apt-get); otherwise (or if apt-get fails) say what the tests will do without.
+# ensure_apt_tool TOOL PACKAGE WHY IF_NOT [APT_OPTIONS...]: TOOL is a command name or path
+# (also looked for in /usr/sbin, which is not on every user's PATH).
+ensure_apt_tool() {
+    local tool=$1 package=$2 why=$3 if_not=$4
+    shift 4
+    command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] && return 0
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "installing $package with apt-get ($why)"
+        apt-get update -qq \
+            && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" "$package" >/dev/null \
+            || echo "scripts: apt-get install $package failed; $if_not" >&2
+    else
+        echo "scripts: no $tool; install Debian's $package package: $if_not" >&2
+    fi
+}
+
 # The browser tests of the web console (tests/e2e/browser) drive Debian's chromium through
-# Playwright; Playwright's own browser download is never used. Installed when missing and we
-# may (root with apt-get); otherwise those tests skip, saying why.
+# Playwright; Playwright's own browser download is never used.
 CHROMIUM=${DEPLOYX_CHROMIUM:-/usr/bin/chromium}
 ensure_chromium() {
-    [ -x "$CHROMIUM" ] && return 0
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        echo "installing chromium with apt-get (for the console's browser tests)"
-        apt-get update -qq \
-            && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null \
-            || echo "scripts: apt-get install chromium failed; the browser tests will skip" >&2
-    else
-        echo "scripts: no $CHROMIUM; install Debian's chromium to run the browser tests" >&2
-    fi
+    ensure_apt_tool "$CHROMIUM" chromium "for the console's browser tests" \
+        "the browser tests will skip"
 }
 
 # tests/e2e/test_pgbouncer.py runs the services behind Debian's pgbouncer (transaction mode).
 ensure_pgbouncer() {
-    command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ] && return 0
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        echo "installing pgbouncer with apt-get (for the connection pooler test)"
-        apt-get update -qq \
-            && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer >/dev/null \
-            || echo "scripts: apt-get install pgbouncer failed; the pooler test will fail" >&2
-    else
-        echo "scripts: no pgbouncer; install Debian's pgbouncer for the pooler test" >&2
-    fi
+    ensure_apt_tool pgbouncer pgbouncer "for the connection pooler test" \
+        "the pooler test will fail"
 }
 
 # tests/deploy/test_kubernetes.py renders the Kubernetes manifests with Debian's kubectl
 # (`kubectl kustomize`, offline: no cluster is needed).
 ensure_kubectl() {
-    command -v kubectl >/dev/null && return 0
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        echo "installing kubectl with apt-get (to render the Kubernetes manifests)"
-        apt-get update -qq \
-            && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubectl >/dev/null \
-            || echo "scripts: apt-get install kubectl failed; the manifest tests will fail" >&2
-    else
-        echo "scripts: no kubectl; install Debian's kubectl for the manifest tests" >&2
-    fi
+    ensure_apt_tool kubectl kubectl "to render the Kubernetes manifests" \
+        "the manifest tests will fail"
 }
 
 # tests/deploy/test_monitoring.py checks and unit-tests the alert rules with promtool, which
 # Debian ships in its prometheus package (no Prometheus server is started).
 ensure_promtool() {
-    command -v promtool >/dev/null && return 0
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        echo "installing prometheus with apt-get (for promtool, to test the alert rules)"
-        apt-get update -qq \
-            && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-                prometheus >/dev/null \
-            || echo "scripts: apt-get install prometheus failed; the alert rule tests will fail" >&2
-    else
-        echo "scripts: no promtool; install Debian's prometheus package for the alert rule tests" >&2
-    fi
+    ensure_apt_tool promtool prometheus "for promtool, to test the alert rules" \
+        "the alert rule tests will fail" --no-install-recommends
 }
