@@ -147,6 +147,7 @@ async def test_stats_count_finished_runs_per_hour_and_day_for_their_owner(stack:
         "start": None,
         "succeeded": 0,
         "failed": 1,
+        "canceled": 0,
     }
     assert sum(bucket["failed"] for bucket in stats["executions_by_day"]) == 1
     assert sum(bucket["failed"] for bucket in others["executions_by_hour"]) == 0

@@ -291,7 +291,10 @@ export function fact(term, ...description) {
 }
 
 function renderStats(box, stats) {
-  const rate = stats.executions_total ? `${Math.round(stats.success_rate * 1000) / 10}%` : '—';
+  // Over the runs that succeeded or failed: a canceled run is neither.
+  const decided = stats.executions_success + stats.executions_failed;
+  const rate = decided ? `${Math.round(stats.success_rate * 1000) / 10}%` : '—';
+  const canceled = stats.executions_canceled ? ` · ${stats.executions_canceled} canceled` : '';
   const hourTick = (bucket, index) => (index % 6 === 0 ? localHour(bucket.start) : null);
   const dayTick = (bucket) =>
     new Date(bucket.start).toLocaleDateString(undefined, { weekday: 'short', timeZone: 'UTC' });
@@ -315,7 +318,7 @@ function renderStats(box, stats) {
         rate,
         h('p', {
           class: 'muted',
-          text: `${stats.executions_success} succeeded · ${stats.executions_failed} failed of ${plural(stats.executions_total, 'run')}`,
+          text: `${stats.executions_success} succeeded · ${stats.executions_failed} failed${canceled} of ${plural(stats.executions_total, 'run')}`,
         }),
       ),
     ),
