@@ -1,5 +1,6 @@
 """The counts kept beside the tasks and executions tables (migrations/0001_read_counts.sql,
-0004_execution_counts_by_hour.sql, 0005_execution_counts_by_owner_hour.sql).
+0004_execution_counts_by_hour.sql, 0005_execution_counts_by_owner_hour.sql,
+0006_task_counts_by_hour.sql).
 
 Triggers on the counted tables keep them; a rebuild carries them with the tables it rebuilds
 and, where it swapped in only some of the counted tables, counts again from scratch.
@@ -17,6 +18,8 @@ COUNT_TABLES = (
     "execution_totals_by_owner",
     "execution_counts_by_hour",  # migrations/0004: where a deep page of runs starts
     "execution_counts_by_owner_hour",  # 0005: the same in an owner's list
+    "task_counts_by_hour",  # 0006: where a deep page of tasks starts
+    "task_counts_by_owner_hour",  # 0006: the same in an owner's list
 )
 COUNTED = frozenset({"tasks", "executions", "execution_stats_hourly"})
 # Counts every count table again from the tables the search_path names first.

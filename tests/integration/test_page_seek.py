@@ -1,7 +1,7 @@
-"""Deep pages of the executions list entered at their hour (projections/page_seek.py) are the
-pages OFFSET gives: every run exactly once across the pages, in list order, ties in
-scheduled_for included (many runs at one instant, and runs right on an hour's edge), for the
-admin and for an owner."""
+"""Deep pages of the executions and task lists entered at their hour (projections/page_seek.py)
+are the pages OFFSET gives: every run exactly once across the pages, in list order, ties in
+scheduled_for or created_at included (many at one instant, and some right on an hour's edge),
+for the admin and for an owner."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from projections import execution_views, page_seek
+from projections import execution_views, page_seek, task_views
 from projections.base import Db
 from projections.execution_views import ExecutionFilter, find_executions
+from projections.task_views import TaskFilter, list_tasks
 from services.infra.db import create_pool
 
 FILTERS = (
@@ -116,4 +117,66 @@ async def test_pages_entered_at_their_hour_hold_every_run_once_in_list_order(
         assert all(len(page) == LIMIT for page in pages[:-1]), where
         inner_pages += len(pages) - 2
     # Every page but the first and the last (no row to pass) was entered at its hour.
+    assert seeks == inner_pages
+
+
+async def add_tasks(pool: asyncpg.Pool) -> None:
+    """150 tasks over four hours of created_at, in groups of up to 9 at the same instant and
+    10 on each of two hours' edges (one in each half of the list): alice owns every third, bob
+    the others."""
+    await pool.execute(
+        """
+        INSERT INTO tasks (id, version, user_id, name, task_type, status, recurrence_type,
+            recurrence_config, created_at, updated_at)
+        SELECT gen_random_uuid(), 1, CASE WHEN n % 3 = 0 THEN 'alice' ELSE 'bob' END,
+            'task ' || n, 'command', 'pending', 'daily', '{}',
+            CASE WHEN n <= 10 THEN timestamptz '2026-11-30 10:00:00+00'
+                 WHEN n <= 20 THEN timestamptz '2026-11-30 11:00:00+00'
+                 ELSE timestamptz '2026-11-30 08:00:00+00' + interval '1 minute' * (n / 9 * 13)
+            END,
+            now()
+        FROM generate_series(1, 150) AS n
+        """
+    )
+    # A task deleted and one moved to another owner: the counts follow both.
+    await pool.execute("DELETE FROM tasks WHERE name = 'task 42'")
+    await pool.execute("UPDATE tasks SET user_id = 'alice' WHERE name = 'task 43'")
+
+
+async def test_task_pages_entered_at_their_hour_hold_every_task_once_in_list_order(
+    pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await add_tasks(pool)
+    monkeypatch.setattr(task_views, "SEEK_FROM", 1)  # every page but the ends seeks
+    seeks = inner_pages = 0
+    real_cut = page_seek.task_hour_cut
+
+    async def counted_cut(
+        db: Db, owner: str | None, skip: int, newest_first: bool
+    ) -> page_seek.Cut | None:
+        nonlocal seeks
+        cut = await real_cut(db, owner, skip, newest_first)
+        seeks += cut is not None
+        return cut
+
+    monkeypatch.setattr(task_views, "task_hour_cut", counted_cut)
+    for owner in (None, "alice", "bob"):
+        in_order = [
+            row["id"]
+            for row in await pool.fetch(
+                "SELECT id::text FROM tasks WHERE $1::text IS NULL OR user_id = $1 "
+                "ORDER BY created_at DESC, id",
+                owner,
+            )
+        ]
+        assert len(in_order) > 3 * LIMIT, owner
+        first = await list_tasks(pool, TaskFilter(owner=owner, limit=LIMIT))
+        pages = [[task.id for task in first.items]]
+        for offset in range(LIMIT, first.total, LIMIT):
+            page = await list_tasks(pool, TaskFilter(owner=owner, limit=LIMIT, offset=offset))
+            assert page.total == first.total
+            pages.append([task.id for task in page.items])
+        assert [task for page in pages for task in page] == in_order, owner
+        assert all(len(page) == LIMIT for page in pages[:-1]), owner
+        inner_pages += len(pages) - 2
     assert seeks == inner_pages

@@ -49,6 +49,14 @@ KEPT_AND_COUNTED = {
         "SELECT t.user_id, date_trunc('hour', e.scheduled_for, 'UTC'), e.status, e.trigger, "
         "count(*) FROM executions e JOIN tasks t ON t.id = e.task_id GROUP BY 1, 2, 3, 4",
     ),
+    "task_counts_by_hour": (
+        "SELECT hour, n FROM task_counts_by_hour WHERE n <> 0",
+        "SELECT date_trunc('hour', created_at, 'UTC'), count(*) FROM tasks GROUP BY 1",
+    ),
+    "task_counts_by_owner_hour": (
+        "SELECT user_id, hour, n FROM task_counts_by_owner_hour WHERE n <> 0",
+        "SELECT user_id, date_trunc('hour', created_at, 'UTC'), count(*) FROM tasks GROUP BY 1, 2",
+    ),
 }
 
 
