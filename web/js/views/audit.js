@@ -2,9 +2,10 @@
 // first, filtered by user, event type, task and time.
 
 import { request } from '../api.js';
-import { h, keepingFocus, replaceChildren } from '../dom.js';
-import { browserTimeZone, plural } from '../format.js';
-import { errorPanel, instant, loading, pagerControls } from './common.js';
+import { h, replaceChildren } from '../dom.js';
+import { browserTimeZone } from '../format.js';
+import { instant } from './common.js';
+import { listTable, pagedList } from './paged-list.js';
 import { adminOnly } from './webhooks.js';
 
 const PAGE_SIZE = 50;
@@ -15,8 +16,18 @@ export function auditView(container, { me, query }) {
     replaceChildren(container, adminOnly('The audit log and its filters'));
     return { destroy() {} };
   }
-  const state = Object.fromEntries(FILTERS.map((name) => [name, query.get(name) ?? '']));
-  state.page = Math.max(1, Number(query.get('page')) || 1);
+  const events = pagedList({
+    query,
+    filters: FILTERS,
+    pageSize: PAGE_SIZE,
+    route: 'audit',
+    pagerKey: 'audit',
+    noun: 'event',
+    what: 'the audit log',
+    fetchPage: (filters, page) => request('GET', '/api/audit', { query: { ...filters, ...page } }),
+    table: auditTable,
+  });
+  const { state, load } = events;
 
   const input = (name, attrs) =>
     h('input', { class: 'input', id: `audit-${name}`, value: state[name], ...attrs });
@@ -29,9 +40,6 @@ export function auditView(container, { me, query }) {
     { class: 'input', id: 'audit-type' },
     h('option', { value: '', text: 'All events' }),
   );
-  const count = h('p', { class: 'list-count', role: 'status' });
-  const list = h('div', { class: 'table-wrap' }, loading('Loading the audit log…'));
-  const pager = h('nav', { class: 'pager', 'aria-label': 'Pages of the audit log' });
   const labelled = (node, text, grow = false) =>
     h('div', { class: `field${grow ? ' grow' : ''}` }, h('label', { for: node.id, text }), node);
   replaceChildren(
@@ -47,9 +55,9 @@ export function auditView(container, { me, query }) {
       labelled(since, `From (${browserTimeZone()})`),
       labelled(until, `To (${browserTimeZone()})`),
     ),
-    count,
-    list,
-    pager,
+    events.count,
+    events.list,
+    events.pager,
   );
 
   request('GET', '/api/event-types')
@@ -59,62 +67,14 @@ export function auditView(container, { me, query }) {
     })
     .catch(() => {});
 
-  let sequence = 0;
-  async function load() {
-    const asked = ++sequence;
-    const filters = Object.fromEntries(FILTERS.map((name) => [name, state[name]]));
-    try {
-      const page = await request('GET', '/api/audit', {
-        query: { ...filters, limit: PAGE_SIZE, offset: (state.page - 1) * PAGE_SIZE },
-      });
-      if (asked !== sequence) return;
-      const first = (state.page - 1) * PAGE_SIZE + 1;
-      count.textContent = page.total
-        ? `Showing ${first}–${first + page.items.length - 1} of ${plural(page.total, 'event')}`
-        : '';
-      keepingFocus(() => {
-        replaceChildren(list, auditTable(page.items));
-        renderPager(page.total);
-      });
-    } catch (error) {
-      if (asked !== sequence) return;
-      count.textContent = '';
-      replaceChildren(list, errorPanel(error, load, 'The audit log could not be loaded'));
-    }
-  }
-
-  function renderPager(total) {
-    const pages = Math.max(1, Math.ceil(total / PAGE_SIZE));
-    const go = (page) => {
-      state.page = page;
-      remember();
-      load();
-    };
-    replaceChildren(
-      pager,
-      pages === 1
-        ? null
-        : pagerControls({ page: state.page, pages, key: 'audit', go }),
-    );
-  }
-
-  function remember() {
-    const params = new URLSearchParams();
-    for (const name of FILTERS) if (state[name]) params.set(name, state[name]);
-    if (state.page > 1) params.set('page', String(state.page));
-    const text = params.toString();
-    history.replaceState(null, '', `#/audit${text ? `?${text}` : ''}`);
-  }
-
   function changed() {
-    state.user = user.value.trim();
-    state.type = type.value;
-    state.task_id = task.value.trim();
-    state.since = isoOf(since.value);
-    state.until = isoOf(until.value);
-    state.page = 1;
-    remember();
-    load();
+    events.refilter({
+      user: user.value.trim(),
+      type: type.value,
+      task_id: task.value.trim(),
+      since: isoOf(since.value),
+      until: isoOf(until.value),
+    });
   }
   for (const node of [user, task]) node.addEventListener('change', changed);
   for (const node of [type, since, until]) node.addEventListener('change', changed);
@@ -123,44 +83,29 @@ export function auditView(container, { me, query }) {
 }
 
 function auditTable(items) {
-  if (!items.length) return h('p', { class: 'empty', text: 'No event matches these filters.' });
-  return h(
-    'table',
-    { class: 'table audit-table' },
-    h('caption', { class: 'visually-hidden', text: 'Events, newest first' }),
-    h(
-      'thead',
-      {},
+  return listTable({
+    items,
+    empty: 'No event matches these filters.',
+    className: 'audit-table',
+    caption: 'Events, newest first',
+    columns: ['When', 'Who', 'What', 'Task', 'Position'],
+    row: (item) =>
       h(
         'tr',
-        {},
-        ['When', 'Who', 'What', 'Task', 'Position'].map((name) =>
-          h('th', { scope: 'col', text: name }),
-        ),
-      ),
-    ),
-    h(
-      'tbody',
-      {},
-      items.map((item) =>
+        { dataset: { position: item.position } },
+        h('td', {}, instant(item.recorded_at, '—', { seconds: true })),
+        h('td', {}, item.user ?? h('span', { class: 'muted', text: 'system' })),
+        h('th', { scope: 'row', text: item.type }),
         h(
-          'tr',
-          { dataset: { position: item.position } },
-          h('td', {}, instant(item.recorded_at, '—', { seconds: true })),
-          h('td', {}, item.user ?? h('span', { class: 'muted', text: 'system' })),
-          h('th', { scope: 'row', text: item.type }),
-          h(
-            'td',
-            {},
-            item.task_id
-              ? h('a', { href: `#/tasks/${item.task_id}`, text: item.task_id })
-              : h('span', { class: 'muted', text: item.stream_id }),
-          ),
-          h('td', { class: 'muted', text: String(item.position) }),
+          'td',
+          {},
+          item.task_id
+            ? h('a', { href: `#/tasks/${item.task_id}`, text: item.task_id })
+            : h('span', { class: 'muted', text: item.stream_id }),
         ),
+        h('td', { class: 'muted', text: String(item.position) }),
       ),
-    ),
-  );
+  });
 }
 
 /** A datetime-local input's value (the browser's zone) as an ISO instant, or ''. */

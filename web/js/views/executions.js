@@ -2,9 +2,9 @@
 // (kept in the address), twenty a page, ad-hoc runs by their name and "ad hoc".
 
 import { api } from '../api.js';
-import { debounce, h, keepingFocus, replaceChildren } from '../dom.js';
-import { plural } from '../format.js';
-import { errorPanel, instant, loading, pagerControls, statusBadge, typeBadge } from './common.js';
+import { debounce, h, replaceChildren } from '../dom.js';
+import { instant, statusBadge, typeBadge } from './common.js';
+import { listTable, pagedList } from './paged-list.js';
 import { runCounts, TRIGGER_WORDS } from './run.js';
 
 const PAGE_SIZE = 20;
@@ -12,8 +12,18 @@ const FILTERS = ['status', 'trigger', 'device_id', 'task_id'];
 const STATUSES = ['running', 'success', 'failed', 'canceled'];
 
 export function executionsView(container, { live, query }) {
-  const state = Object.fromEntries(FILTERS.map((name) => [name, query.get(name) ?? '']));
-  state.page = Math.max(1, Number(query.get('page')) || 1);
+  const runs = pagedList({
+    query,
+    filters: FILTERS,
+    pageSize: PAGE_SIZE,
+    route: 'executions',
+    pagerKey: 'runs',
+    noun: 'run',
+    what: 'the runs',
+    fetchPage: (filters, page) => api.listExecutions({ ...filters, ...page }),
+    table: runsTable,
+  });
+  const { state, load } = runs;
 
   const select = (name, label, options) => {
     const node = h(
@@ -33,9 +43,6 @@ export function executionsView(container, { live, query }) {
   const trigger = select('trigger', 'Any trigger', Object.entries(TRIGGER_WORDS));
   const device = select('device_id', 'Any device', []);
   const task = select('task_id', 'Any task', []);
-  const count = h('p', { class: 'list-count', role: 'status' });
-  const list = h('div', { class: 'table-wrap' }, loading('Loading the runs…'));
-  const pager = h('nav', { class: 'pager', 'aria-label': 'Pages of runs' });
   const labelled = (node, text) =>
     h('div', { class: 'field' }, h('label', { for: node.id, text }), node);
   replaceChildren(
@@ -49,9 +56,9 @@ export function executionsView(container, { live, query }) {
       labelled(device, 'Device'),
       labelled(task, 'Task'),
     ),
-    count,
-    list,
-    pager,
+    runs.count,
+    runs.list,
+    runs.pager,
   );
 
   // The choices of the device and task filters (a value from the address stays chosen).
@@ -88,63 +95,13 @@ export function executionsView(container, { live, query }) {
     )
     .catch(() => fill(task, 'task_id', []));
 
-  let sequence = 0;
-  async function load() {
-    const asked = ++sequence;
-    const filters = Object.fromEntries(FILTERS.map((name) => [name, state[name]]));
-    try {
-      const page = await api.listExecutions({
-        ...filters,
-        limit: PAGE_SIZE,
-        offset: (state.page - 1) * PAGE_SIZE,
-      });
-      if (asked !== sequence) return;
-      const first = (state.page - 1) * PAGE_SIZE + 1;
-      count.textContent = page.total
-        ? `Showing ${first}–${first + page.items.length - 1} of ${plural(page.total, 'run')}`
-        : '';
-      keepingFocus(() => {
-        replaceChildren(list, runsTable(page.items));
-        renderPager(page.total);
-      });
-    } catch (error) {
-      if (asked !== sequence) return;
-      count.textContent = '';
-      replaceChildren(list, errorPanel(error, load, 'The runs could not be loaded'));
-    }
-  }
-
-  function renderPager(total) {
-    const pages = Math.max(1, Math.ceil(total / PAGE_SIZE));
-    const go = (page) => {
-      state.page = page;
-      remember();
-      load();
-    };
-    replaceChildren(
-      pager,
-      pages === 1
-        ? null
-        : pagerControls({ page: state.page, pages, key: 'runs', go }),
-    );
-  }
-
-  function remember() {
-    const params = new URLSearchParams();
-    for (const name of FILTERS) if (state[name]) params.set(name, state[name]);
-    if (state.page > 1) params.set('page', String(state.page));
-    const text = params.toString();
-    history.replaceState(null, '', `#/executions${text ? `?${text}` : ''}`);
-  }
-
   function changed() {
-    state.status = status.value;
-    state.trigger = trigger.value;
-    state.device_id = device.value;
-    state.task_id = task.value;
-    state.page = 1;
-    remember();
-    load();
+    runs.refilter({
+      status: status.value,
+      trigger: trigger.value,
+      device_id: device.value,
+      task_id: task.value,
+    });
   }
   for (const node of [status, trigger, device, task]) node.addEventListener('change', changed);
 
@@ -164,39 +121,27 @@ export function executionsView(container, { live, query }) {
 }
 
 function runsTable(items) {
-  if (!items.length) return h('p', { class: 'empty', text: 'No run matches these filters.' });
-  const rows = items.map((run) =>
-    h(
-      'tr',
-      { class: 'run-row', dataset: { executionId: run.id, status: run.status } },
-      h('td', {}, statusBadge(run.status)),
-      h(
-        'td',
-        { class: 'run-name' },
-        h('a', { href: `#/executions/${run.id}`, text: run.name ?? run.id }),
-        run.trigger === 'adhoc' ? h('span', { class: 'muted', text: ' · ad hoc' }) : null,
-      ),
-      h('td', {}, typeBadge(run.task_type)),
-      h('td', { class: 'run-trigger', text: TRIGGER_WORDS[run.trigger] ?? run.trigger }),
-      h('td', {}, instant(run.started_at ?? run.scheduled_for)),
-      h('td', { class: 'run-counts', text: runCounts(run) }),
-    ),
-  );
-  return h(
-    'table',
-    { class: 'table runs-table' },
-    h('caption', { class: 'visually-hidden', text: 'Runs, newest first' }),
-    h(
-      'thead',
-      {},
+  return listTable({
+    items,
+    empty: 'No run matches these filters.',
+    className: 'runs-table',
+    caption: 'Runs, newest first',
+    columns: ['Status', 'Run', 'Kind', 'Trigger', 'Started', 'Devices'],
+    row: (run) =>
       h(
         'tr',
-        {},
-        ['Status', 'Run', 'Kind', 'Trigger', 'Started', 'Devices'].map((name) =>
-          h('th', { scope: 'col', text: name }),
+        { class: 'run-row', dataset: { executionId: run.id, status: run.status } },
+        h('td', {}, statusBadge(run.status)),
+        h(
+          'td',
+          { class: 'run-name' },
+          h('a', { href: `#/executions/${run.id}`, text: run.name ?? run.id }),
+          run.trigger === 'adhoc' ? h('span', { class: 'muted', text: ' · ad hoc' }) : null,
         ),
+        h('td', {}, typeBadge(run.task_type)),
+        h('td', { class: 'run-trigger', text: TRIGGER_WORDS[run.trigger] ?? run.trigger }),
+        h('td', {}, instant(run.started_at ?? run.scheduled_for)),
+        h('td', { class: 'run-counts', text: runCounts(run) }),
       ),
-    ),
-    h('tbody', {}, rows),
-  );
+  });
 }
