@@ -9,6 +9,10 @@ idle), runs VACUUM ANALYZE as autovacuum would, and times each page over HTTP, o
 time, as an admin and as an operator who owns a tenth of the tasks. Prints the median, p99 and
 max of each page with the total it answered (the totals must not change with the queries).
 `--data-dir DIR` keeps the stack's data in DIR and fills it only the first time.
+`--churn 0.05` then updates that share of the tasks (as runs do: each moves its task's
+next_run_time) right before the pages, with no vacuum after: the pages those rows are on are no
+longer all-visible, as between two autovacuums of a busy system, so a walk along an index
+fetches the heap.
 """
 
 from __future__ import annotations
@@ -85,12 +89,13 @@ FROM executions WHERE status IN ('success', 'failed') GROUP BY 1, 2
 
 # The generated tasks have no events, so the ticker can never fire one: each of its appends
 # loses (no stream at that version) and it retries every 50 ms, deciding up to 50,000 tasks a
-# pass in 2,000-task pages that each hold the API's event loop for 30-70 ms. Keep them all far
-# from due, also in a data directory filled before this (or filled more than a day ago).
+# pass in 2,000-task pages that each hold the API's event loop for 30-70 ms. _TASKS puts them
+# all 100 years ahead; this moves those of a data directory filled before it did.
 _NOT_DUE = """
 UPDATE tasks SET next_run_time = next_run_time + interval '100 years'
 WHERE next_run_time < now() + interval '50 years'
 """
+_CHURN = "UPDATE tasks SET next_run_time = next_run_time + interval '1 second' WHERE random() < $1"
 
 
 async def fill(conn: asyncpg.Connection, tasks: int, executions: int) -> dict[str, float]:
@@ -180,6 +185,7 @@ async def run() -> None:
     parser.add_argument("--executions", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=200)
     parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--churn", type=float, default=0.0)
     args = parser.parse_args()
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="deployx-bench-") as tmp:
@@ -199,6 +205,7 @@ async def run() -> None:
                 took = {} if filled else await fill(conn, args.tasks, args.executions)
                 if await conn.execute(_NOT_DUE) != "UPDATE 0":
                     await conn.execute("VACUUM ANALYZE tasks")
+                churned = await conn.execute(_CHURN, args.churn) if args.churn else ""
                 operator = await create_token(conn, OPERATOR, "operator")
                 task_id = await conn.fetchval("SELECT md5('task' || 7)::uuid::text")
             finally:
@@ -206,6 +213,7 @@ async def run() -> None:
             print(
                 f"filled {args.tasks:,} tasks and {args.executions:,} executions: "
                 + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in took.items())
+                + (f"; churn: {churned.split()[-1]} tasks updated" if churned else "")
             )
             tokens = {"admin": admin, "operator": operator}
             async with aiohttp.ClientSession() as session:
