@@ -7,9 +7,12 @@ from __future__ import annotations
 from events.execution import ExecutionRequested, ExecutionStarted
 from events.task import TaskCreated
 from services.domain.run_requests import RunSource
-from services.domain.task import TaskState, evolve
+from services.engine.task_definitions import TaskDefinitions
 from services.infra.db import Db
 from services.infra.store import read_stream
+
+# What each task was at each of its edits, as far as this process has read its stream.
+_fired = TaskDefinitions()
 
 _DUE_VERSION = (
     "SELECT version FROM events WHERE stream_id = $1 AND type = 'TaskDue' "
@@ -20,14 +23,7 @@ _DUE_VERSION = (
 async def task_as_fired(db: Db, task_id: str, due_version: int) -> TaskCreated:
     """The task as it stood when the TaskDue at due_version was appended (a later edit does
     not change a run already due)."""
-    state = TaskState(task_id=task_id)
-    for recorded in await read_stream(db, task_id):
-        if recorded.version > due_version:
-            break
-        state = evolve(state, recorded.event)
-    if state.spec is None:
-        raise LookupError(f"task {task_id} has no TaskCreated before version {due_version}")
-    return state.spec
+    return await _fired.at(db, task_id, due_version)
 
 
 async def source_of(db: Db, execution_id: str) -> RunSource | None:
