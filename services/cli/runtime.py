@@ -19,6 +19,7 @@ from services.engine.relay import CHECKPOINT as RELAY_CHECKPOINT
 from services.engine.relay import ensure_stream, run_relay
 from services.engine.ticker import Ticker
 from services.executor.file_server import FileServer
+from services.executor.run import Pacing
 from services.executor.service import run_executor
 from services.infra import metrics
 from services.infra.bus import NATS_UNAVAILABLE, connect_nats
@@ -129,6 +130,11 @@ def executor_service(task_type: str) -> Service:
                         stream_replicas=settings.stream_replicas,
                         rejections=rejections,
                         per_event=settings.devices_per_event,
+                        pacing=Pacing(
+                            settings.executor_publish_slice,
+                            settings.executor_jobs_in_flight,
+                            settings.executor_pace_seconds,
+                        ),
                     )
                 except NATS_UNAVAILABLE as exc:
                     # JetStream electing a leader, or NATS away while starting: again soon.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timedelta
@@ -43,6 +44,7 @@ from services.domain.execution import (
     run_deadline,
     split_start,
 )
+from services.executor.outbox import Outbox
 from services.executor.results import ResultRouter
 from services.executor.spec import RunOrder, RunSpec, spec_of
 from services.executor.targets import job_for, presence, resolve_targets
@@ -83,8 +85,8 @@ FLUSH_WAIT, FLUSH_PATIENCE = 2.0, 600
 PUBLISH_SLICE = 500
 JOBS_IN_FLIGHT = 50_000
 PACE_AGE, PACE_STALL = 1.0, 0.2
-# Up to this many jobs unanswered, slices go out back to back, without letting the loop read
-# reports in between: a run of 10,000 sends all its jobs before it looks at the first report.
+# Up to this many jobs unanswered (or JOBS_IN_FLIGHT if fewer), slices go out back to back,
+# without letting the loop read reports in between.
 PACE_FREE = 10_000
 # A TaskDue older than this that no executor started is recorded as failed, not run.
 STALE_AFTER = timedelta(hours=1)
@@ -122,6 +124,27 @@ def _flush_ended(flushing: asyncio.Future[None]) -> None:
         log.warning("jobs_flush_failed", error=str(flushing.exception()))
 
 
+class Pacing(NamedTuple):
+    """How jobs go out (DEPLOYX_EXECUTOR_PUBLISH_SLICE, _JOBS_IN_FLIGHT, _PACE_SECONDS): in
+    slices of `slice`, waiting once `in_flight` recent jobs are unanswered; a job counts as
+    recent for `age` seconds, and a wait ends after a fifth of that without a report."""
+
+    slice: int = PUBLISH_SLICE
+    in_flight: int = JOBS_IN_FLIGHT
+    age: float = PACE_AGE
+
+    @property
+    def stall(self) -> float:
+        return self.age * PACE_STALL / PACE_AGE
+
+    @property
+    def free(self) -> int:
+        return min(PACE_FREE, self.in_flight)
+
+
+PACING = Pacing()
+
+
 class Step(NamedTuple):
     """One step of a run: the state after its events, and what it took in to get there."""
 
@@ -154,6 +177,7 @@ class ExecutionRun:
         per_event: int = DEVICES_PER_EVENT,
         *,
         fresh: bool = False,
+        pacing: Pacing = PACING,
     ) -> None:
         self._db, self._nc, self._router, self._clock = db, client, router, clock
         self._pool = db  # _db is a borrowed connection for a while; readings beside use this
@@ -162,6 +186,7 @@ class ExecutionRun:
         # reading its stream first (the start's append at version 0 finds out if it was).
         self._fresh = fresh and order.request is None  # a request is its stream's first event
         self._per_event = per_event  # device ids one event lists at most
+        self._pacing = pacing
         self._id = order.execution_id
         self._spec: RunSpec | None = None
         self._reports: list[tuple[str, JobReport]] = []
@@ -184,6 +209,11 @@ class ExecutionRun:
         self._presence_reading: asyncio.Task[tuple[Presence, datetime]] | None = None
         self._cancels_sent = False
         self._reload = False
+        self._canceled = False  # a cancel was heard: jobs not out yet stay unsent
+        # Jobs, resends and cancels go out in a task of their own, in order; the run records
+        # the results that come back meanwhile (100,000 paced jobs take a while to send).
+        self._outbox = Outbox(self._arrived.set)
+        self._latest = ExecutionState(execution_id=self._id)
         self._resends: list[Resend] = []
         self._resend_of: dict[str, Resend] = {}  # each job's latest timer
         # The step _start wrote with ExecutionStarted (its jobs not sent yet), if it did.
@@ -196,15 +226,14 @@ class ExecutionRun:
                 state = await self._load()
                 if state.completed is None and self._opening is None:
                     await self._adopt(state)  # not a run this executor has just started
-            # A step's jobs go out while the next step is written: written, not yet sent.
-            unsent, self._opening = self._opening, None
+            if self._opening is not None:
+                await self._hand_over(self._opening)
+                self._opening = None
             while state.completed is None:
+                self._outbox.check()
+                self._canceled = self._canceled or state.cancel is not None
                 step = await self._prepare(state)
-                try:
-                    written = await self._write(step, unsent)
-                finally:
-                    unsent = None
-                if not written:
+                if not await self._write(step):
                     # A cancel, or another replica: take the log's word and decide again.
                     self._put_back(step.reports)
                     state = await self._load()
@@ -212,24 +241,26 @@ class ExecutionRun:
                 self._count_results(step.events)
                 state = step.state
                 self._outstanding = len(state.with_status("running"))
+                await self._hand_over(step)
                 if not step.events:
-                    await self._send(step)  # nothing decided: a cancel heard, if anything
                     await self._wait(state)
                 elif state.completed is None:
                     # Straight on with what arrived meanwhile, if anything, while these go out.
-                    unsent = step
-                    await self._resend_if_due(state)
-                else:
-                    await self._send(step)
+                    self._resend_if_due(state)
+            await self._outbox.drain()
         finally:
+            await self._outbox.close()
             self._drop_presence_reading()
             self._router.unwatch(self._id)
             for device in self._jobs:
                 self._router.forget(job_id(self._id, device))
 
     def _wake(self) -> None:
-        """Something was recorded on this run by someone else (a cancel): read it again."""
+        """Something was recorded on this run by someone else (a cancel): read it again. No
+        job goes out after that: the agents of devices whose job was not sent yet are sent the
+        cancel anyway, and record the job canceled without starting it."""
         self._reload = True
+        self._canceled = True
         self._arrived.set()
 
     @contextlib.asynccontextmanager
@@ -336,8 +367,12 @@ class ExecutionRun:
         agent answers from its journal, and the accept window starts over from now."""
         out = [d for d in state.with_status("running", "waiting") if state.devices[d].dispatched_at]
         if out:
-            await self._publish_jobs(out, self._clock.now())
-            await pushed_out(self._nc)
+            await self._job_of_run()
+            self._outbox.put(functools.partial(self._send_jobs, out, self._clock.now()))
+
+    async def _send_jobs(self, devices: list[str], now: datetime) -> None:
+        await self._publish_jobs(devices, now)
+        await pushed_out(self._nc)
 
     async def _run_spec(self) -> RunSpec:
         if self._spec is None:
@@ -387,29 +422,26 @@ class ExecutionRun:
         )
         return Step(evolve_all(state, decided), [*events, *decided], decided, version, reports, now)
 
-    async def _write(self, step: Step, unsent: Step | None) -> bool:
-        """Appends the step's events at its version while the step before's jobs go out (each
-        job is sent only once its DeviceJobDispatched is written, and in the order written).
-        False if the stream moved meanwhile: nothing of this step is written then."""
-        writing = (
-            asyncio.ensure_future(self._append(step.events, step.version)) if step.events else None
-        )
-        try:
-            if unsent is not None:
-                await self._send(unsent)
-        except BaseException:
-            if writing is not None:
-                writing.cancel()
-                with contextlib.suppress(BaseException):
-                    await writing
-            raise
-        if writing is None:
+    async def _write(self, step: Step) -> bool:
+        """Appends the step's events at its version; False if the stream moved meanwhile:
+        nothing of this step is written then."""
+        if not step.events:
             return True
         try:
-            await writing
+            await self._append(step.events, step.version)
         except ConcurrencyError:
             return False
         return True
+
+    async def _hand_over(self, step: Step) -> None:
+        """The jobs and cancels of a written step, to the outbox (each job goes out only once
+        its DeviceJobDispatched is written, and in the order written)."""
+        dispatched = any(isinstance(e, DeviceJobDispatched) for e in step.decided)
+        if dispatched:
+            await self._job_of_run()
+        elif step.state.cancel is None or self._cancels_sent:
+            return  # nothing to send
+        self._outbox.put(functools.partial(self._send, step))
 
     def _put_back(self, reports: list[tuple[str, JobReport]]) -> None:
         """Reports taken into a step that was not written: they go into the next one."""
@@ -488,24 +520,28 @@ class ExecutionRun:
         if sent:
             await pushed_out(self._nc)
 
-    async def _publish_jobs(self, devices: Sequence[str], now: datetime) -> None:
+    async def _job_of_run(self) -> None:
+        """Every device's job is this one with its own id: the payload is checked and encoded
+        once per run, not once per device (a run may have 100,000). Read in the run's task,
+        before its jobs are handed over: the outbox only sends."""
         if self._job is None:
-            # Every device's job is this one with its own id: the payload is checked and
-            # encoded once per run, not once per device (a run may have 100,000).
             self._job = job_for(await self._run_spec(), "", self._id)
+
+    async def _publish_jobs(self, devices: Sequence[str], now: datetime) -> None:
+        assert self._job is not None
         resend = Resend(list(devices), self._clock.now())  # from now: the append took a while
-        self._resends.append(resend)
         for device in devices:
             self._router.expect(job_id(self._id, device), device, self._on_report)
             job = msgspec.structs.replace(self._job, job_id=job_id(self._id, device))
             self._jobs[device] = _encode(job)
             self._resend_of[device] = resend
         sent = await self._publish_paced(devices, first=True)
-        if sent < len(devices):
+        if sent < len(devices) and not self._canceled:
             log.warning("jobs_held_back", devices=len(devices) - sent)
         # The resends count from when the last of these went out: paced, 100,000 jobs take a
         # while, and those sent last are not to go again before their agents could answer.
         resend.at = max(resend.at, self._clock.now() + timedelta(seconds=RESEND_FIRST))
+        self._resends.append(resend)
         log.info("jobs_dispatched", execution_id=self._id, devices=len(devices))
 
     async def _publish_paced(self, devices: Sequence[str], first: bool = False) -> int:
@@ -515,8 +551,10 @@ class ExecutionRun:
         loop = asyncio.get_running_loop()
         at = self._clock.now()
         for sent, device in enumerate(devices):
-            if sent % PUBLISH_SLICE == 0 and sent:
+            if sent % self._pacing.slice == 0 and sent:
                 await self._pace()
+                if self._canceled:
+                    return sent
                 at = self._clock.now()
             if first:
                 self._first_sent.setdefault(device, at)
@@ -530,18 +568,18 @@ class ExecutionRun:
 
     async def _pace(self) -> None:
         """Until fewer than JOBS_IN_FLIGHT recent jobs are unanswered, or reports stop coming."""
-        loop, unheard = asyncio.get_running_loop(), self._unheard
-        if len(unheard) <= PACE_FREE:
+        loop, unheard, pacing = asyncio.get_running_loop(), self._unheard, self._pacing
+        if len(unheard) <= pacing.free:
             return  # their reports cannot flood anyone: on at full speed
         await asyncio.sleep(0)  # the connection reads the reports that came meanwhile
         while True:
-            old = loop.time() - PACE_AGE
+            old = loop.time() - pacing.age
             while unheard and next(iter(unheard.values())) < old:
                 unheard.pop(next(iter(unheard)))
-            if len(unheard) <= JOBS_IN_FLIGHT:
+            if len(unheard) <= pacing.in_flight:
                 return
             self._heard.clear()
-            await wait_first(self._heard, timeout=PACE_STALL)
+            await wait_first(self._heard, timeout=pacing.stall)
             if not self._heard.is_set():
                 return
 
@@ -564,12 +602,13 @@ class ExecutionRun:
         await wait_first(self._arrived, timeout=max(0.0, timeout))
         if self._reports and not self._gathered.is_set():
             await wait_first(self._gathered, timeout=FLUSH_INTERVAL)
-        await self._resend_if_due(state)
+        self._resend_if_due(state)
 
-    async def _resend_if_due(self, state: ExecutionState) -> None:
+    def _resend_if_due(self, state: ExecutionState) -> None:
+        self._latest = state  # what the resends go by when their turn comes
         now = self._clock.now()
         for resend in [r for r in self._resends if now >= r.at]:
-            await self._resend(state, resend)
+            self._outbox.put(functools.partial(self._resend, resend))
             resend.at = now + timedelta(seconds=resend.delay.next())
 
     def _on_report(self, device_id: str, report: JobReport) -> None:
@@ -584,10 +623,11 @@ class ExecutionRun:
         if len(self._reports) >= FLUSH_SIZE or self._finished >= self._outstanding:
             self._gathered.set()
 
-    async def _resend(self, state: ExecutionState, resend: Resend) -> None:
+    async def _resend(self, resend: Resend) -> None:
         """The job again to each of resend's devices still running without a result, received
         or recorded (and not sent again since, on a timer of its own); a timer with none left
         is dropped."""
+        state = self._latest
         answered = {d for d, report in self._reports if report.state == "finished"}
         out = [
             d
@@ -599,7 +639,10 @@ class ExecutionRun:
             and current.status == "running"
         ]
         if not out:
-            self._resends.remove(resend)  # a device silent meanwhile gets a new one when back
+            # A device silent meanwhile gets a new timer when back. (The timer may have been
+            # dropped already: it came due again while its resend waited for the outbox.)
+            with contextlib.suppress(ValueError):
+                self._resends.remove(resend)
             return
         await self._publish_paced(out)
         if out:

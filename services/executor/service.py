@@ -19,7 +19,7 @@ from services.domain.execution import DEVICES_PER_EVENT
 from services.engine.relay import STREAM, ensure_stream
 from services.executor.reconciler import reconcile
 from services.executor.results import ResultRouter
-from services.executor.run import ExecutionRun
+from services.executor.run import PACING, ExecutionRun, Pacing
 from services.executor.spec import order_of
 from services.infra import dead_letters
 from services.infra.bus import NATS_UNAVAILABLE
@@ -62,6 +62,7 @@ async def run_executor(
     stream_replicas: int = 1,
     rejections: Rejections | None = None,
     per_event: int = DEVICES_PER_EVENT,
+    pacing: Pacing = PACING,
 ) -> None:
     js = client.jetstream()
     await ensure_stream(js, stream_replicas)
@@ -98,7 +99,7 @@ async def run_executor(
     running: set[asyncio.Task[None]] = set()
     reconciler = asyncio.create_task(_reconcile_forever(pool, task_type, clock, stop))
     housekeeping = asyncio.create_task(
-        _housekeeping_forever(pool, client, router, clock, task_type, stop, per_event)
+        _housekeeping_forever(pool, client, router, clock, task_type, stop, per_event, pacing)
     )
     log.info("executor_started", task_type=task_type, ack_wait=consumer_ack_wait)
 
@@ -120,7 +121,15 @@ async def run_executor(
                 await slots.acquire()
                 work = asyncio.create_task(
                     _handle(
-                        pool, client, router, clock, task_type, message, progress_every, per_event
+                        pool,
+                        client,
+                        router,
+                        clock,
+                        task_type,
+                        message,
+                        progress_every,
+                        per_event,
+                        pacing,
                     )
                 )
                 running.add(work)
@@ -147,6 +156,7 @@ async def _handle(
     message: nats.aio.msg.Msg,
     progress_every: float,
     per_event: int,
+    pacing: Pacing,
 ) -> None:
     try:
         envelope = _envelope.decode(message.data)
@@ -165,7 +175,9 @@ async def _handle(
     in_flight.inc()
     try:
         fresh = delivery == 1
-        run = ExecutionRun(pool, client, router, clock, order, task_type, per_event, fresh=fresh)
+        run = ExecutionRun(
+            pool, client, router, clock, order, task_type, per_event, fresh=fresh, pacing=pacing
+        )
         await run.run()
         # Everything is in PostgreSQL now; only then may JetStream forget the TaskDue.
         await message.ack()
@@ -225,11 +237,12 @@ async def _housekeeping_forever(
     task_type: str,
     stop: asyncio.Event,
     per_event: int,
+    pacing: Pacing,
 ) -> None:
     while not stop.is_set():
         try:
             await router.rejections.flush(pool, clock.now())
-            await _retry_dead_letters(pool, client, router, clock, task_type, per_event)
+            await _retry_dead_letters(pool, client, router, clock, task_type, per_event, pacing)
         except UNAVAILABLE as exc:
             log.warning("housekeeping_failed", error=describe(exc))
         except Exception:
@@ -244,6 +257,7 @@ async def _retry_dead_letters(
     clock: Clock,
     task_type: str,
     per_event: int,
+    pacing: Pacing,
 ) -> None:
     """Runs again each TaskDue an admin asked to retry; a run already finished stays as it is."""
     letters = await dead_letters.retry_requested(pool, [consumer_name(task_type)])
@@ -253,7 +267,9 @@ async def _retry_dead_letters(
     for letter, recorded in zip(letters, events, strict=True):
         try:
             order = order_of(recorded.event, recorded.version)
-            run = ExecutionRun(pool, client, router, clock, order, task_type, per_event)
+            run = ExecutionRun(
+                pool, client, router, clock, order, task_type, per_event, pacing=pacing
+            )
             await run.run()
         except UNAVAILABLE:
             raise

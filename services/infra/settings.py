@@ -66,6 +66,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # several events (ExecutionStarted, then ExecutionTargetsAdded), its jobs likewise. At most
     # 3,500: ids of 128 characters must still fit an event (services/domain/execution.py).
     devices_per_event: Annotated[int, Meta(ge=1, le=3500)] = 2000
+    # How an executor paces a run's jobs (services/executor/run.py, Pacing): slices of this
+    # many, waiting once this many recent jobs are unanswered; a job is recent this long.
+    executor_publish_slice: Annotated[int, Meta(ge=1)] = 500
+    executor_jobs_in_flight: Annotated[int, Meta(ge=0)] = 50_000
+    executor_pace_seconds: Annotated[float, Meta(gt=0)] = 1.0
 
     @property
     def session_url(self) -> str:
@@ -104,6 +109,9 @@ _ENV = {
     "file_requests_per_second": "DEPLOYX_FILE_REQUESTS_PER_SECOND",
     "file_requests_burst": "DEPLOYX_FILE_REQUESTS_BURST",
     "devices_per_event": "DEPLOYX_DEVICES_PER_EVENT",
+    "executor_publish_slice": "DEPLOYX_EXECUTOR_PUBLISH_SLICE",
+    "executor_jobs_in_flight": "DEPLOYX_EXECUTOR_JOBS_IN_FLIGHT",
+    "executor_pace_seconds": "DEPLOYX_EXECUTOR_PACE_SECONDS",
 }
 
 
