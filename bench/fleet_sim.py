@@ -7,7 +7,7 @@ Embedded PostgreSQL (fsync on) and NATS in a temporary directory, and `deployx p
 `relay`, `ticker`, `executor --type command` and `api` (whose device registry turns heartbeats
 into presence and the log's device events) as processes, as bench.fanout runs them. Then
 --processes processes of bench/sim_agents.py play --devices agents between them (each its own
-range of device ids on one NATS connection; their jobs subscriptions share one queue group).
+range of device ids on one NATS connection, subscribed to those devices' jobs subjects).
 Every agent heartbeats as it starts, then every --interval seconds.
 
 1. Registration: the agents' processes start and connect, then announce their devices
@@ -93,7 +93,7 @@ class Fanout:
 def agents_command(args: argparse.Namespace, first: int, count: int, summary: Path) -> list[str]:
     return [
         *(sys.executable, "-m", "bench.sim_agents"),
-        *("--devices", str(count), "--first", str(first), "--queue", "fleet"),
+        *("--devices", str(count), "--first", str(first), "--own-subjects"),
         *("--interval", str(args.interval), "--summary", str(summary)),
     ]
 

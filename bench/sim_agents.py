@@ -2,13 +2,18 @@
 bench.rollout.
 
     .venv/bin/python -m bench.sim_agents --devices 10000 --summary FILE   (until SIGTERM)
-        [--first 0] [--interval 5] [--queue NAME] [--ready FILE]
+        [--first 0] [--interval 5] [--own-subjects] [--ready FILE]
 
 Every device heartbeats once at the start (agents starting together), then every --interval
 seconds (5, the real agent's default), spread over the interval. A wildcard subscription on
 deployx.agents.*.jobs takes what executors send, as the real agent's protocol has it
-(services/agent/protocol.py, `Job | CancelJob`); with --queue, several such processes share it
-as a NATS queue group, each playing devices --first to --first + --devices - 1 (bench.fleet_sim):
+(services/agent/protocol.py, `Job | CancelJob`). With --own-subjects, each device's jobs subject
+is subscribed to instead, as real agents do: several such processes, each playing devices
+--first to --first + --devices - 1 (bench.fleet_sim), each get the jobs of their own devices
+only, so that a resend or a cancel reaches the journal that saw the job. (A queue group shared
+by the processes delivered a resend to any of them: a process that had not seen the job ran it
+again. A subscription per device costs the simulator more CPU per job than a wildcard's: nats-py
+runs a task per subscription.)
 
 - a new Job is answered "accepted" at once, then "finished" success: at once, or N seconds
   later when its command is `sleep N` (a job that takes time, to be canceled meanwhile);
@@ -49,6 +54,7 @@ from services.agent.protocol import (
     JobReport,
     device_of,
     heartbeat_subject,
+    jobs_subject,
     results_subject,
 )
 from services.domain.kinds.command import CommandPayload
@@ -194,7 +200,7 @@ async def play_agents(
     *,
     interval: float = HEARTBEAT_SECONDS,
     first: int = 0,
-    queue: str = "",
+    own_subjects: bool = False,
     ready: Path | None = None,
 ) -> None:
     """Plays `devices` agents on one connection until SIGTERM; writes what it saw to summary.
@@ -211,11 +217,10 @@ async def play_agents(
     ids = device_ids(devices, first)
     started_at = datetime.now(UTC)
     agents = SimulatedAgents(client)
-    subscription = (
-        await client.subscribe("deployx.agents.*.jobs", queue=queue, cb=agents.on_work)
-        if ids
-        else None
-    )
+    subjects = [jobs_subject(device) for device in ids] if own_subjects else []
+    if ids and not own_subjects:
+        subjects = ["deployx.agents.*.jobs"]
+    subscriptions = [await client.subscribe(subject, cb=agents.on_work) for subject in subjects]
 
     async def beat(some: list[str]) -> None:
         sent_at = datetime.now(UTC)
@@ -252,7 +257,7 @@ async def play_agents(
         await stop.wait()
     finally:
         try:
-            if subscription is not None:
+            for subscription in subscriptions:
                 await subscription.unsubscribe()
             agents.stop()
         finally:
@@ -274,7 +279,11 @@ def main() -> None:
         "--interval", type=float, default=HEARTBEAT_SECONDS, help="seconds between heartbeats"
     )
     parser.add_argument("--first", type=int, default=0, help="the first device's number")
-    parser.add_argument("--queue", default="", help="share the jobs subscription in this group")
+    parser.add_argument(
+        "--own-subjects",
+        action="store_true",
+        help="subscribe to each device's jobs subject (processes playing parts of one fleet)",
+    )
     parser.add_argument(
         "--ready", type=Path, help="once connected, write this file and announce on SIGUSR1"
     )
@@ -287,7 +296,7 @@ def main() -> None:
             args.interval if args.announced_interval is None else args.announced_interval,
             interval=args.interval,
             first=args.first,
-            queue=args.queue,
+            own_subjects=args.own_subjects,
             ready=args.ready,
         )
     )
