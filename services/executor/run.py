@@ -198,6 +198,9 @@ class ExecutionRun:
         self._outstanding = 0
         self._first_sent: dict[str, datetime] = {}
         self._accepted: set[str] = set()
+        # Devices whose result came in, recorded or not yet (a step being written holds it):
+        # their jobs are not sent again.
+        self._answered: set[str] = set()
         self._jobs: dict[str, bytes] = {}
         self._job: Job | None = None
         # Devices whose job went out lately and whose agent has said nothing since: when
@@ -231,6 +234,7 @@ class ExecutionRun:
                 self._opening = None
             while state.completed is None:
                 self._outbox.check()
+                self._latest = state  # what resends go by when their turn comes
                 self._canceled = self._canceled or state.cancel is not None
                 step = await self._prepare(state)
                 if not await self._write(step):
@@ -262,6 +266,7 @@ class ExecutionRun:
         self._reload = True
         self._canceled = True
         self._arrived.set()
+        self._heard.set()  # a send waiting for reports stops waiting
 
     @contextlib.asynccontextmanager
     async def _one_connection(self) -> AsyncIterator[None]:
@@ -580,7 +585,7 @@ class ExecutionRun:
                 return
             self._heard.clear()
             await wait_first(self._heard, timeout=pacing.stall)
-            if not self._heard.is_set():
+            if not self._heard.is_set() or self._canceled:
                 return
 
     async def _publish(self, device: str, data: bytes) -> bool:
@@ -605,7 +610,7 @@ class ExecutionRun:
         self._resend_if_due(state)
 
     def _resend_if_due(self, state: ExecutionState) -> None:
-        self._latest = state  # what the resends go by when their turn comes
+        self._latest = state
         now = self._clock.now()
         for resend in [r for r in self._resends if now >= r.at]:
             self._outbox.put(functools.partial(self._resend, resend))
@@ -616,6 +621,7 @@ class ExecutionRun:
         if self._unheard.pop(device_id, None) is not None:
             self._heard.set()
         if report.state == "finished":
+            self._answered.add(device_id)
             # A result to record (an "accepted" alone changes nothing in the log): the wait
             # ends, and gathers whatever else arrives in the next FLUSH_INTERVAL.
             self._finished += 1
@@ -627,8 +633,7 @@ class ExecutionRun:
         """The job again to each of resend's devices still running without a result, received
         or recorded (and not sent again since, on a timer of its own); a timer with none left
         is dropped."""
-        state = self._latest
-        answered = {d for d, report in self._reports if report.state == "finished"}
+        state, answered = self._latest, self._answered
         out = [
             d
             for d in resend.devices

@@ -7,6 +7,7 @@ answers before it."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -73,3 +74,54 @@ async def test_a_result_is_visible_while_later_devices_are_still_being_sent_thei
     }
     assert details["late-1"]["stdout"] == "late\n"
     assert len(late.jobs) == 1
+
+
+def cancel_only(job: dict[str, Any]) -> list[bytes]:
+    """A device that runs nothing: it answers only a cancel, "canceled"."""
+    if job.get("action") != "cancel":
+        return []
+    report = {"job_id": job["job_id"], "state": "finished", "status": "canceled"}
+    return [json.dumps(report).encode()]
+
+
+def cancel_or_run(job: dict[str, Any]) -> list[bytes]:
+    return cancel_only(job) if job.get("action") == "cancel" else answer_at_once(job)
+
+
+async def test_a_cancel_stops_jobs_that_are_still_going_out(fleet: Fleet, nats_url: str) -> None:
+    fleet.services.env |= {
+        "DEPLOYX_EXECUTOR_PUBLISH_SLICE": "1",
+        "DEPLOYX_EXECUTOR_JOBS_IN_FLIGHT": "0",
+        "DEPLOYX_EXECUTOR_PACE_SECONDS": str(PACE_SECONDS),
+    }
+    fleet.executor()
+    fleet.agent("early-1")
+    async with (
+        HostileDevice(nats_url, "quiet-1", cancel_only) as quiet,
+        HostileDevice(nats_url, "late-1", cancel_or_run) as late,
+    ):
+        await fleet.wait_online(["early-1", "quiet-1", "late-1"])
+        task_id, execution_id = await run_now(
+            fleet.api, command_task("echo early", ["early-1", "quiet-1", "late-1"])
+        )
+
+        async def held_up_on_quiet() -> bool:
+            _, execution = await fleet.api.get(f"/api/executions/{execution_id}")
+            details = execution["result"]["execution_details"] if execution["result"] else {}
+            early = details.get("early-1", {}).get("status")
+            return bool(quiet.jobs) and early == "success"
+
+        await wait_until(held_up_on_quiet, 30, "quiet-1 holding the sending up", fleet.watched)
+        status, body = await fleet.api.post(f"/api/executions/{execution_id}/cancel")
+        assert status == 202, body
+        execution = await fleet.finished(task_id, execution_id, timeout=30)
+
+    assert execution["status"] == "canceled", execution
+    details = execution["result"]["execution_details"]
+    assert {device: details[device]["status"] for device in details} == {
+        "early-1": "success",
+        "quiet-1": "canceled",
+        "late-1": "canceled",
+    }
+    # late-1's job never went out: it was only told to cancel it (and never started it).
+    assert [job["action"] for job in late.jobs] == ["cancel"]
