@@ -39,6 +39,65 @@ BEGIN
     RETURN NULL;
 END $$;
 
+-- Transactions that never append events (the projector's: they write only read tables) say so
+-- with deployx_never_appends() before they have a transaction id; log readers then need not wait
+-- for them (deployx_log_horizon, docs/event-log.md "Transactions that never append"). Called at
+-- the top level (pg_export_snapshot refuses a subtransaction, whose rollback would drop the lock
+-- early), it takes the reserved advisory lock (7240003, 1) in shared mode until the transaction
+-- ends, and events_refuse_never_appending refuses every append of the transaction.
+CREATE OR REPLACE FUNCTION deployx_never_appends() RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    IF pg_current_xact_id_if_assigned() IS NOT NULL THEN
+        RAISE EXCEPTION 'deployx_never_appends() must come before the transaction writes anything'
+            USING ERRCODE = 'active_sql_transaction';
+    END IF;
+    PERFORM pg_export_snapshot();
+    PERFORM pg_advisory_xact_lock_shared(7240003, 1);
+    PERFORM set_config('deployx.never_appends', 'on', true);
+END $$;
+
+CREATE OR REPLACE FUNCTION events_refuse_never_appending() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF current_setting('deployx.never_appends', true) = 'on' THEN
+        RAISE EXCEPTION 'this transaction declared that it never appends events '
+            '(deployx_never_appends): it cannot insert into events'
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    RETURN NULL;
+END $$;
+
+-- Below it, every row of `events` visible in snap is there for good: no transaction that was
+-- running at snap and may append can still commit one. It is the oldest transaction running at
+-- snap that is not seen (now, in one reading of the lock table) holding the never-appends lock
+-- with that xid, or snap's xmax when there is none. A transaction that has ended since snap is
+-- not seen holding it, so it counts as one that may append: the rule only errs by waiting.
+-- Readers call it once per statement, with their statement's snapshot:
+-- (SELECT deployx_log_horizon(pg_current_snapshot())).
+CREATE OR REPLACE FUNCTION deployx_log_horizon(snap pg_snapshot) RETURNS xid8
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    horizon xid8;
+BEGIN
+    IF pg_snapshot_xmin(snap) = pg_snapshot_xmax(snap) THEN
+        RETURN pg_snapshot_xmax(snap);  -- nothing was running: no need to look at locks
+    END IF;
+    -- MATERIALIZED: pg_locks read once, so both locks of a backend come from the same moment.
+    WITH locks AS MATERIALIZED (
+        SELECT locktype, virtualtransaction, transactionid, classid, objid, objsubid
+        FROM pg_locks
+        WHERE granted AND (locktype = 'transactionid' AND mode = 'ExclusiveLock'
+            OR locktype = 'advisory' AND classid = 7240003 AND objid = 1 AND objsubid = 2)
+    ), declared AS (
+        SELECT own.transactionid
+        FROM locks own JOIN locks never ON never.virtualtransaction = own.virtualtransaction
+        WHERE own.locktype = 'transactionid' AND never.locktype = 'advisory'
+    )
+    SELECT min(running) INTO horizon
+    FROM pg_snapshot_xip(snap) AS running
+    WHERE NOT EXISTS (SELECT 1 FROM declared WHERE declared.transactionid = xid(running));
+    RETURN coalesce(horizon, pg_snapshot_xmax(snap));
+END $$;
+
 -- Created only when missing: CREATE or DROP TRIGGER would lock `events` against every append.
 DO $$ BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_trigger
@@ -55,6 +114,11 @@ DO $$ BEGIN
                    WHERE tgrelid = 'events'::regclass AND tgname = 'events_wake_readers') THEN
         CREATE TRIGGER events_wake_readers AFTER INSERT ON events
             FOR EACH STATEMENT EXECUTE FUNCTION events_notify();
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger
+                   WHERE tgrelid = 'events'::regclass AND tgname = 'events_never_appending') THEN
+        CREATE TRIGGER events_never_appending BEFORE INSERT ON events
+            FOR EACH STATEMENT EXECUTE FUNCTION events_refuse_never_appending();
     END IF;
 END $$;
 

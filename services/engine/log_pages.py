@@ -21,14 +21,14 @@ from typing import Any, Union, cast
 import msgspec
 
 from events.codec import EVENT_TYPES, RecordedEvent, decode_or_undecodable
-from services.infra.store import Connection
+from services.infra.store import LOG_HORIZON, Connection
 
 # asyncpg's copy_from_query sends COPY (this) TO STDOUT. The array's order is _Logged's.
-_ALL = """
+_ALL = f"""
 SELECT json_build_array(id, stream_id, version, position, tx_id::text::bigint, category,
     recorded_at, data, metadata, type, schema_version)
 FROM events
-WHERE tx_id < pg_snapshot_xmin(pg_current_snapshot())
+WHERE tx_id < {LOG_HORIZON}
 ORDER BY events.tx_id, events.position
 """
 # A RecordedEvent whose event decodes as any event type, by the type its data names.

@@ -22,6 +22,7 @@ from services.infra.store import (
     LogCursor,
     has_events_after,
     load_checkpoint,
+    never_appending,
     read_after,
     read_positions,
     save_checkpoint,
@@ -71,8 +72,8 @@ class Reads:
         self._after: dict[LogCursor, list[RecordedEvent]] = {}
 
     async def after(self, conn: Connection, cursor: LogCursor, limit: int) -> list[RecordedEvent]:
-        # A batch read earlier is still right: every event in it was committed below the
-        # snapshot's xmin then, so nothing can appear between them later.
+        # A batch read earlier is still right: every event in it was below the log's horizon
+        # then (store.LOG_HORIZON), so nothing can appear between them later.
         events = self._after.get(cursor)
         if events is None or len(events) > limit:
             events = self._after[cursor] = await read_after(conn, cursor, limit)
@@ -92,7 +93,7 @@ async def apply_batch(
     each event is applied alone in its own savepoint instead, and one that has failed too
     often is set aside as a dead letter (with the later events of its stream).
     """
-    async with conn.transaction():
+    async with never_appending(conn):
         await _lock(conn, projection)
         cursor = await load_checkpoint(conn, projection.name)
         events = await (reads or Reads()).after(conn, cursor, batch_size)
@@ -149,7 +150,7 @@ async def apply_together(
     projection's statements undoes the whole transaction; the caller goes on the same way.
     """
     names = sorted(projection.name for projection in projections)
-    async with conn.transaction():
+    async with never_appending(conn):
         # In name order: two processes taking several never wait for each other in a circle.
         await conn.execute(
             "SELECT pg_advisory_xact_lock(hashtext('projection:' || name)) "
@@ -355,7 +356,7 @@ async def _retry_stream(conn: Connection, projection: Projection, stream_id: str
     # The fix may have been a schema change (a wider column): statements prepared before it
     # would still encode for the old one.
     await conn.reload_schema_state()
-    async with conn.transaction():
+    async with never_appending(conn):
         await _lock(conn, projection)
         letters = await dead_letters.open_in_stream(conn, projection.name, stream_id)
         events = await read_positions(conn, [letter.position for letter in letters])

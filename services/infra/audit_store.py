@@ -9,7 +9,7 @@ import msgspec
 
 from services.domain.audit_chain import GENESIS, Seal, SealedEvent, recorded_text
 from services.infra.db import Db
-from services.infra.store import LogCursor
+from services.infra.store import LOG_HORIZON, LogCursor
 
 
 def _columns(table: str = "") -> str:
@@ -27,7 +27,7 @@ _EVENT_COLUMNS = _columns()
 _UNSEALED = f"""
 SELECT {_EVENT_COLUMNS} FROM events
 WHERE (tx_id, position) > ($1::text::xid8, $2::bigint)
-  AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
+  AND tx_id < {LOG_HORIZON}
 ORDER BY tx_id, position
 LIMIT $3
 """

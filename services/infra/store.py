@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import asyncpg
@@ -35,14 +36,18 @@ _COLUMNS = """
     schema_version, data::text, metadata::text, recorded_at
 """
 
-# Only rows of transactions older than every transaction still running: a row that commits
-# later can never get a lower (tx_id, position) than what a reader has already passed.
+# The gap-free rule of every reader of the log (docs/event-log.md): only rows of transactions
+# older than every transaction still running that may append (schema.sql deployx_log_horizon),
+# so a row that commits later can never get a lower (tx_id, position) than what a reader has
+# already passed. A sub-select: computed once per statement, with the statement's snapshot.
+LOG_HORIZON = "(SELECT deployx_log_horizon(pg_current_snapshot()))"
+
 # Ordered by the table's columns, not the output's `tx_id` (a bigint): only then does the
 # events_log_order index give the order, instead of a sort of everything after the cursor.
 _READ_AFTER = f"""
 SELECT {_COLUMNS} FROM events
 WHERE (tx_id, position) > ($1::text::xid8, $2::bigint)
-  AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
+  AND tx_id < {LOG_HORIZON}
 ORDER BY events.tx_id, events.position
 LIMIT $3
 """
@@ -92,6 +97,18 @@ class LogCursor(msgspec.Struct, frozen=True, order=True):
     @classmethod
     def of(cls, event: RecordedEvent) -> LogCursor:
         return cls(event.tx_id, event.position)
+
+
+@contextlib.asynccontextmanager
+async def never_appending(conn: Connection) -> AsyncIterator[None]:
+    """A transaction that writes only read tables, never events: it says so before it writes
+    (schema.sql deployx_never_appends), so that readers of the log need not wait for it.
+    Inside a transaction already, only a savepoint: the outermost transaction decides."""
+    outermost = not conn.is_in_transaction()
+    async with conn.transaction():
+        if outermost:
+            await conn.execute("SELECT deployx_never_appends()")
+        yield
 
 
 def new_event_id() -> str:

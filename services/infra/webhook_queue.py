@@ -15,7 +15,7 @@ import asyncpg
 import msgspec
 
 from services.infra.db import Db
-from services.infra.store import Connection, LogCursor
+from services.infra.store import LOG_HORIZON, Connection, LogCursor
 
 WAKE_CHANNEL = "deployx_webhooks"
 Key = tuple[str, str]  # (webhook id, order key)
@@ -23,12 +23,12 @@ Key = tuple[str, str]  # (webhook id, order key)
 # The next batch of the log after the cursor (the gap-free rule of store.read_after), each
 # event matched against the subscriptions; returns the batch's last place and the queues
 # that got deliveries (one row each; a row with nulls when none did).
-_ENQUEUE = """
+_ENQUEUE = f"""
 WITH batch AS (
     SELECT id, position, tx_id, type, stream_id, data ->> 'task_id' AS task_id, recorded_at
     FROM events
     WHERE (tx_id, position) > ($1::text::xid8, $2::bigint)
-      AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
+      AND tx_id < {LOG_HORIZON}
     ORDER BY tx_id, position
     LIMIT $3
 ), last AS (

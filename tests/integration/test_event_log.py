@@ -15,13 +15,17 @@ from events.task import TaskPaused
 from services.infra.db import create_pool
 from services.infra.store import (
     ConcurrencyError,
+    Connection,
     DuplicateEvent,
     LogCursor,
     StreamEvent,
     append,
     append_each,
+    has_events_after,
+    never_appending,
     read_after,
     read_stream,
+    save_checkpoint,
 )
 
 WRITERS = 16
@@ -200,3 +204,151 @@ async def test_a_reader_waits_for_an_older_open_transaction(database_url: str) -
         assert streams == ["slow", "fast"]
     finally:
         await pool.close()
+
+
+# --- Transactions that never append (docs/event-log.md) ------------------------------------
+
+
+async def write_read_table(conn: Connection, name: str) -> int:
+    """A write to a table other than events, as a projection makes: the transaction's xid."""
+    await save_checkpoint(conn, name, LogCursor(1, 1))
+    return int(await conn.fetchval("SELECT pg_current_xact_id()::text::bigint"))
+
+
+async def test_a_reader_passes_a_transaction_that_never_appends(database_url: str) -> None:
+    """A projector's batch (read tables only, an older xid, still open) holds back no reader."""
+    pool = await create_pool(database_url, max_size=4)
+    try:
+        async with pool.acquire() as projecting, never_appending(projecting):
+            await write_read_table(projecting, "projection")
+            await append(pool, "fast", "test", [paused("fast")], expected_version=0)
+            assert [event.stream_id for event in await read_after(pool, LogCursor())] == ["fast"]
+    finally:
+        await pool.close()
+
+
+async def test_a_transaction_that_never_appends_cannot_append(database_url: str) -> None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        with pytest.raises(asyncpg.InsufficientPrivilegeError, match="never appends"):
+            async with never_appending(conn):
+                await append(conn, "s", "test", [paused("s")], expected_version=0)
+        assert await read_stream(conn, "s") == []
+    finally:
+        await conn.close()
+
+
+async def test_a_transaction_declares_it_before_it_writes_and_at_the_top_level(
+    database_url: str,
+) -> None:
+    """Too late once it has an xid (it may have appended already); refused in a savepoint,
+    whose rollback would drop the declaration while the transaction goes on."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        with pytest.raises(asyncpg.ActiveSQLTransactionError, match="before the transaction"):
+            async with conn.transaction():
+                await write_read_table(conn, "late")
+                await conn.execute("SELECT deployx_never_appends()")
+        with pytest.raises(asyncpg.ActiveSQLTransactionError, match="subtransaction"):
+            async with conn.transaction(), conn.transaction():
+                await conn.execute("SELECT deployx_never_appends()")
+    finally:
+        await conn.close()
+
+
+async def horizon(conn: asyncpg.Connection, snapshot: str) -> int:
+    value = await conn.fetchval("SELECT deployx_log_horizon($1::text::pg_snapshot)::text", snapshot)
+    return int(value)
+
+
+async def test_the_horizon_waits_for_any_transaction_it_cannot_see_declared(
+    database_url: str,
+) -> None:
+    """The lock table is read after the snapshot: a transaction running at the snapshot that
+    has ended since (whatever it was) counts as one that may have appended."""
+    conns = [await asyncpg.connect(database_url) for _ in range(3)]
+    appender, projecting, reader = conns
+    try:
+        async with never_appending(projecting):
+            declared = await write_read_table(projecting, "projecting")
+            async with appender.transaction():
+                appending = await write_read_table(appender, "appender")
+                # A later transaction's commit: both open ones are in the snapshot's xip.
+                await append(reader, "later", "test", [paused("later")], expected_version=0)
+                snapshot = str(await reader.fetchval("SELECT pg_current_snapshot()::text"))
+                assert declared < appending
+                assert await horizon(reader, snapshot) == appending
+        # Both ended since: the one that never appended counts too.
+        assert await horizon(reader, snapshot) == declared
+        async with never_appending(projecting):
+            running = await write_read_table(projecting, "projecting")
+            [later] = await append(reader, "later", "test", [paused("later")], expected_version=1)
+            snapshot = str(await reader.fetchval("SELECT pg_current_snapshot()::text"))
+            assert await horizon(reader, snapshot) > later.tx_id > running
+            assert [event.version for event in await read_after(reader, LogCursor())] == [1, 2]
+    finally:
+        for conn in conns:
+            await conn.close()
+
+
+async def test_readers_never_pass_a_row_that_commits_later_among_transactions_that_never_append(
+    database_url: str,
+) -> None:
+    """Appenders that keep their transactions open for a while, so that they commit out of xid
+    order, and transactions that never append on the same pooled connections (one backend
+    alternates between both kinds), while readers tail the log: each reader sees every event
+    once, in log order."""
+    appenders, projectors, readers = 8, 4, 2
+    pool = await create_pool(database_url, max_size=appenders + projectors + readers + 2)
+    appended: set[str] = set()
+    done = asyncio.Event()
+
+    async def appender(number: int) -> None:
+        rng = random.Random(number)
+        for index in range(120):
+            stream = f"s-{number}-{index}"
+            async with pool.acquire() as conn, conn.transaction():
+                recorded = await append(
+                    conn, stream, "test", [paused(stream)] * rng.randint(1, 3), expected_version=0
+                )
+                await asyncio.sleep(rng.random() * 0.003)
+            appended.update(event.id for event in recorded)
+
+    async def projector(number: int) -> None:
+        rng = random.Random(1000 + number)
+        while not done.is_set():
+            async with pool.acquire() as conn, never_appending(conn):
+                await write_read_table(conn, f"projector-{number}")
+                await asyncio.sleep(rng.random() * 0.005)
+
+    async def reader() -> list[tuple[LogCursor, str]]:
+        seen: list[tuple[LogCursor, str]] = []
+        cursor = LogCursor()
+        while True:
+            finished = done.is_set()
+            async with pool.acquire() as conn:
+                batch = await read_after(conn, cursor, 50)
+                # Held back (by any transaction, autovacuum's too) is not the end.
+                more = not batch and await has_events_after(conn, cursor)
+            seen.extend((LogCursor.of(event), event.id) for event in batch)
+            if batch:
+                cursor = LogCursor.of(batch[-1])
+            elif finished and not more:
+                return seen
+            else:
+                await asyncio.sleep(0.0005)
+
+    try:
+        working = [asyncio.create_task(projector(n)) for n in range(projectors)]
+        reading = [asyncio.create_task(reader()) for _ in range(readers)]
+        await asyncio.gather(*(appender(n) for n in range(appenders)))
+        done.set()
+        await asyncio.gather(*working)
+        results = await asyncio.gather(*reading)
+    finally:
+        await pool.close()
+    for seen in results:
+        cursors = [cursor for cursor, _ in seen]
+        assert cursors == sorted(cursors), "read out of log order"
+        assert len(seen) == len(appended), "a reader passed an event that committed later"
+        assert {event_id for _, event_id in seen} == appended
