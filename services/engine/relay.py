@@ -215,9 +215,13 @@ async def _relay_batch(
             if not isinstance(exc, Unpublishable) and not _about_one_event(exc):
                 raise
             one_by_one = True
-    finally:
+    except BaseException:
         # The connection runs one statement at a time: the read ahead ends before the next.
-        ahead = await reading if reading is not None else []
+        # Its own error (the same outage, most likely) must not hide the publish's.
+        if reading is not None:
+            await asyncio.gather(reading, return_exceptions=True)
+        raise
+    ahead = await reading if reading is not None else []
     if one_by_one:
         await _publish_one_by_one(conn, js, batch)
     await save_checkpoint(conn, CHECKPOINT, cursor)
