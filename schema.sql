@@ -17,8 +17,9 @@ CREATE TABLE IF NOT EXISTS events (
     data           jsonb       NOT NULL,
     metadata       jsonb       NOT NULL DEFAULT '{}',
     recorded_at    timestamptz NOT NULL DEFAULT clock_timestamp(),
-    -- Readers only take rows whose transaction id is below every running transaction's
-    -- (pg_snapshot_xmin), so a row committed late can never be skipped; see docs/event-log.md.
+    -- Readers only take rows whose transaction id is below every running transaction's that
+    -- may append (deployx_log_horizon), so a row committed late can never be skipped; see
+    -- docs/event-log.md.
     tx_id          xid8        NOT NULL DEFAULT pg_current_xact_id(),
     UNIQUE (stream_id, version)
 );
