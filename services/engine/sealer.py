@@ -9,7 +9,7 @@ import asyncpg
 from services.domain.audit_chain import seal_all
 from services.engine.follower import follow_log
 from services.infra import audit_store
-from services.infra.store import Connection, load_checkpoint, save_checkpoint
+from services.infra.store import Connection, load_checkpoint, never_appending, save_checkpoint
 
 CHECKPOINT = "audit_sealer"
 BATCH = 5000
@@ -23,7 +23,7 @@ async def seal_next(conn: Connection, batch: int = BATCH) -> int:
     Appends never wait for this: it reads committed rows only, and the one lock it takes is
     its own.
     """
-    async with conn.transaction():
+    async with never_appending(conn):  # it writes its own table only: readers need not wait
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK)
         cursor = await load_checkpoint(conn, CHECKPOINT)
         events = await audit_store.read_unsealed(conn, cursor, batch)

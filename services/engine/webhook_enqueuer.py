@@ -7,7 +7,7 @@ import asyncio
 import asyncpg
 
 from services.engine.follower import follow_log
-from services.infra.store import Connection, load_checkpoint, save_checkpoint
+from services.infra.store import Connection, load_checkpoint, never_appending, save_checkpoint
 from services.infra.webhook_queue import enqueue_next, promote
 
 CHECKPOINT = "webhooks"
@@ -18,7 +18,7 @@ _LOCK = 7_240_014
 
 async def enqueue_step(conn: Connection, give_up_seconds: float, batch: int = BATCH) -> int:
     """Enqueues the next batch of the log; 0 when there was nothing to read."""
-    async with conn.transaction():
+    async with never_appending(conn):  # it writes its own table only: readers need not wait
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK)
         cursor = await load_checkpoint(conn, CHECKPOINT)
         enqueued = await enqueue_next(conn, cursor, batch, give_up_seconds)
