@@ -114,7 +114,15 @@ def executor_service(task_type: str) -> Service:
         rejections = Rejections()
         serves_files = KINDS[task_type].file_field is not None
         limits = TokenBuckets(settings.file_requests_per_second, settings.file_requests_burst)
-        files = FileServer(pool, client, rejections, limits=limits) if serves_files else None
+        files = intake = None
+        if serves_files:
+            # File requests come on a connection of their own: a device flooding them fills
+            # only that connection's queue at nats-server, not the one the executor's fetches,
+            # results and JetStream reads come through (docs/security.md).
+            intake = await connect_nats(
+                settings.nats_url, f"deployx-files-{task_type}", settings.nats_ca
+            )
+            files = FileServer(pool, client, rejections, limits=limits, intake=intake)
         try:
             if files is not None:
                 await files.start()
@@ -147,6 +155,8 @@ def executor_service(task_type: str) -> Service:
         finally:
             if files is not None:
                 await files.stop()
+            if intake is not None:
+                await intake.drain()
             await client.drain()
             await pool.close()
 

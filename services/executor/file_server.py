@@ -5,6 +5,7 @@ run is past its deadline, and at a bounded rate per device."""
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import OrderedDict
 from typing import TypeVar
@@ -52,7 +53,14 @@ REQUESTS = Counter(
     "limited: over the device's rate, answered unavailable)",
     ["outcome"],
 )
-PARALLEL = 32  # requests answered at once by one server; more wait in NATS' queue
+PARALLEL = 32  # requests answered at once by one server
+# Requests within their devices' rates waiting for one of the PARALLEL slots; past this many,
+# a request is told "unavailable" at once: the intake's callback never waits.
+WAITING = 4096
+# A device over its rate is told "unavailable" at most this often (seconds): an agent pauses
+# at least 0.2 s after being told so (file_fetch), and a flood's every request answered would
+# cost a publish each.
+TOLD_EVERY = 0.1
 # Chunk requests one device may make of one server (DEPLOYX_FILE_REQUESTS_PER_SECOND and
 # _BURST): over it, the agent is told "unavailable" and asks again after a pause (file_fetch).
 _DEFAULTS = Settings()
@@ -81,8 +89,13 @@ class FileServer:
         *,
         clock: Clock | None = None,
         limits: TokenBuckets | None = None,
+        intake: nats.aio.client.Client | None = None,
     ) -> None:
         self._db, self._nc, self._bucket = db, client, bucket
+        # Where requests arrive: best a connection of their own, so that a device flooding
+        # them delays nothing else of the process (its JetStream reads, its replies, and an
+        # executor's fetches and results all go through `client`).
+        self._intake = intake or client
         self._rejections = rejections
         self._clock = clock or SystemClock()
         self._limits = limits or TokenBuckets(
@@ -94,11 +107,13 @@ class FileServer:
         self._grants: OrderedDict[str, Grant] = OrderedDict()
         self._objects: OrderedDict[str, ObjectInfo] = OrderedDict()
         self._slots = asyncio.Semaphore(PARALLEL)
+        self._waiting = 0
+        self._told: OrderedDict[str, float] = OrderedDict()  # device -> last told "unavailable"
         self._answering: set[asyncio.Task[None]] = set()
         self._subscription: nats.aio.subscription.Subscription | None = None
 
     async def start(self) -> None:
-        self._subscription = await self._nc.subscribe(
+        self._subscription = await self._intake.subscribe(
             ALL_FILE_REQUESTS, queue=FILE_SERVER_QUEUE, cb=self._on_request
         )
 
@@ -109,27 +124,43 @@ class FileServer:
             await asyncio.wait(self._answering, timeout=10)
 
     async def _on_request(self, msg: nats.aio.msg.Msg) -> None:
+        # Never waits for anything but a publish: a callback held up holds up the whole
+        # subscription, every device's requests behind the one it holds.
         device = device_of(msg.subject)
         # Only to the asking agent's own inbox: a reply subject is the sender's choice, and
         # another device's jobs subject would have us deliver to it.
         to_inbox = msg.reply.startswith(f"{agent_inbox_prefix(device)}.")
-        # Before anything else: a flooding device's surplus costs at most a publish, and
-        # leaves the slots below to everyone else.
-        if not self._limits.take(device, time.monotonic()):
+        # Before anything else: a flooding device's surplus costs a count, and an answer
+        # every TOLD_EVERY, and leaves the slots below to everyone else.
+        now = time.monotonic()
+        if not self._limits.take(device, now):
             self._rejections.note(device, "file_request", TOO_MANY, msg.data)
-            if to_inbox:
-                await self._nc.publish(msg.reply, b"", headers={STATUS: "unavailable"})
             REQUESTS.labels("limited").inc()
+            if to_inbox and now - self._told.get(device, -math.inf) >= TOLD_EVERY:
+                _remember(self._told, device, now)
+                await self._nc.publish(msg.reply, b"", headers={STATUS: "unavailable"})
             return
         if not to_inbox:
             log.warning("file_request_dropped", device_id=device, reply=msg.reply[:200])
             REQUESTS.labels("dropped").inc()
             return
-        await self._slots.acquire()  # holding up this callback holds up the subscription
-        task = asyncio.create_task(self._answer(msg, device))
+        if self._waiting >= WAITING:
+            await self._reply(msg.reply, "unavailable")
+            return
+        self._waiting += 1
+        task = asyncio.create_task(self._answer_in_turn(msg, device))
         self._answering.add(task)
         task.add_done_callback(self._answering.discard)
-        task.add_done_callback(lambda _: self._slots.release())
+
+    async def _answer_in_turn(self, msg: nats.aio.msg.Msg, device: str) -> None:
+        waiting = True
+        try:
+            async with self._slots:  # in arrival order
+                self._waiting, waiting = self._waiting - 1, False
+                await self._answer(msg, device)
+        finally:
+            if waiting:  # cancelled (the server stopping) before its turn came
+                self._waiting -= 1
 
     async def _answer(self, msg: nats.aio.msg.Msg, device: str) -> None:
         try:

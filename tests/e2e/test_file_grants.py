@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import sys
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -20,7 +21,7 @@ import pytest
 
 from services.agent.file_protocol import STATUS, ChunkRequest, files_subject
 from services.domain.file_grants import EXPIRED
-from services.executor.file_server import TOO_MANY
+from services.executor.file_server import TOLD_EVERY, TOO_MANY
 from services.executor.run import job_id
 from services.executor.spec import RunSpec
 from services.executor.targets import job_for
@@ -167,18 +168,69 @@ async def test_a_flooding_device_is_held_to_its_rate_while_another_device_is_ser
     finally:
         stop.set()
         await flooding
-    await wait_until(lambda: answered(sent), 15, "every flood request answered", fleet.watched)
     elapsed = time.monotonic() - began
+
+    async def all_counted() -> bool:
+        """Every request of the flood answered with its chunk, or listed as over the rate."""
+        surplus = (await refusals(fleet.api, "flood-1")).get(TOO_MANY, 0)
+        return answers["ok"] + surplus == sent
+
+    await wait_until(all_counted, 15, "every flood request counted", fleet.watched)
     await flooder.close()
 
     assert execution["status"] == "success", execution
     assert destination.read_bytes() == content
-    # The burst, then the rate, and no more: everything else was told to ask again later.
+    # The burst, then the rate, and no more: the rest was listed, and the flood told to ask
+    # again later at most every TOLD_EVERY.
     assert BURST <= answers["ok"] <= BURST + RATE * elapsed, (answers, elapsed)
-    assert answers["unavailable"] == sent - answers["ok"], answers
-
-    async def listed() -> bool:
-        return await refusals(fleet.api, "flood-1") == {TOO_MANY: answers["unavailable"]}
-
-    await wait_until(listed, 15, "the flood's refusals to be listed", fleet.watched)
+    assert 1 <= answers["unavailable"] <= elapsed / TOLD_EVERY + 1, (answers, elapsed)
+    assert await refusals(fleet.api, "flood-1") == {TOO_MANY: sent - answers["ok"]}
     assert await refusals(fleet.api, "good-1") == {}
+
+
+async def test_a_device_flooding_file_requests_at_full_speed_holds_up_no_other_work_of_the_executor(
+    fleet: Fleet, pool: asyncpg.Pool, nats_url: str
+) -> None:
+    executor = fleet.executor(FILES)
+    await executor.wait_for_log("executor_started")
+    file_id = await upload(fleet.api, b"listen 8080\n")
+    deadline = datetime.now(UTC) + timedelta(minutes=10)
+    _, flood_run = await file_run(pool, ["flood-1"], file_id, deadline=deadline)
+    flooder = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.e2e.flooder",
+        nats_url,
+        "flood-1",
+        job_id(flood_run, "flood-1"),
+        file_id,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert flooder.stdout is not None
+        assert await asyncio.wait_for(flooder.stdout.readline(), 10) == b"flooding\n"
+
+        async def flooded() -> bool:
+            return (await refusals(fleet.api, "flood-1")).get(TOO_MANY, 0) > 0
+
+        # The flood reached the file server, which counts its surplus for the admins ...
+        await wait_until(flooded, 10, "the flood's surplus to be listed", fleet.watched)
+        # ... while the executor (whose file server that is) starts and ends another run.
+        task_id, execution_id = await run_now(
+            fleet.api,
+            {
+                "name": "ship it while flooded at full speed",
+                "task_type": FILES,
+                "recurrence_type": "daily",
+                "recurrence_config": {"time": "03:00"},
+                "device_ids": ["never-seen-1"],
+                "task_payload": deployment(file_id, Path("/tmp/never-written.conf")),
+            },
+        )
+        execution = await fleet.finished(task_id, execution_id, timeout=10)
+    finally:
+        flooder.kill()
+        await flooder.wait()
+
+    details = execution["result"]["execution_details"]
+    assert details["never-seen-1"]["status"] == "unreachable", execution
