@@ -121,7 +121,11 @@ class FileServer:
         if self._subscription is not None:
             await self._subscription.unsubscribe()
         if self._answering:
-            await asyncio.wait(self._answering, timeout=10)
+            _, late = await asyncio.wait(self._answering, timeout=10)
+            for task in late:  # still waiting for a slot: their agents ask again, elsewhere
+                task.cancel()
+            if late:
+                await asyncio.wait(late)
 
     async def _on_request(self, msg: nats.aio.msg.Msg) -> None:
         # Never waits for anything but a publish: a callback held up holds up the whole
