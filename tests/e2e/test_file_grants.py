@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import io
 import os
-import sys
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -26,6 +25,7 @@ from services.executor.run import job_id
 from services.executor.spec import RunSpec
 from services.executor.targets import job_for
 from tests.e2e.fleet import Fleet, run_now
+from tests.e2e.flooder import flooding
 from tests.e2e.job_sender import job_sender
 from tests.e2e.processes import wait_until
 from tests.integration.file_jobs import agent_connection, file_run
@@ -196,19 +196,9 @@ async def test_a_device_flooding_file_requests_at_full_speed_holds_up_no_other_w
     file_id = await upload(fleet.api, b"listen 8080\n")
     deadline = datetime.now(UTC) + timedelta(minutes=10)
     _, flood_run = await file_run(pool, ["flood-1"], file_id, deadline=deadline)
-    flooder = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "tests.e2e.flooder",
-        nats_url,
-        "flood-1",
-        job_id(flood_run, "flood-1"),
-        file_id,
-        stdout=asyncio.subprocess.PIPE,
-    )
+    asked = ChunkRequest(job_id=job_id(flood_run, "flood-1"), file_id=file_id)
+    flooder = await flooding(nats_url, "flood-1", "files", msgspec.json.encode(asked))
     try:
-        assert flooder.stdout is not None
-        assert await asyncio.wait_for(flooder.stdout.readline(), 10) == b"flooding\n"
 
         async def flooded() -> bool:
             return (await refusals(fleet.api, "flood-1")).get(TOO_MANY, 0) > 0
