@@ -111,6 +111,36 @@ async def load(base: str, token: str, requests: int, concurrency: int) -> list[f
     return latencies
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU time of these processes so far (Linux /proc; 0 for one gone)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def descendants(pid: int) -> list[int]:
+    """The processes under pid (the embedded PostgreSQL with its backends, and NATS)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    found, pending = [], list(children.get(pid, []))
+    while pending:
+        child = pending.pop()
+        found.append(child)
+        pending.extend(children.get(child, []))
+    return found
+
+
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
@@ -126,6 +156,10 @@ async def main() -> None:
     args = parser.parse_args()
     port, bare_port = free_port(), free_port()
     runs: dict[str, tuple[float, list[float]]] = {"deployx": (0.0, []), "bare INSERT": (0.0, [])}
+    # CPU seconds spent while each was loaded: in its own process, and in the servers under
+    # `deployx up` (PostgreSQL, which both use, and NATS). On a shared machine this stays
+    # meaningful when requests/s do not.
+    cpu: dict[str, list[float]] = {name: [0.0, 0.0] for name in runs}
     ratios: list[float] = []
     with tempfile.TemporaryDirectory(prefix="deployx-bench-") as tmp:
         data_dir = Path(tmp)
@@ -141,13 +175,17 @@ async def main() -> None:
             await load(bare_base, "", 200, args.concurrency)
             for _ in range(args.rounds):
                 rate: dict[str, float] = {}
-                for name, url, key in (
-                    ("deployx", base, token),
-                    ("bare INSERT", bare_base, ""),
+                for name, url, key, server in (
+                    ("deployx", base, token, stack.pid),
+                    ("bare INSERT", bare_base, "", bare.pid),
                 ):
+                    servers = descendants(stack.pid)
+                    own, under = cpu_seconds([server]), cpu_seconds(servers)
                     started = time.perf_counter()
                     latencies = await load(url, key, args.requests, args.concurrency)
                     elapsed = time.perf_counter() - started
+                    cpu[name][0] += cpu_seconds([server]) - own
+                    cpu[name][1] += cpu_seconds(servers) - under
                     rate[name] = args.requests / elapsed
                     runs[name] = (runs[name][0] + elapsed, runs[name][1] + latencies)
                 ratios.append(rate["deployx"] / rate["bare INSERT"])
@@ -165,7 +203,9 @@ async def main() -> None:
             f"POST /api/schedule/tasks ({name}): {len(latencies)} requests, concurrency "
             f"{args.concurrency}: {rates[name]:,.0f} requests/s; latency ms p50 "
             f"{statistics.median(latencies) * ms:.1f}, p99 "
-            f"{percentile(latencies, 0.99) * ms:.1f}, max {max(latencies) * ms:.1f}"
+            f"{percentile(latencies, 0.99) * ms:.1f}, max {max(latencies) * ms:.1f}; CPU ms "
+            f"per request: {cpu[name][0] / len(latencies) * ms:.2f} in its process, "
+            f"{cpu[name][1] / len(latencies) * ms:.2f} in PostgreSQL and NATS"
         )
     print(
         f"deployx reaches {rates['deployx'] / rates['bare INSERT']:.0%} of the bare handler "
