@@ -35,18 +35,26 @@ class TaskReads:
 
     async def _read(self) -> None:
         while self._waiting:
-            ids = list(self._waiting)[:MAX_BATCH]
-            batch = {task_id: self._waiting.pop(task_id) for task_id in ids}
+            batch = self._next_batch()
             try:
-                found = await get_tasks(self._pool, ids)
+                # One connection while batches keep coming: a checkout and a reset per burst.
+                async with self._pool.acquire() as conn:
+                    while True:
+                        found = await get_tasks(conn, list(batch))
+                        self.queries += 1
+                        for task_id, futures in batch.items():
+                            for future in futures:
+                                if not future.done():
+                                    future.set_result(found.get(task_id))
+                        if not self._waiting:
+                            break
+                        batch = self._next_batch()
             except Exception as exc:  # each caller gets the error its own query would have
                 for futures in batch.values():
                     for future in futures:
                         if not future.done():
                             future.set_exception(exc)
-                continue
-            self.queries += 1
-            for task_id, futures in batch.items():
-                for future in futures:
-                    if not future.done():
-                        future.set_result(found.get(task_id))
+
+    def _next_batch(self) -> dict[str, list[asyncio.Future[Task | None]]]:
+        ids = list(self._waiting)[:MAX_BATCH]
+        return {task_id: self._waiting.pop(task_id) for task_id in ids}
