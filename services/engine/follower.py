@@ -11,7 +11,7 @@ import structlog
 from services.infra.clock import Backoff, wait_first
 from services.infra.db import UNAVAILABLE, describe, reconnect_backoff
 from services.infra.listen import Listener
-from services.infra.store import EVENTS_CHANNEL, Connection, has_events_after, load_checkpoint
+from services.infra.store import EVENTS_CHANNEL, Connection, has_events_past
 
 log = structlog.get_logger("deployx.follower")
 
@@ -49,8 +49,11 @@ async def follow_log(
             try:
                 async with pool.acquire() as conn:
                     done = await step(conn)
-                    waiting = not done and await has_events_after(
-                        conn, await load_checkpoint(conn, checkpoint)
+                    # After a step that took events, no second step just to find nothing: an
+                    # append committed since sends a wake-up (wake is set), and one committed
+                    # before it but not yet readable is what has_events_past finds.
+                    waiting = (not done or not wake.is_set()) and await has_events_past(
+                        conn, [checkpoint]
                     )
                 failures.reset()
                 outage.reset()
@@ -62,14 +65,14 @@ async def follow_log(
                 log.exception("reader_failed", reader=checkpoint)
                 await wait_first(stop, timeout=failures.next())
                 continue
-            if done:
+            if done or not waiting:
                 held_back.reset()
-                continue
+            if done and (waiting or wake.is_set()):
+                continue  # more to read already
             if waiting:
                 # Committed, but behind an older open transaction whose commit wakes no one.
                 await asyncio.sleep(held_back.next())
                 continue
-            held_back.reset()
             await wait_first(wake, stop, timeout=5.0)
     finally:
         await listener.stop()

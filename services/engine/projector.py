@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 from collections.abc import Callable
 
 import asyncpg
@@ -20,7 +22,7 @@ from services.infra.store import (
     PROJECTED_CHANNEL,
     Connection,
     LogCursor,
-    has_events_after,
+    has_events_past,
     load_checkpoint,
     never_appending,
     read_after,
@@ -121,6 +123,10 @@ async def apply_batch(
 
 # The checkpoints of several projections in one statement (the locks were taken before it, by
 # another statement: one that waited for a lock would still read with the snapshot it began with).
+# The admins' retries of set-aside events are looked for at most this often (seconds): on every
+# round while appends come back to back would be a query per round for what is rare; an idle
+# projector's next round (at most 5 s away) looks at once.
+DEAD_LETTERS_EVERY = 1.0
 _LOAD_CHECKPOINTS = """
 SELECT n.name, c.tx_id::text::bigint AS tx_id, c.position
 FROM unnest($1::text[]) AS n(name) LEFT JOIN checkpoints c ON c.name = n.name
@@ -302,22 +308,27 @@ async def run_projector(
     failures = Backoff(first=0.5, limit=30.0)
     poison = FailureCounter()
     outage = reconnect_backoff()
+    letters_checked = -math.inf
     try:
         while not stop.is_set():
             wake.clear()
             try:
                 async with pool.acquire() as conn:
-                    await retry_dead_letters(conn, projections)
+                    if time.monotonic() - letters_checked >= DEAD_LETTERS_EVERY:
+                        await retry_dead_letters(conn, projections)
+                        letters_checked = time.monotonic()
                     applied = await catch_up(conn, projections, failures=poison)
                     failures.reset()
                     outage.reset()
                     if applied:
                         retry.reset()
+                    if applied and wake.is_set():
                         continue
                     # A committed event may be held back behind an older open transaction whose
-                    # commit sends no wake-up: look again soon instead of waiting for one.
-                    cursor = min([await load_checkpoint(conn, p.name) for p in projections])
-                    held_back = await has_events_after(conn, cursor)
+                    # commit sends no wake-up: look again soon instead of waiting for one. After
+                    # a round that applied events this is also all that is left to look for (an
+                    # append committed since sent a wake-up): no second round to find nothing.
+                    held_back = await has_events_past(conn, [p.name for p in projections])
             except UNAVAILABLE as exc:
                 # The database is away (the checkpoint did not move): look again shortly.
                 log.warning("projection_failed", error=describe(exc))
@@ -334,7 +345,8 @@ async def run_projector(
                 await wait_first(stop, timeout=failures.next())
                 continue
             if held_back:
-                await asyncio.sleep(retry.next())
+                if not applied:
+                    await asyncio.sleep(retry.next())
                 continue
             retry.reset()
             await wait_first(wake, stop, timeout=5.0)

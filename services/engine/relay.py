@@ -46,8 +46,9 @@ BATCH = 1000
 # A batch's acks arrive within milliseconds of each other. None for this long: the messages
 # went to a stream leader that died (they are never answered), so publish the batch again.
 ACK_STALL = 5.0
-# While batches come back to back, the admins' retries of set-aside events are looked for this
-# often (seconds); whenever the relay has caught up with the log, at once.
+# The admins' retries of set-aside events are looked for at most this often (seconds): while
+# appends keep coming, a query per batch for what is rare would be one round trip in four; an
+# idle relay's next round (at most `idle` away) looks at once.
 DEAD_LETTERS_EVERY = 1.0
 # Only one relay publishes at a time: the others wait on this session-level advisory lock,
 # which PostgreSQL releases the moment the holder's connection dies.
@@ -179,7 +180,7 @@ async def _relay_loop(
     letters_checked = -math.inf
     while not stop.is_set():
         wake.clear()
-        if not ahead or time.monotonic() - letters_checked > DEAD_LETTERS_EVERY:
+        if time.monotonic() - letters_checked > DEAD_LETTERS_EVERY:
             await _retry_dead_letters(conn, js)
             letters_checked = time.monotonic()
         # A batch read ahead is as good as one read now (the log only grows past it); an
@@ -188,6 +189,13 @@ async def _relay_loop(
         if batch:
             cursor, ahead = await _relay_batch(conn, js, publisher, batch)
             held_back.reset()
+            # After a short batch, no second read just to find nothing: an append committed
+            # since sent a wake-up, and one held back is what has_events_after finds.
+            if ahead or len(batch) == BATCH or wake.is_set():
+                continue
+            if await has_events_after(conn, cursor):
+                continue
+            await wait_first(wake, stop, timeout=idle)
             continue
         # Committed but held back behind an older open transaction: look again soon.
         if await has_events_after(conn, cursor):

@@ -293,6 +293,21 @@ async def has_events_after(db: Db, cursor: LogCursor) -> bool:
     )
 
 
+_EVENTS_AFTER_CHECKPOINTS = """
+SELECT EXISTS (SELECT 1 FROM events WHERE (tx_id, position) > (
+    SELECT coalesce(c.tx_id, '0'::xid8), coalesce(c.position, 0)
+    FROM unnest($1::text[]) AS n(name) LEFT JOIN checkpoints c ON c.name = n.name
+    ORDER BY 1, 2 LIMIT 1
+))
+"""
+
+
+async def has_events_past(db: Db, checkpoints: Sequence[str]) -> bool:
+    """Whether committed events lie past the lowest of these saved checkpoints (a missing one is
+    the log's start): load_checkpoint and has_events_after in one round trip."""
+    return bool(await db.fetchval(_EVENTS_AFTER_CHECKPOINTS, list(checkpoints)))
+
+
 async def read_task_history(
     db: Db, task_id: str, after: LogCursor | None = None
 ) -> list[RecordedEvent]:
