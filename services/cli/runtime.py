@@ -48,7 +48,10 @@ async def serve_api(settings: Settings, stop: asyncio.Event) -> None:
 
 async def serve_projector(settings: Settings, stop: asyncio.Event) -> None:
     metrics.on_scrape("projection_lag", metrics.projection_lag([p.name for p in PROJECTIONS]))
-    pool = await open_pool(settings, max_size=4)
+    # No reset query per checkout (a round trip on every wake-up): the projector's statements
+    # leave no session state, and a projection rebuild's connection (blue_green) that did not
+    # end cleanly is closed rather than given back.
+    pool = await open_pool(settings, max_size=4, reset_session=False)
     log.info("projector_started")
     try:
         await run_projector(pool, stop, session_url=settings.database_session_url)

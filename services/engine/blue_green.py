@@ -106,7 +106,14 @@ async def _session(pool: asyncpg.Pool, session_url: str | None) -> AsyncIterator
     # The rebuild sets search_path for its session: not through a pooler in transaction mode.
     if session_url is None:
         async with pool.acquire() as pooled:
-            yield pooled
+            try:
+                yield pooled
+            except BaseException:
+                # The projector's pool skips the reset query (the projector's own statements
+                # leave no session state): a rebuild cut short may have left its search_path
+                # or lock behind, so this connection goes, not back to the pool.
+                pooled.terminate()
+                raise
         return
     own = await asyncpg.connect(session_url)
     try:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 from collections.abc import Awaitable, Callable
 
 import asyncpg
@@ -26,11 +28,17 @@ async def follow_log(
     step: Step,
     *,
     session_url: str | None = None,
+    pace: float = 0.0,
 ) -> None:
     """Runs step until it finds nothing, then waits for the next append; until stop.
 
     A failed step moved nothing (its transaction rolled back), so the same batch is tried
     again, after a pause that grows while it keeps failing.
+
+    pace: the least time (seconds) from the start of a step that took events to the start of
+    the next. While appends keep coming, each step then takes in one batch (one transaction,
+    one set of statements) what gathered meanwhile, instead of a batch per append; the first
+    append after a quiet spell is taken at once.
     """
     wake = asyncio.Event()
     listener = Listener(
@@ -43,12 +51,19 @@ async def follow_log(
     await listener.start()
     held_back = Backoff(first=0.002, limit=0.1)
     failures, outage = Backoff(first=0.5, limit=30.0), reconnect_backoff()
+    took_at = -math.inf
     try:
         while not stop.is_set():
+            if (gap := took_at + pace - time.monotonic()) > 0:
+                await wait_first(stop, timeout=gap)
+                continue
             wake.clear()
+            started = time.monotonic()
             try:
                 async with pool.acquire() as conn:
                     done = await step(conn)
+                    if done:
+                        took_at = started
                     # After a step that took events, no second step just to find nothing: an
                     # append committed since sends a wake-up (wake is set), and one committed
                     # before it but not yet readable is what has_events_past finds.

@@ -12,6 +12,9 @@ from services.infra.webhook_queue import enqueue_next, promote
 
 CHECKPOINT = "webhooks"
 BATCH = 2000
+# While appends keep coming, a batch at most this often (seconds; see follow_log): a webhook
+# may leave up to this much later, the enqueuer's statements per append shrink with the batch.
+PACE = 0.1
 # Replicas take turns per batch; the checkpoint moves in the same transaction as the rows.
 _LOCK = 7_240_014
 
@@ -40,4 +43,4 @@ async def run_enqueuer(
     async def step(conn: Connection) -> int:
         return await enqueue_step(conn, give_up_seconds)
 
-    await follow_log(pool, stop, CHECKPOINT, step, session_url=session_url)
+    await follow_log(pool, stop, CHECKPOINT, step, session_url=session_url, pace=PACE)

@@ -3,8 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sized
 from datetime import UTC, datetime
 from typing import Protocol
+
+
+async def more_within(more: asyncio.Event, pending: Sized, seconds: float) -> bool:
+    """Whether pending has something now or gets some within seconds; whoever adds to it sets
+    more. For a worker keeping its connection a moment for the next burst."""
+    more.clear()
+    if len(pending):
+        return True
+    try:
+        async with asyncio.timeout(seconds):
+            await more.wait()
+    except TimeoutError:
+        return False
+    return bool(len(pending))
 
 
 async def wait_first(*events: asyncio.Event, timeout: float | None = None) -> None:

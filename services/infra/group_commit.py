@@ -18,6 +18,7 @@ import msgspec
 from events.base import Event
 from events.codec import RecordedEvent
 from services.domain.errors import Conflict
+from services.infra.clock import more_within
 from services.infra.store import (
     ANY_VERSION_ATTEMPTS,
     ConcurrencyError,
@@ -33,6 +34,10 @@ from services.infra.store import (
 # The most appends one group takes: bounds a commit's size and the time a transaction holds
 # back log readers (docs/event-log.md).
 MAX_GROUP = 256
+# How long the writer keeps its connection after its last group, for the next one: requests
+# come in waves (each answered after the projector's round), and a checkout with the pool's
+# reset query per wave is a round trip each.
+LINGER = 0.1
 
 _encoder = msgspec.json.Encoder()
 
@@ -81,6 +86,7 @@ class GroupCommit:
         self._max_group = max_group
         self._queue: list[_Item] = []
         self._writer: asyncio.Task[None] | None = None
+        self._more = asyncio.Event()  # set on every append: wakes a lingering writer
         self.groups = 0  # how many commits wrote how many appends: for tests and benchmarks
         self.appends = 0
 
@@ -110,6 +116,7 @@ class GroupCommit:
                 answer=asyncio.get_running_loop().create_future(),
             )
             self._queue.append(item)
+            self._more.set()
             if self._writer is None or self._writer.done():
                 self._writer = asyncio.create_task(self._write())
             try:
@@ -129,7 +136,7 @@ class GroupCommit:
                     while True:
                         await _write_group(conn, group)
                         self._answer(group)
-                        if not self._queue:
+                        if not await more_within(self._more, self._queue, LINGER):
                             break
                         group = self._take()
             except BaseException as exc:
