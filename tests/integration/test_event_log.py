@@ -22,6 +22,7 @@ from services.infra.store import (
     append,
     append_each,
     has_events_after,
+    has_events_past,
     never_appending,
     read_after,
     read_stream,
@@ -352,3 +353,23 @@ async def test_readers_never_pass_a_row_that_commits_later_among_transactions_th
         assert cursors == sorted(cursors), "read out of log order"
         assert len(seen) == len(appended), "a reader passed an event that committed later"
         assert {event_id for _, event_id in seen} == appended
+
+
+async def test_has_events_past_looks_past_the_lowest_checkpoint(database_url: str) -> None:
+    """A reader's held-back check: events past the checkpoint furthest behind, a missing
+    checkpoint being the log's start."""
+    pool = await create_pool(database_url, max_size=2)
+    try:
+        assert not await has_events_past(pool, ["a", "b"])  # an empty log
+        first = await append(pool, "one", "test", [paused("one")], expected_version=0)
+        second = await append(pool, "two", "test", [paused("two")], expected_version=0)
+        assert await has_events_past(pool, ["a"])
+        await save_checkpoint(pool, "a", LogCursor.of(second[0]))
+        assert not await has_events_past(pool, ["a"])
+        assert await has_events_past(pool, ["a", "b"])  # b has read nothing yet
+        await save_checkpoint(pool, "b", LogCursor.of(first[0]))
+        assert await has_events_past(pool, ["b", "a"])  # b is one event behind
+        await save_checkpoint(pool, "b", LogCursor.of(second[0]))
+        assert not await has_events_past(pool, ["a", "b"])
+    finally:
+        await pool.close()
